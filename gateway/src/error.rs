@@ -1,0 +1,111 @@
+//! The gateway's errors, and the one place where they become gRPC status.
+
+use tonic::{Code, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// No worker of the fleet serves this model name.
+    #[error("model `{model}` is not served here; known models: {}", known.join(", "))]
+    UnknownModel { model: String, known: Vec<String> },
+    /// A request field is out of range; the message names the field.
+    #[error("{0}")]
+    Invalid(String),
+    /// The model exists but none of its workers is healthy.
+    #[error("no healthy worker serves model `{model}` ({workers} known, all down or starting)")]
+    NoHealthyWorker { model: String, workers: usize },
+    #[error("deadline exceeded")]
+    DeadlineExceeded,
+    /// The worker could not be reached or dropped the connection.
+    #[error("worker `{worker}` is unreachable: {message}")]
+    WorkerUnreachable { worker: String, message: String },
+    /// The worker answered with an error status; relayed as is.
+    #[error("{}", .0.message())]
+    Worker(Status),
+    /// The worker's stream ended without its final message.
+    #[error("worker `{worker}` ended the stream without a final message")]
+    IncompleteStream { worker: String },
+}
+
+impl GatewayError {
+    /// Classifies a failed call to a worker: transport failures make the
+    /// worker unreachable, anything else is the worker's own answer.
+    pub fn from_worker(worker: &str, status: Status) -> Self {
+        let transport = status.code() == Code::Unavailable
+            || (status.code() == Code::Unknown && status.message().contains("transport"));
+        if transport {
+            GatewayError::WorkerUnreachable {
+                worker: worker.to_string(),
+                message: status.message().to_string(),
+            }
+        } else if status.code() == Code::DeadlineExceeded || status.code() == Code::Cancelled {
+            GatewayError::DeadlineExceeded
+        } else {
+            GatewayError::Worker(status)
+        }
+    }
+
+    /// Stable name for logs and metric labels.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            GatewayError::UnknownModel { .. } => "unknown_model",
+            GatewayError::Invalid(_) => "validation",
+            GatewayError::NoHealthyWorker { .. } => "no_healthy_worker",
+            GatewayError::DeadlineExceeded => "deadline",
+            GatewayError::WorkerUnreachable { .. } => "worker_unreachable",
+            GatewayError::Worker(_) => "worker",
+            GatewayError::IncompleteStream { .. } => "incomplete_stream",
+        }
+    }
+}
+
+impl From<GatewayError> for Status {
+    fn from(e: GatewayError) -> Self {
+        let message = e.to_string();
+        match e {
+            GatewayError::UnknownModel { .. } => Status::not_found(message),
+            GatewayError::Invalid(_) => Status::invalid_argument(message),
+            GatewayError::NoHealthyWorker { .. }
+            | GatewayError::WorkerUnreachable { .. }
+            | GatewayError::IncompleteStream { .. } => Status::unavailable(message),
+            GatewayError::DeadlineExceeded => Status::deadline_exceeded(message),
+            GatewayError::Worker(status) => Status::new(status.code(), message),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_has_its_code() {
+        let s: Status = GatewayError::UnknownModel {
+            model: "x".into(),
+            known: vec!["a".into(), "b".into()],
+        }
+        .into();
+        assert_eq!(s.code(), Code::NotFound);
+        assert_eq!(
+            s.message(),
+            "model `x` is not served here; known models: a, b"
+        );
+        let s: Status = GatewayError::NoHealthyWorker {
+            model: "a".into(),
+            workers: 1,
+        }
+        .into();
+        assert_eq!(s.code(), Code::Unavailable);
+        let s: Status =
+            GatewayError::from_worker("w", Status::invalid_argument("`top_p` bad")).into();
+        assert_eq!(
+            (s.code(), s.message()),
+            (Code::InvalidArgument, "`top_p` bad")
+        );
+        let s: Status =
+            GatewayError::from_worker("w", Status::unavailable("connection refused")).into();
+        assert_eq!(s.code(), Code::Unavailable);
+        assert!(s.message().contains("worker `w` is unreachable"));
+        let s: Status = GatewayError::from_worker("w", Status::deadline_exceeded("late")).into();
+        assert_eq!(s.code(), Code::DeadlineExceeded);
+    }
+}

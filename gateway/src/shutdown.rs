@@ -1,0 +1,25 @@
+//! Shutdown signals.
+//!
+//! SIGINT comes from a person pressing Ctrl-C in the terminal that runs the
+//! gateway (`make run`); SIGTERM from systemd or the kubelet. Both start a
+//! graceful drain, and `up` then stops its workers.
+
+/// Completes when the process receives SIGINT or SIGTERM.
+pub async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        // Installing a handler fails only if the signal driver cannot be
+        // registered at all, which leaves nothing sensible to do but panic.
+        let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; shutting down"),
+            _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("Ctrl-C received; shutting down");
+    }
+}

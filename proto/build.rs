@@ -1,0 +1,22 @@
+//! Compiles `proto/mig/**.proto` with protox (pure Rust, no system `protoc`)
+//! and generates tonic clients and servers from the resulting descriptors.
+
+use std::path::PathBuf;
+
+use prost::Message;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protos = [
+        "mig/inference/v1/inference.proto",
+        "mig/worker/v1/worker.proto",
+    ];
+    for proto in protos {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    let fds = protox::compile(protos, ["."])?;
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    // Served by gRPC reflection so grpcurl can discover the API.
+    std::fs::write(out.join("mig_descriptor.bin"), fds.encode_to_vec())?;
+    tonic_prost_build::configure().compile_fds(fds)?;
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! `mig-worker bench`: prefill and decode speed of a generation model on
+//! this machine, measured on the engine's own code path without a server.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+use serde::Serialize;
+
+use crate::config::{DeviceKind, WeightFormat};
+use crate::model::{self, Backend, Codec};
+use crate::sampling::{Sampler, SamplingParams};
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// A `.gguf` generation model.
+    #[arg(long)]
+    pub model_path: PathBuf,
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceKind,
+    #[arg(long, value_enum, default_value = "q8-0")]
+    pub weights: WeightFormat,
+    /// Compute threads.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Prompt length in tokens.
+    #[arg(long, default_value_t = 128)]
+    pub prompt_tokens: usize,
+    /// Tokens decoded after the prompt (greedy, end-of-sequence ignored).
+    #[arg(long, default_value_t = 128)]
+    pub decode_tokens: usize,
+    /// Measured repetitions; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    pub model: String,
+    pub weights: String,
+    pub threads: usize,
+    pub prompt_tokens: usize,
+    pub decode_tokens: usize,
+    pub runs: usize,
+    pub load_seconds: f64,
+    pub prefill_tokens_per_second: f64,
+    pub decode_tokens_per_second: f64,
+    pub time_to_first_token_ms: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+pub fn run(args: &BenchArgs) -> anyhow::Result<BenchReport> {
+    anyhow::ensure!(args.runs > 0, "`--runs` must be at least 1");
+    anyhow::ensure!(
+        args.prompt_tokens > 0,
+        "`--prompt-tokens` must be at least 1"
+    );
+    let device = model::device(args.device)?;
+    let started = Instant::now();
+    let (backend, codec) = model::load(&args.model_path, &device, args.weights)?;
+    let load_seconds = started.elapsed().as_secs_f64();
+    let (Backend::Generate(mut model), Codec::Text(text)) = (backend, codec) else {
+        anyhow::bail!("`--model-path` is not a generation model");
+    };
+    anyhow::ensure!(
+        args.prompt_tokens + args.decode_tokens < text.context_length,
+        "prompt plus decode tokens exceed the context of {}",
+        text.context_length
+    );
+    let seed_text = "The quick brown fox jumps over the lazy dog, and 12 more \
+                     sentences follow about slices of a GPU. ";
+    let mut prompt = Vec::new();
+    while prompt.len() < args.prompt_tokens {
+        prompt.extend(text.prompter.encode_prompt(seed_text)?);
+    }
+    prompt.truncate(args.prompt_tokens);
+
+    let mut prefill = Vec::new();
+    let mut decode = Vec::new();
+    let mut ttft = Vec::new();
+    // One warm-up run, then the measured ones.
+    for run in 0..=args.runs {
+        let mut sampler = Sampler::new(&SamplingParams::greedy());
+        let mut history = prompt.clone();
+        let t0 = Instant::now();
+        let logits = model.prefill(&history)?;
+        let mut next = sampler.sample(&logits, &history)?;
+        let first = t0.elapsed().as_secs_f64();
+        let t1 = Instant::now();
+        for _ in 0..args.decode_tokens {
+            history.push(next);
+            let logits = model.step(next, history.len() - 1)?;
+            next = sampler.sample(&logits, &history)?;
+        }
+        let decode_s = t1.elapsed().as_secs_f64();
+        if run > 0 {
+            prefill.push(args.prompt_tokens as f64 / first);
+            ttft.push(first * 1000.0);
+            decode.push(args.decode_tokens as f64 / decode_s);
+        }
+    }
+    Ok(BenchReport {
+        model: args.model_path.display().to_string(),
+        weights: format!("{:?}", args.weights),
+        threads: args.threads,
+        prompt_tokens: args.prompt_tokens,
+        decode_tokens: args.decode_tokens,
+        runs: args.runs,
+        load_seconds,
+        prefill_tokens_per_second: median(prefill),
+        decode_tokens_per_second: median(decode),
+        time_to_first_token_ms: median(ttft),
+    })
+}

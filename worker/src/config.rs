@@ -1,0 +1,125 @@
+//! The `mig-worker serve` command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use mig_slices::SliceId;
+
+/// How GGUF weights stored as Q4_0/Q4_1 are held in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WeightFormat {
+    /// As stored in the file.
+    Native,
+    /// Q4_0/Q4_1 tensors re-quantized to Q8_0 at load: candle's Q8_0 CPU dot
+    /// product has a SIMD path, Q4_1's has none (about 3x faster decode here).
+    Q8_0,
+}
+
+/// Where the model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeviceKind {
+    Cpu,
+    /// Device 0 of what `CUDA_VISIBLE_DEVICES` shows (the MIG slice); needs a
+    /// binary built with the `cuda` feature.
+    Cuda,
+}
+
+/// Serve one model on one slice.
+#[derive(Debug, Clone, Parser)]
+pub struct ServeArgs {
+    /// Address of the internal gRPC server; port 0 picks a free port, printed
+    /// on the ready line.
+    #[arg(long, env = "MIG_WORKER_LISTEN", default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+
+    /// The model name clients use (for example `smollm2-135m`).
+    #[arg(long, env = "MIG_WORKER_MODEL_NAME")]
+    pub model_name: String,
+
+    /// A `.gguf` file (text generation) or a folder with `config.json`,
+    /// `model.safetensors` and `tokenizer.json` (BERT embeddings).
+    #[arg(long, env = "MIG_WORKER_MODEL_PATH")]
+    pub model_path: PathBuf,
+
+    /// The slice this worker is pinned to: `cpu:0`, `cpu:0-1`, `MIG-<uuid>`, `GPU-<uuid>`.
+    #[arg(long, env = "MIG_WORKER_SLICE", default_value = "cpu:0")]
+    pub slice: SliceId,
+
+    /// Profile reported for a GPU slice (`1g.10gb`); CPU slices are named by
+    /// their core count (`cpu-1c`).
+    #[arg(long, env = "MIG_WORKER_PROFILE")]
+    pub profile: Option<String>,
+
+    /// Identifier reported in `served_by`; defaults to `<model>@<slice>`.
+    #[arg(long, env = "MIG_WORKER_ID")]
+    pub worker_id: Option<String>,
+
+    #[arg(long, env = "MIG_WORKER_DEVICE", value_enum, default_value = "cpu")]
+    pub device: DeviceKind,
+
+    /// Compute threads; defaults to the number of cores of a CPU slice.
+    #[arg(long, env = "MIG_WORKER_THREADS")]
+    pub threads: Option<usize>,
+
+    /// In-memory format of Q4 GGUF weights.
+    #[arg(long, env = "MIG_WORKER_WEIGHTS", value_enum, default_value = "q8-0")]
+    pub weights: WeightFormat,
+
+    /// Requests that may wait for the engine; more are refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "MIG_WORKER_MAX_QUEUE", default_value_t = 64)]
+    pub max_queue: usize,
+
+    /// Longest embedding batch (inputs per request).
+    #[arg(long, env = "MIG_WORKER_MAX_EMBED_INPUTS", default_value_t = 64)]
+    pub max_embed_inputs: usize,
+
+    /// Seconds that in-flight requests get to finish after SIGTERM.
+    #[arg(long, env = "MIG_WORKER_GRACE_SECONDS", default_value_t = 10)]
+    pub grace_seconds: u64,
+}
+
+impl ServeArgs {
+    /// Cross-field checks that clap cannot express.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.model_name.trim().is_empty() {
+            return Err("`--model-name` must not be empty".into());
+        }
+        if self.threads == Some(0) {
+            return Err("`--threads` must be at least 1".into());
+        }
+        if self.max_queue == 0 {
+            return Err("`--max-queue` must be at least 1".into());
+        }
+        if matches!(self.slice, SliceId::Cpu(_)) && self.device == DeviceKind::Cuda {
+            return Err(format!(
+                "`--device cuda` needs a GPU slice, but `--slice` is the CPU slice `{}`",
+                self.slice
+            ));
+        }
+        Ok(())
+    }
+
+    /// The profile this worker reports.
+    pub fn profile(&self) -> String {
+        self.profile
+            .clone()
+            .or_else(|| self.slice.cpu_profile())
+            .unwrap_or_else(|| "gpu".to_string())
+    }
+
+    /// The worker id this worker reports.
+    pub fn worker_id(&self) -> String {
+        self.worker_id
+            .clone()
+            .unwrap_or_else(|| format!("{}@{}", self.model_name, self.slice))
+    }
+
+    /// Compute threads: explicit, else the CPU slice's core count, else 1
+    /// (a GPU worker needs only a feeder thread).
+    pub fn threads(&self) -> usize {
+        self.threads
+            .or_else(|| self.slice.cores().map(|c| c.len()))
+            .unwrap_or(1)
+    }
+}

@@ -1,0 +1,371 @@
+//! The engine thread: it owns the model and the device, takes jobs from a
+//! bounded queue, and answers each on the job's own channel.
+//!
+//! One generation runs at a time (batching comes later). Between two tokens
+//! the engine checks whether the client is still listening, whether the
+//! deadline has passed and whether the worker is shutting down, so a
+//! cancelled request stops at the next token.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::{DeviceKind, WeightFormat};
+use crate::error::{InferenceError, StartupError};
+use crate::model::{self, Backend, Codec, Embedder, Generator, TextCodec};
+use crate::sampling::{Sampler, SamplingParams};
+use crate::stop::StopMatcher;
+
+/// What to load, and where.
+#[derive(Debug, Clone)]
+pub struct ModelSpec {
+    pub path: PathBuf,
+    pub device: DeviceKind,
+    pub weights: WeightFormat,
+}
+
+/// Why a generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    Length,
+    Stop,
+    Eos,
+    /// The worker is shutting down.
+    Cancelled,
+}
+
+/// What the engine sends back for a generation, in order: any number of
+/// `Delta`, then exactly one `Done` (or one error).
+#[derive(Debug, Clone, PartialEq)]
+pub enum GenEvent {
+    /// New text and the number of tokens generated since the last event.
+    Delta { text: String, tokens: u32 },
+    Done {
+        text: String,
+        tokens: u32,
+        finish: Finish,
+        prompt_tokens: u32,
+        completion_tokens: u32,
+    },
+}
+
+pub type GenSender = mpsc::UnboundedSender<Result<GenEvent, InferenceError>>;
+
+pub struct GenerateJob {
+    pub prompt: Vec<u32>,
+    pub max_tokens: u32,
+    pub sampling: SamplingParams,
+    pub stop: Vec<String>,
+    pub deadline: Option<Instant>,
+    /// Closed by the receiver when the client goes away.
+    pub events: GenSender,
+}
+
+pub struct EmbedJob {
+    pub inputs: Vec<Vec<u32>>,
+    pub deadline: Option<Instant>,
+    pub reply: oneshot::Sender<Result<Vec<Vec<f32>>, InferenceError>>,
+}
+
+pub enum Job {
+    Generate(GenerateJob),
+    Embed(EmbedJob),
+}
+
+/// Live counters, read by `Info` without going through the queue.
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    /// Every token the model generated, counted as it is produced.
+    pub generated_tokens: AtomicU64,
+    /// Requests that reached a terminal state.
+    pub finished: AtomicU64,
+    /// Requests queued or running.
+    pub in_engine: AtomicU32,
+}
+
+/// The async side's handle on the engine thread. Dropping it closes the
+/// queue and joins the thread once the current job is done.
+pub struct Engine {
+    queue: Option<mpsc::Sender<Job>>,
+    capacity: usize,
+    stats: Arc<EngineStats>,
+    /// Set on shutdown: the running generation ends with `Cancelled` at its
+    /// next token instead of running to `max_tokens`.
+    stopping: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Engine {
+    /// Starts the engine thread and waits until the model is loaded (or
+    /// failed to load). Blocking: call it from a blocking context.
+    pub fn start(spec: ModelSpec, capacity: usize) -> Result<(Engine, Codec), StartupError> {
+        let (queue_tx, queue_rx) = mpsc::channel(capacity);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let stats = Arc::new(EngineStats::default());
+        let stopping = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::Builder::new()
+            .name("mig-engine".into())
+            .spawn({
+                let stats = stats.clone();
+                let stopping = stopping.clone();
+                move || {
+                    let loaded = model::device(spec.device)
+                        .and_then(|device| model::load(&spec.path, &device, spec.weights));
+                    match loaded {
+                        Ok((backend, codec)) => {
+                            // The receiver waits in `start`; it cannot be gone.
+                            let _ = ready_tx.send(Ok(codec.clone()));
+                            run_loop(backend, codec, queue_rx, &stats, &stopping);
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                        }
+                    }
+                }
+            })
+            .map_err(|e| StartupError::Engine(e.to_string()))?;
+        let codec = ready_rx
+            .recv()
+            .map_err(|_| StartupError::Engine("engine thread exited while loading".into()))??;
+        Ok((
+            Engine {
+                queue: Some(queue_tx),
+                capacity,
+                stats,
+                stopping,
+                thread: Some(thread),
+            },
+            codec,
+        ))
+    }
+
+    /// Queues a job without waiting; a full queue is an overload error.
+    pub fn submit(&self, job: Job) -> Result<(), InferenceError> {
+        let queue = self.queue.as_ref().ok_or(InferenceError::ShuttingDown)?;
+        if self.stopping.load(Ordering::Relaxed) {
+            return Err(InferenceError::ShuttingDown);
+        }
+        self.stats.in_engine.fetch_add(1, Ordering::Relaxed);
+        queue.try_send(job).map_err(|e| {
+            self.stats.in_engine.fetch_sub(1, Ordering::Relaxed);
+            match e {
+                mpsc::error::TrySendError::Full(_) => InferenceError::QueueFull {
+                    limit: self.capacity,
+                },
+                mpsc::error::TrySendError::Closed(_) => InferenceError::ShuttingDown,
+            }
+        })
+    }
+
+    pub fn stats(&self) -> &Arc<EngineStats> {
+        &self.stats
+    }
+
+    /// Ends the running generation at its next token and refuses new jobs.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop();
+        drop(self.queue.take());
+        if let Some(thread) = self.thread.take() {
+            // A panic on the engine thread was already reported by the panic hook.
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run_loop(
+    mut backend: Backend,
+    codec: Codec,
+    mut queue: mpsc::Receiver<Job>,
+    stats: &EngineStats,
+    stopping: &AtomicBool,
+) {
+    while let Some(job) = queue.blocking_recv() {
+        match (job, &mut backend, &codec) {
+            (Job::Generate(job), Backend::Generate(model), Codec::Text(text)) => {
+                generate(model.as_mut(), text, job, stats, stopping)
+            }
+            (Job::Embed(job), Backend::Embed(model), _) => embed(model.as_ref(), job),
+            (Job::Generate(job), ..) => {
+                let _ = job.events.send(Err(InferenceError::Invalid(
+                    "`model` is an embedding model: call Embed".into(),
+                )));
+            }
+            (Job::Embed(job), ..) => {
+                let _ = job.reply.send(Err(InferenceError::Invalid(
+                    "`model` is a text-generation model: call Generate".into(),
+                )));
+            }
+        }
+        stats.in_engine.fetch_sub(1, Ordering::Relaxed);
+        stats.finished.fetch_add(1, Ordering::Relaxed);
+    }
+    tracing::debug!("engine queue closed; engine thread exits");
+}
+
+fn embed(model: &dyn Embedder, job: EmbedJob) {
+    if job.reply.is_closed() {
+        return;
+    }
+    if job.deadline.is_some_and(|d| Instant::now() >= d) {
+        let _ = job
+            .reply
+            .send(Err(InferenceError::DeadlineExceeded { generated: 0 }));
+        return;
+    }
+    let started = Instant::now();
+    let result = model.embed(&job.inputs).map_err(InferenceError::model);
+    tracing::debug!(inputs = job.inputs.len(), elapsed = ?started.elapsed(), "embedded");
+    let _ = job.reply.send(result);
+}
+
+/// Runs one generation to its end, sending events as tokens come.
+fn generate(
+    model: &mut dyn Generator,
+    codec: &TextCodec,
+    job: GenerateJob,
+    stats: &EngineStats,
+    stopping: &AtomicBool,
+) {
+    let GenerateJob {
+        prompt,
+        max_tokens,
+        sampling,
+        stop,
+        deadline,
+        events,
+    } = job;
+    let started = Instant::now();
+    let prompt_tokens = prompt.len() as u32;
+    let mut sampler = Sampler::new(&sampling);
+    let mut decoder = codec.prompter.decoder().decode_stream(true);
+    let mut stops = StopMatcher::new(stop);
+    let mut history = prompt;
+    let mut generated = 0u32;
+    // Tokens generated since the last event that carried text.
+    let mut unsent = 0u32;
+    let mut first_token_at = None;
+
+    let finish = loop {
+        if events.is_closed() {
+            tracing::debug!(generated, "client went away; generation cancelled");
+            return;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            let _ = events.send(Err(InferenceError::DeadlineExceeded { generated }));
+            return;
+        }
+        if stopping.load(Ordering::Relaxed) {
+            break Finish::Cancelled;
+        }
+        let logits = if generated == 0 {
+            model.prefill(&history)
+        } else {
+            let last = history[history.len() - 1];
+            model.step(last, history.len() - 1)
+        };
+        let next = match logits.and_then(|l| sampler.sample(&l, &history)) {
+            Ok(next) => next,
+            Err(e) => {
+                tracing::error!(error = %e, "forward pass failed");
+                let _ = events.send(Err(InferenceError::model(e)));
+                return;
+            }
+        };
+        first_token_at.get_or_insert_with(Instant::now);
+        if codec.stop_ids.contains(&next) {
+            break Finish::Eos;
+        }
+        generated += 1;
+        unsent += 1;
+        stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
+        history.push(next);
+        let piece = match decoder.step(next) {
+            Ok(piece) => piece,
+            Err(e) => {
+                let _ = events.send(Err(InferenceError::model(format!("detokenizer: {e}"))));
+                return;
+            }
+        };
+        if let Some(piece) = piece {
+            let released = stops.push(&piece);
+            if released.stopped {
+                // The remaining text goes out with the final event.
+                let _ = events.send(Ok(GenEvent::Done {
+                    text: released.text,
+                    tokens: unsent,
+                    finish: Finish::Stop,
+                    prompt_tokens,
+                    completion_tokens: generated,
+                }));
+                log_done(
+                    started,
+                    first_token_at,
+                    prompt_tokens,
+                    generated,
+                    Finish::Stop,
+                );
+                return;
+            }
+            if !released.text.is_empty() {
+                let delta = GenEvent::Delta {
+                    text: released.text,
+                    tokens: unsent,
+                };
+                if events.send(Ok(delta)).is_err() {
+                    return;
+                }
+                unsent = 0;
+            }
+        }
+        if generated >= max_tokens {
+            break Finish::Length;
+        }
+        if history.len() >= codec.context_length {
+            // Validation keeps prompt + max_tokens within the context; this
+            // guards the model's position tables regardless.
+            break Finish::Length;
+        }
+    };
+    let _ = events.send(Ok(GenEvent::Done {
+        text: stops.finish(),
+        tokens: unsent,
+        finish,
+        prompt_tokens,
+        completion_tokens: generated,
+    }));
+    log_done(started, first_token_at, prompt_tokens, generated, finish);
+}
+
+fn log_done(
+    started: Instant,
+    first_token_at: Option<Instant>,
+    prompt_tokens: u32,
+    generated: u32,
+    finish: Finish,
+) {
+    let prefill = first_token_at.map(|t| t - started).unwrap_or_default();
+    let decode = first_token_at.map(|t| t.elapsed()).unwrap_or_default();
+    let decode_tps = if generated > 1 {
+        (generated - 1) as f64 / decode.as_secs_f64()
+    } else {
+        0.0
+    };
+    tracing::info!(
+        prompt_tokens,
+        completion_tokens = generated,
+        ?finish,
+        prefill_ms = prefill.as_millis() as u64,
+        decode_tokens_per_s = format!("{decode_tps:.1}"),
+        "generation finished"
+    );
+}

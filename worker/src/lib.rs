@@ -1,0 +1,37 @@
+//! mig-worker: one process per slice. It loads one model, owns the device
+//! through an engine thread and serves `mig.worker.v1.Worker` to the gateway.
+//!
+//! # Layout
+//! - [`bench`]: `mig-worker bench`, prefill and decode speed without a server.
+//! - [`config`]: the `serve` command line (clap) and its cross-field checks.
+//! - [`model`]: model files to running backends: the sync [`model::Generator`]
+//!   and [`model::Embedder`] traits, the GGUF llama ([`model::llama`]), BERT
+//!   embeddings ([`model::bert`]), the GGUF tokenizer ([`model::gguf_tokenizer`])
+//!   and the chat template ([`model::chat_template`]).
+//! - [`prompt`]: turns a request into prompt token ids (template, control-token
+//!   safety, limits).
+//! - [`sampling`]: request parameters to a seeded sampler with repetition penalty.
+//! - [`stop`]: stop strings over streamed text, holding back partial matches.
+//! - [`engine`]: the engine thread, its bounded job queue and the per-request
+//!   generation loop (cancellation, deadline, token counting).
+//! - [`service`]: the tonic service: validates, tokenizes, queues, streams.
+//! - [`server`]: `run(config, listener, shutdown)`, readiness and health.
+//! - [`error`]: start-up vs inference errors and their mapping to gRPC status.
+//! - [`validate`]: every request field against its limit, naming the field.
+//! - [`shutdown`]: SIGINT / SIGTERM.
+
+pub mod bench;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod model;
+pub mod prompt;
+pub mod sampling;
+pub mod server;
+pub mod service;
+pub mod shutdown;
+pub mod stop;
+pub mod validate;
+
+pub use config::ServeArgs;
+pub use server::{load, run, Ready};

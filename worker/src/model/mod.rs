@@ -1,0 +1,126 @@
+//! Model files to running backends.
+//!
+//! The backends are synchronous and know nothing of tonic or tokio: the
+//! engine thread drives them.
+
+pub mod bert;
+pub mod chat_template;
+pub mod gguf_tokenizer;
+pub mod llama;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use candle_core::{Device, Tensor};
+
+use crate::config::{DeviceKind, WeightFormat};
+use crate::error::StartupError;
+use crate::prompt::TextPrompter;
+use bert::EmbedTokenizer;
+
+/// An autoregressive text model with its own KV cache (one sequence).
+pub trait Generator: Send {
+    /// Runs the prompt from position 0, forgetting any previous sequence, and
+    /// returns the logits of the next token, shape `(1, vocab)`.
+    fn prefill(&mut self, prompt: &[u32]) -> candle_core::Result<Tensor>;
+    /// Feeds one token at position `pos` and returns the next logits.
+    fn step(&mut self, token: u32, pos: usize) -> candle_core::Result<Tensor>;
+}
+
+/// A sentence-embedding model.
+pub trait Embedder: Send {
+    /// One L2-normalised vector per input (token ids, unpadded).
+    fn embed(&self, batch: &[Vec<u32>]) -> candle_core::Result<Vec<Vec<f32>>>;
+}
+
+/// What the model is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelKind {
+    Generate,
+    Embed,
+}
+
+/// The parts of a loaded model that the request handlers use (tokenizers,
+/// limits), shared with the async side.
+#[derive(Debug, Clone)]
+pub enum Codec {
+    Text(Arc<TextCodec>),
+    Embed(Arc<EmbedTokenizer>),
+}
+
+/// Tokenizer and limits of a text-generation model.
+#[derive(Debug)]
+pub struct TextCodec {
+    pub prompter: TextPrompter,
+    /// Ids that end a generation (end-of-sequence).
+    pub stop_ids: Vec<u32>,
+    /// Prompt plus generated tokens.
+    pub context_length: usize,
+}
+
+/// The half of a loaded model that stays on the engine thread.
+pub enum Backend {
+    Generate(Box<dyn Generator>),
+    Embed(Box<dyn Embedder>),
+}
+
+impl Codec {
+    pub fn kind(&self) -> ModelKind {
+        match self {
+            Codec::Text(_) => ModelKind::Generate,
+            Codec::Embed(_) => ModelKind::Embed,
+        }
+    }
+
+    /// Tokens of context (generation) or per input (embedding).
+    pub fn context_length(&self) -> usize {
+        match self {
+            Codec::Text(t) => t.context_length,
+            Codec::Embed(e) => e.max_tokens(),
+        }
+    }
+}
+
+/// The device a worker computes on.
+pub fn device(kind: DeviceKind) -> Result<Device, StartupError> {
+    match kind {
+        DeviceKind::Cpu => Ok(Device::Cpu),
+        #[cfg(feature = "cuda")]
+        DeviceKind::Cuda => Device::new_cuda(0).map_err(|e| {
+            StartupError::Device(format!(
+                "no CUDA device visible (CUDA_VISIBLE_DEVICES selects the slice): {e}"
+            ))
+        }),
+        #[cfg(not(feature = "cuda"))]
+        DeviceKind::Cuda => Err(StartupError::Device(
+            "this mig-worker was built without the `cuda` feature".into(),
+        )),
+    }
+}
+
+/// Loads a `.gguf` file as a text generator, or a folder with
+/// `config.json` + `model.safetensors` + `tokenizer.json` as a BERT embedder.
+pub fn load(
+    path: &Path,
+    device: &Device,
+    weights: WeightFormat,
+) -> Result<(Backend, Codec), StartupError> {
+    if path.is_dir() {
+        let (model, tokenizer) = bert::load(path, device)?;
+        Ok((
+            Backend::Embed(Box::new(model)),
+            Codec::Embed(Arc::new(tokenizer)),
+        ))
+    } else if path.extension().is_some_and(|e| e == "gguf") {
+        let (model, codec) = llama::load(path, device, weights)?;
+        Ok((
+            Backend::Generate(Box::new(model)),
+            Codec::Text(Arc::new(codec)),
+        ))
+    } else {
+        Err(StartupError::model(
+            path,
+            "expected a `.gguf` file or a folder with `config.json`, `model.safetensors` and `tokenizer.json`",
+        ))
+    }
+}

@@ -1,0 +1,171 @@
+//! Start-up and serving: load the model on the engine thread, then serve
+//! `mig.worker.v1.Worker`, gRPC health and reflection on a bound listener.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mig_proto::worker::v1::worker_server::WorkerServer;
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+
+use crate::config::{DeviceKind, ServeArgs};
+use crate::engine::{Engine, ModelSpec};
+use crate::error::StartupError;
+use crate::model::{Codec, ModelKind};
+use crate::service::{Identity, WorkerService};
+use crate::validate::Limits;
+
+/// A worker whose model is loaded, ready to serve.
+pub struct Ready {
+    engine: Arc<Engine>,
+    codec: Codec,
+    pub identity: Identity,
+    limits: Limits,
+    grace: Duration,
+}
+
+impl Ready {
+    pub fn kind(&self) -> ModelKind {
+        self.codec.kind()
+    }
+
+    pub fn context_length(&self) -> usize {
+        self.codec.context_length()
+    }
+}
+
+/// Errors of [`run`].
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Startup(#[from] StartupError),
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Loads the model (on the engine thread) and returns once it is ready.
+pub async fn load(args: &ServeArgs) -> Result<Ready, StartupError> {
+    args.validate().map_err(StartupError::Engine)?;
+    let spec = ModelSpec {
+        path: args.model_path.clone(),
+        device: args.device,
+        weights: args.weights,
+    };
+    let capacity = args.max_queue;
+    let started = std::time::Instant::now();
+    let (engine, codec) = tokio::task::spawn_blocking(move || Engine::start(spec, capacity))
+        .await
+        .map_err(|e| StartupError::Engine(e.to_string()))??;
+    let identity = Identity {
+        worker_id: args.worker_id(),
+        model: args.model_name.clone(),
+        slice: args.slice.to_string(),
+        profile: args.profile(),
+        device: match args.device {
+            DeviceKind::Cpu => "cpu".into(),
+            DeviceKind::Cuda => "cuda".into(),
+        },
+    };
+    tracing::info!(
+        model = %identity.model,
+        path = %args.model_path.display(),
+        kind = ?codec.kind(),
+        context_length = codec.context_length(),
+        slice = %identity.slice,
+        profile = %identity.profile,
+        device = %identity.device,
+        threads = args.threads(),
+        weights = ?args.weights,
+        load_ms = started.elapsed().as_millis() as u64,
+        "model loaded"
+    );
+    let limits = Limits {
+        model: args.model_name.clone(),
+        context_length: codec.context_length(),
+        max_embed_inputs: args.max_embed_inputs,
+    };
+    Ok(Ready {
+        engine: Arc::new(engine),
+        codec,
+        identity,
+        limits,
+        grace: Duration::from_secs(args.grace_seconds),
+    })
+}
+
+/// Serves until `shutdown` completes, then drains: health turns NOT_SERVING,
+/// no new request is accepted, running ones get the grace period, after which
+/// the engine ends them with finish reason `cancelled`.
+pub async fn run(
+    ready: Ready,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let Ready {
+        engine,
+        codec,
+        identity,
+        limits,
+        grace,
+    } = ready;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<WorkerServer<WorkerService>>().await;
+    health.set_service_status("", ServingStatus::Serving).await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(mig_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let service = WorkerService::new(engine.clone(), codec, identity, limits);
+
+    let (draining_tx, draining) = tokio::sync::oneshot::channel::<()>();
+    let graceful = {
+        let health = health.clone();
+        async move {
+            shutdown.await;
+            health
+                .set_not_serving::<WorkerServer<WorkerService>>()
+                .await;
+            health
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
+            let _ = draining_tx.send(());
+        }
+    };
+    let grace_timer = tokio::spawn({
+        let engine = engine.clone();
+        async move {
+            if draining.await.is_ok() {
+                tokio::time::sleep(grace).await;
+                tracing::warn!(?grace, "grace period over; cancelling running generations");
+                engine.stop();
+            }
+        }
+    });
+
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let result = Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(WorkerServer::new(service))
+        .serve_with_incoming_shutdown(incoming, graceful)
+        .await;
+    grace_timer.abort();
+    engine.stop();
+    // Dropping the last handle joins the engine thread; do it off the runtime.
+    drop(tokio::task::spawn_blocking(move || drop(engine)).await);
+    tracing::info!("worker stopped");
+    Ok(result?)
+}
+
+/// The address a bound listener reports.
+pub fn local_addr(listener: &TcpListener) -> Result<SocketAddr, StartupError> {
+    listener
+        .local_addr()
+        .map_err(|e| StartupError::Engine(format!("listener address: {e}")))
+}

@@ -1,0 +1,244 @@
+//! `mig.worker.v1.Worker`: validates and tokenizes each request on the async
+//! side, queues it for the engine, and relays the engine's events.
+
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mig_proto::deadline::request_timeout;
+use mig_proto::inference::v1::{
+    EmbedRequest, EmbedResponse, Embedding, FinishReason, GenerateRequest, GenerateStreamResponse,
+    ModelKind as WireKind, ServedBy, Usage,
+};
+use mig_proto::worker::v1::worker_server::Worker;
+use mig_proto::worker::v1::{InfoRequest, WorkerInfo};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::engine::{EmbedJob, Engine, Finish, GenEvent, GenerateJob, Job};
+use crate::error::InferenceError;
+use crate::model::{Codec, ModelKind};
+use crate::validate::{self, Limits, PromptInput};
+
+/// Who this worker is, as reported in `served_by` and `Info`.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub worker_id: String,
+    pub model: String,
+    pub slice: String,
+    pub profile: String,
+    pub device: String,
+}
+
+impl Identity {
+    pub fn served_by(&self) -> ServedBy {
+        ServedBy {
+            worker_id: self.worker_id.clone(),
+            slice: self.slice.clone(),
+            profile: self.profile.clone(),
+        }
+    }
+}
+
+pub struct WorkerService {
+    engine: Arc<Engine>,
+    codec: Codec,
+    identity: Identity,
+    limits: Limits,
+}
+
+impl WorkerService {
+    pub fn new(engine: Arc<Engine>, codec: Codec, identity: Identity, limits: Limits) -> Self {
+        WorkerService {
+            engine,
+            codec,
+            identity,
+            limits,
+        }
+    }
+}
+
+impl From<Finish> for FinishReason {
+    fn from(f: Finish) -> Self {
+        match f {
+            Finish::Length => FinishReason::Length,
+            Finish::Stop => FinishReason::Stop,
+            Finish::Eos => FinishReason::Eos,
+            Finish::Cancelled => FinishReason::Cancelled,
+        }
+    }
+}
+
+impl From<ModelKind> for WireKind {
+    fn from(k: ModelKind) -> Self {
+        match k {
+            ModelKind::Generate => WireKind::Generate,
+            ModelKind::Embed => WireKind::Embed,
+        }
+    }
+}
+
+fn to_wire(event: GenEvent, served_by: &ServedBy) -> GenerateStreamResponse {
+    match event {
+        GenEvent::Delta { text, tokens } => GenerateStreamResponse {
+            text,
+            token_count: tokens,
+            ..Default::default()
+        },
+        GenEvent::Done {
+            text,
+            tokens,
+            finish,
+            prompt_tokens,
+            completion_tokens,
+        } => GenerateStreamResponse {
+            text,
+            token_count: tokens,
+            finish_reason: FinishReason::from(finish) as i32,
+            usage: Some(Usage {
+                prompt_tokens,
+                completion_tokens,
+            }),
+            served_by: Some(served_by.clone()),
+        },
+    }
+}
+
+type GenerateStream = Pin<Box<dyn Stream<Item = Result<GenerateStreamResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Worker for WorkerService {
+    type GenerateStream = GenerateStream;
+
+    async fn generate(
+        &self,
+        request: Request<GenerateRequest>,
+    ) -> Result<Response<Self::GenerateStream>, Status> {
+        let deadline = request_timeout(request.metadata()).map(|t| Instant::now() + t);
+        let request = request.into_inner();
+        let Codec::Text(codec) = &self.codec else {
+            return Err(InferenceError::Invalid(format!(
+                "`model` `{}` is an embedding model: call Embed",
+                self.identity.model
+            ))
+            .into());
+        };
+        let valid = validate::generate(&request, &self.limits)?;
+        let prompt = match &valid.prompt {
+            PromptInput::Text(text) => codec.prompter.encode_prompt(text)?,
+            PromptInput::Chat(turns) => {
+                let turns: Vec<(&str, &str)> = turns
+                    .iter()
+                    .map(|(r, c)| (r.as_str(), c.as_str()))
+                    .collect();
+                codec.prompter.encode_chat(&turns)?
+            }
+        };
+        validate::check_prompt_fits(prompt.len(), valid.max_tokens, &self.limits)?;
+
+        let (events_tx, mut events) = mpsc::unbounded_channel();
+        self.engine.submit(Job::Generate(GenerateJob {
+            prompt,
+            max_tokens: valid.max_tokens,
+            sampling: valid.sampling,
+            stop: valid.stop,
+            deadline,
+            events: events_tx,
+        }))?;
+
+        // Relay the engine's events. When the client goes away, tonic drops
+        // the response stream, `out.closed()` fires, and dropping `events`
+        // tells the engine to stop at its next token.
+        let (out, out_rx) = mpsc::channel(16);
+        let served_by = self.identity.served_by();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = out.closed() => return,
+                    event = events.recv() => {
+                        let item = match event {
+                            Some(Ok(event)) => {
+                                let done = matches!(event, GenEvent::Done { .. });
+                                let sent = out.send(Ok(to_wire(event, &served_by))).await;
+                                if done || sent.is_err() {
+                                    return;
+                                }
+                                continue;
+                            }
+                            Some(Err(e)) => Status::from(e),
+                            // Every accepted request ends with one terminal
+                            // status, even if the engine thread died.
+                            None => Status::internal("engine ended the generation without a result"),
+                        };
+                        let _ = out.send(Err(item)).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+    }
+
+    async fn embed(
+        &self,
+        request: Request<EmbedRequest>,
+    ) -> Result<Response<EmbedResponse>, Status> {
+        let deadline = request_timeout(request.metadata()).map(|t| Instant::now() + t);
+        let request = request.into_inner();
+        let Codec::Embed(tokenizer) = &self.codec else {
+            return Err(InferenceError::Invalid(format!(
+                "`model` `{}` is a text-generation model: call Generate",
+                self.identity.model
+            ))
+            .into());
+        };
+        validate::embed(&request, &self.limits)?;
+        let encoded = tokenizer.encode(&request.inputs, request.truncate)?;
+        let prompt_tokens = encoded.ids.iter().map(Vec::len).sum::<usize>() as u32;
+        let (reply, answer) = oneshot::channel();
+        self.engine.submit(Job::Embed(EmbedJob {
+            inputs: encoded.ids,
+            deadline,
+            reply,
+        }))?;
+        let vectors = answer
+            .await
+            .map_err(|_| Status::internal("engine dropped the embedding request"))??;
+        Ok(Response::new(EmbedResponse {
+            embeddings: vectors
+                .into_iter()
+                .map(|values| Embedding { values })
+                .collect(),
+            usage: Some(Usage {
+                prompt_tokens,
+                completion_tokens: 0,
+            }),
+            served_by: Some(self.identity.served_by()),
+            truncated_inputs: encoded.truncated,
+        }))
+    }
+
+    async fn info(&self, _: Request<InfoRequest>) -> Result<Response<WorkerInfo>, Status> {
+        let stats = self.engine.stats();
+        let context_length = self.codec.context_length() as u32;
+        Ok(Response::new(WorkerInfo {
+            worker_id: self.identity.worker_id.clone(),
+            model: self.identity.model.clone(),
+            kind: WireKind::from(self.codec.kind()) as i32,
+            context_length,
+            slice: self.identity.slice.clone(),
+            profile: self.identity.profile.clone(),
+            device: self.identity.device.clone(),
+            generated_tokens_total: stats.generated_tokens.load(Ordering::Relaxed),
+            requests_finished_total: stats.finished.load(Ordering::Relaxed),
+            requests_in_engine: stats.in_engine.load(Ordering::Relaxed),
+            max_new_tokens: match self.codec.kind() {
+                ModelKind::Generate => context_length.saturating_sub(1),
+                ModelKind::Embed => 0,
+            },
+        }))
+    }
+}
