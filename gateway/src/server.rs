@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use mig_proto::inference::v1::inference_server::InferenceServer;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::Server;
+use tonic::service::Routes;
 use tonic_health::ServingStatus;
 
 use crate::registry::{self, Registry};
@@ -17,7 +16,7 @@ use crate::service::InferenceService;
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("gRPC server: {0}")]
-    Transport(#[from] tonic::transport::Error),
+    Io(#[from] std::io::Error),
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
 }
@@ -49,13 +48,12 @@ pub async fn run(
             .set_service_status("", ServingStatus::NotServing)
             .await;
     };
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let result = Server::builder()
+    let mut routes = Routes::builder();
+    routes
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(InferenceServer::new(InferenceService::new(registry)))
-        .serve_with_incoming_shutdown(incoming, graceful)
-        .await;
+        .add_service(InferenceServer::new(InferenceService::new(registry)));
+    let result = mig_proto::serve::serve(listener, routes.routes(), graceful).await;
     prober.abort();
     Ok(result?)
 }

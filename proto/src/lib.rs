@@ -6,10 +6,13 @@
 //! - [`FILE_DESCRIPTOR_SET`]: both, encoded, for gRPC reflection.
 //! - [`deadline`]: the `grpc-timeout` header, the one piece of wire format
 //!   both servers read.
+//! - [`serve`]: gRPC routes on a listener, without tonic's timeout layer
+//!   (which answers CANCELLED where gRPC says DEADLINE_EXCEEDED).
 //!
 //! Conversions to and from domain types belong to the crates that own them.
 
 pub mod deadline;
+pub mod serve;
 
 pub mod inference {
     pub mod v1 {

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use mig_proto::worker::v1::worker_server::WorkerServer;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::Server;
+use tonic::service::Routes;
 use tonic_health::ServingStatus;
 
 use crate::config::{DeviceKind, ServeArgs};
@@ -44,7 +43,7 @@ pub enum ServeError {
     #[error(transparent)]
     Startup(#[from] StartupError),
     #[error("gRPC server: {0}")]
-    Transport(#[from] tonic::transport::Error),
+    Io(#[from] std::io::Error),
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
 }
@@ -148,13 +147,12 @@ pub async fn run(
         }
     });
 
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let result = Server::builder()
+    let mut routes = Routes::builder();
+    routes
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(WorkerServer::new(service))
-        .serve_with_incoming_shutdown(incoming, graceful)
-        .await;
+        .add_service(WorkerServer::new(service));
+    let result = mig_proto::serve::serve(listener, routes.routes(), graceful).await;
     grace_timer.abort();
     engine.stop();
     // Dropping the last handle joins the engine thread; do it off the runtime.

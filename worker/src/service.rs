@@ -204,9 +204,14 @@ impl Worker for WorkerService {
             deadline,
             reply,
         }))?;
-        let vectors = answer
-            .await
-            .map_err(|_| Status::internal("engine dropped the embedding request"))??;
+        let answer = match deadline {
+            Some(d) => tokio::time::timeout_at(d.into(), answer)
+                .await
+                .map_err(|_| InferenceError::DeadlineExceeded { generated: 0 })?,
+            None => answer.await,
+        };
+        let vectors =
+            answer.map_err(|_| Status::internal("engine dropped the embedding request"))??;
         Ok(Response::new(EmbedResponse {
             embeddings: vectors
                 .into_iter()

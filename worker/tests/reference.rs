@@ -90,7 +90,10 @@ fn check(weights: WeightFormat) {
         compared_total += compared;
     }
     // Near-ties are rare: most steps must have been compared.
-    assert!(compared_total >= 40, "{weights:?}: only {compared_total} ids compared");
+    assert!(
+        compared_total >= 40,
+        "{weights:?}: only {compared_total} ids compared"
+    );
 }
 
 #[test]

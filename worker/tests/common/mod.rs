@@ -14,20 +14,29 @@ pub fn repo_root() -> PathBuf {
 /// The SmolLM2 file fetched by `make models`.
 pub fn smollm2() -> PathBuf {
     let p = repo_root().join("models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(p.is_file(), "{} is missing: run `make models` first", p.display());
+    assert!(
+        p.is_file(),
+        "{} is missing: run `make models` first",
+        p.display()
+    );
     p
 }
 
 /// The MiniLM folder fetched by `make models`.
 pub fn minilm() -> PathBuf {
     let p = repo_root().join("models/minilm-l6");
-    assert!(p.join("model.safetensors").is_file(), "{} is missing: run `make models` first", p.display());
+    assert!(
+        p.join("model.safetensors").is_file(),
+        "{} is missing: run `make models` first",
+        p.display()
+    );
     p
 }
 
 /// What llama.cpp made of the same file (scripts/reference/llama_cpp_reference.py).
 pub fn reference() -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama_cpp_reference.json");
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama_cpp_reference.json");
     serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("fixture JSON")
 }
 

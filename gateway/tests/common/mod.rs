@@ -1,0 +1,154 @@
+//! Shared by the gateway's integration tests: real workers on the demo models
+//! and a real gateway, on `127.0.0.1:0`, started once per test binary on a
+//! runtime of their own so that every test can use them.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use clap::Parser;
+use mig_gateway::fleet::Fleet;
+use mig_gateway::fleet_start::start_fleet;
+use mig_proto::inference::v1::inference_client::InferenceClient;
+use mig_proto::worker::v1::worker_client::WorkerClient;
+use tokio::net::TcpListener;
+use tonic::transport::Channel;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn smollm2_path() -> PathBuf {
+    let p = repo_root().join("models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        p.is_file(),
+        "{} is missing: run `make models` first",
+        p.display()
+    );
+    p
+}
+
+pub fn minilm_path() -> PathBuf {
+    let p = repo_root().join("models/minilm-l6");
+    assert!(
+        p.is_dir(),
+        "{} is missing: run `make models` first",
+        p.display()
+    );
+    p
+}
+
+/// A worker served in-process on `127.0.0.1:0`; returns its `http://` address.
+pub async fn start_worker(model: &str, path: &Path, slice: &str) -> String {
+    let args = mig_worker::ServeArgs::parse_from([
+        "serve",
+        "--model-name",
+        model,
+        "--model-path",
+        path.to_str().unwrap(),
+        "--slice",
+        slice,
+    ]);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let ready = mig_worker::load(&args)
+        .await
+        .expect("worker loads its model");
+    tokio::spawn(mig_worker::run(ready, listener, std::future::pending()));
+    format!("http://{addr}")
+}
+
+/// A gateway served in-process on `127.0.0.1:0` for the given fleet file text.
+pub async fn start_gateway(fleet_toml: &str) -> String {
+    let fleet: Fleet = toml::from_str(fleet_toml).unwrap();
+    let registry = start_fleet(&fleet, Path::new("test-fleet.toml"), None)
+        .await
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(mig_gateway::run(
+        registry,
+        listener,
+        Duration::from_millis(200),
+        std::future::pending(),
+    ));
+    format!("http://{addr}")
+}
+
+pub struct Fixture {
+    pub gateway: String,
+    pub smollm2_worker: String,
+    pub minilm_worker: String,
+}
+
+/// Name of a model whose only worker is down (nothing listens there).
+pub const DEAD_MODEL: &str = "dead-model";
+
+/// One SmolLM2 worker, one MiniLM worker and a gateway in front of them (plus
+/// a model whose worker address answers nothing).
+pub fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let smollm2_worker = start_worker("smollm2-135m", &smollm2_path(), "cpu:0").await;
+                let minilm_worker = start_worker("minilm-l6", &minilm_path(), "cpu:1").await;
+                // A port that was free a moment ago and is closed now.
+                let dead = TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .unwrap()
+                    .local_addr()
+                    .unwrap();
+                let fleet = format!(
+                    "[[worker]]\nmodel = \"smollm2-135m\"\naddress = \"{smollm2_worker}\"\n\
+                     [[worker]]\nmodel = \"minilm-l6\"\naddress = \"{minilm_worker}\"\n\
+                     [[worker]]\nmodel = \"{DEAD_MODEL}\"\naddress = \"http://{dead}\"\n"
+                );
+                let gateway = start_gateway(&fleet).await;
+                tx.send(Fixture {
+                    gateway,
+                    smollm2_worker,
+                    minilm_worker,
+                })
+                .unwrap();
+                std::future::pending::<()>().await
+            });
+        });
+        rx.recv_timeout(Duration::from_secs(300))
+            .expect("test servers start")
+    })
+}
+
+pub async fn gateway_client(addr: &str) -> InferenceClient<Channel> {
+    InferenceClient::connect(addr.to_string()).await.unwrap()
+}
+
+pub async fn worker_client(addr: &str) -> WorkerClient<Channel> {
+    WorkerClient::connect(addr.to_string()).await.unwrap()
+}
+
+/// A client on a bare HTTP/2 connection. tonic's `Channel` enforces a
+/// request's `grpc-timeout` itself and reports CANCELLED ("Timeout
+/// expired") before the server can answer; this one leaves the deadline to
+/// the server, as grpc-go or grpcurl clients do.
+pub fn bare_gateway_client(
+    addr: &str,
+) -> InferenceClient<
+    hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        tonic::body::Body,
+    >,
+> {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    InferenceClient::with_origin(client, addr.parse().unwrap())
+}
