@@ -43,6 +43,10 @@ pub struct ServeArgs {
     /// Seconds between health probes of each worker.
     #[arg(long, env = "MIG_GATEWAY_HEALTH_INTERVAL", default_value_t = 1.0)]
     pub health_interval: f64,
+
+    /// Seconds that running calls get to finish after SIGTERM or Ctrl-C.
+    #[arg(long, env = "MIG_GATEWAY_DRAIN_SECONDS", default_value_t = 10)]
+    pub drain_seconds: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -76,5 +80,9 @@ impl ServeArgs {
 
     pub fn health_interval(&self) -> Duration {
         Duration::from_secs_f64(self.health_interval)
+    }
+
+    pub fn drain(&self) -> Duration {
+        Duration::from_secs(self.drain_seconds)
     }
 }

@@ -12,7 +12,7 @@
 //! - [`router`]: picks a healthy worker of the requested model and kind.
 //! - [`service`]: the `Inference` service: routing, deadline, cancellation, relaying.
 //! - [`error`]: gateway errors and the one place they become gRPC status.
-//! - [`server`]: `run(registry, listener, health_interval, shutdown)`.
+//! - [`server`]: `run(registry, listener, health_interval, drain, shutdown)`.
 //! - [`client`]: `mig-gateway call`, the shell client.
 //! - [`shutdown`]: SIGINT / SIGTERM.
 

@@ -65,6 +65,7 @@ async fn serve(args: ServeArgs, mut supervisor: Option<Supervisor>) -> anyhow::R
         registry,
         listener,
         args.health_interval(),
+        args.drain(),
         mig_gateway::shutdown::signal(),
     )
     .await;

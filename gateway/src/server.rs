@@ -22,11 +22,12 @@ pub enum ServeError {
 }
 
 /// Serves until `shutdown` completes, then stops accepting and lets running
-/// calls finish.
+/// calls finish for at most `drain`.
 pub async fn run(
     registry: Arc<Registry>,
     listener: TcpListener,
     health_interval: Duration,
+    drain: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -53,7 +54,9 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(InferenceServer::new(InferenceService::new(registry)));
-    let result = mig_proto::serve::serve(listener, routes.routes(), graceful).await;
+    let result = mig_proto::serve::serve(listener, routes.routes(), graceful, drain).await;
     prober.abort();
-    Ok(result?)
+    tracing::info!(drained = ?result, "gateway server stopped");
+    result?;
+    Ok(())
 }

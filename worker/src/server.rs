@@ -152,13 +152,17 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(WorkerServer::new(service));
-    let result = mig_proto::serve::serve(listener, routes.routes(), graceful).await;
+    // Running generations end at `grace` (the timer above cancels them); the
+    // extra second lets their final messages reach the clients.
+    let drain = grace + Duration::from_secs(1);
+    let result = mig_proto::serve::serve(listener, routes.routes(), graceful, drain).await;
     grace_timer.abort();
     engine.stop();
     // Dropping the last handle joins the engine thread; do it off the runtime.
     drop(tokio::task::spawn_blocking(move || drop(engine)).await);
-    tracing::info!("worker stopped");
-    Ok(result?)
+    tracing::info!(drained = ?result, "worker stopped");
+    result?;
+    Ok(())
 }
 
 /// The address a bound listener reports.

@@ -72,6 +72,7 @@ pub async fn start_gateway(fleet_toml: &str) -> String {
         registry,
         listener,
         Duration::from_millis(200),
+        Duration::from_secs(1),
         std::future::pending(),
     ));
     format!("http://{addr}")
