@@ -86,14 +86,21 @@ impl WorkerHandle {
         let mut request = tonic::Request::new(InfoRequest {});
         request.set_timeout(PROBE_TIMEOUT);
         let answer = tokio::time::timeout(PROBE_TIMEOUT, client.info(request)).await;
-        let (info, healthy) = match answer {
-            Ok(Ok(info)) => (Some(info.into_inner()), true),
+        let info = match answer {
+            Ok(Ok(info)) => Some(info.into_inner()),
             Ok(Err(status)) => {
                 tracing::debug!(address = %self.address, %status, "worker probe failed");
-                (None, false)
+                None
             }
-            Err(_) => (None, false),
+            Err(_) => None,
         };
+        self.record_probe(info)
+    }
+
+    /// Records a probe's outcome: an answer makes the worker healthy and
+    /// refreshes what it reported; no answer makes it unhealthy.
+    pub(crate) fn record_probe(&self, info: Option<WorkerInfo>) -> bool {
+        let healthy = info.is_some();
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         if state.healthy != healthy {
             tracing::info!(model = %self.model, address = %self.address, healthy, "worker health changed");

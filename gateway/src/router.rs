@@ -51,3 +51,85 @@ pub fn select(
             workers: workers.len(),
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mig_proto::worker::v1::WorkerInfo;
+
+    fn worker(registry: &Registry, model: &str, port: u16, kind: ModelKind) -> Arc<WorkerHandle> {
+        let w =
+            Arc::new(WorkerHandle::new(model.into(), format!("http://127.0.0.1:{port}")).unwrap());
+        w.record_probe(Some(WorkerInfo {
+            model: model.into(),
+            kind: kind as i32,
+            ..Default::default()
+        }));
+        registry.add(w.clone());
+        w
+    }
+
+    #[tokio::test]
+    async fn picks_the_least_loaded_healthy_worker_not_yet_tried() {
+        let registry = Registry::default();
+        let a = worker(&registry, "m", 1, ModelKind::Generate);
+        let b = worker(&registry, "m", 2, ModelKind::Generate);
+        let _busy = a.begin();
+        assert_eq!(
+            select(&registry, "m", ModelKind::Generate, &[])
+                .unwrap()
+                .address,
+            b.address
+        );
+        let _busier = b.begin();
+        let _busiest = b.begin();
+        assert_eq!(
+            select(&registry, "m", ModelKind::Generate, &[])
+                .unwrap()
+                .address,
+            a.address
+        );
+        assert_eq!(
+            select(
+                &registry,
+                "m",
+                ModelKind::Generate,
+                std::slice::from_ref(&a.address)
+            )
+            .unwrap()
+            .address,
+            b.address
+        );
+        b.mark_unhealthy();
+        assert!(matches!(
+            select(
+                &registry,
+                "m",
+                ModelKind::Generate,
+                std::slice::from_ref(&a.address)
+            ),
+            Err(GatewayError::NoHealthyWorker { workers: 2, .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn unknown_model_wrong_kind_and_empty_name_are_refused() {
+        let registry = Registry::default();
+        worker(&registry, "embedder", 1, ModelKind::Embed);
+        worker(&registry, "writer", 2, ModelKind::Generate);
+        match select(&registry, "other", ModelKind::Generate, &[]) {
+            Err(GatewayError::UnknownModel { known, .. }) => {
+                assert_eq!(known, ["embedder", "writer"])
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = select(&registry, "embedder", ModelKind::Generate, &[]).unwrap_err();
+        assert!(e
+            .to_string()
+            .contains("`model` `embedder` is an embedding model"));
+        let e = select(&registry, "writer", ModelKind::Embed, &[]).unwrap_err();
+        assert!(e.to_string().contains("is a text-generation model"));
+        let e = select(&registry, " ", ModelKind::Embed, &[]).unwrap_err();
+        assert!(e.to_string().contains("`model` is empty"));
+    }
+}

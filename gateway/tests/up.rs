@@ -76,9 +76,9 @@ fn alive(pid: u32) -> bool {
     // A zombie (exited, not yet reaped) counts as gone.
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| {
-            !s.split_whitespace()
+            s.split_whitespace()
                 .nth(2)
-                .is_some_and(|state| state == "Z")
+                .is_some_and(|state| state != "Z")
         })
         .unwrap_or(false)
 }

@@ -7,7 +7,8 @@
 //! - [`deadline`]: the `grpc-timeout` header, the one piece of wire format
 //!   both servers read.
 //! - [`serve`]: gRPC routes on a listener, without tonic's timeout layer
-//!   (which answers CANCELLED where gRPC says DEADLINE_EXCEEDED).
+//!   (which answers CANCELLED where gRPC says DEADLINE_EXCEEDED), and the
+//!   shutdown signals both servers wait for.
 //!
 //! Conversions to and from domain types belong to the crates that own them.
 

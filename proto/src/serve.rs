@@ -58,3 +58,23 @@ pub async fn serve(
         () = deadline => Ok(Drained::TimedOut),
     }
 }
+
+/// Completes when the process receives SIGINT or SIGTERM, and names which.
+pub async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        // Installing a handler fails only if the signal driver cannot be
+        // registered at all, which leaves nothing sensible to do but panic.
+        let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 /// The worker cannot start serving.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
+    #[error("{0}")]
+    Config(String),
     #[error("cannot read model `{path}`: {source}")]
     Read {
         path: PathBuf,
@@ -31,6 +33,7 @@ impl StartupError {
     /// Stable name of the stage that failed, for logs and metric labels.
     pub fn error_type(&self) -> &'static str {
         match self {
+            StartupError::Config(_) => "config",
             StartupError::Read { .. } => "read",
             StartupError::Model { .. } => "model",
             StartupError::Device(_) => "device",

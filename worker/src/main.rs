@@ -92,7 +92,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding `--listen {}`", args.listen))?;
     let ready = mig_worker::server::load(&args).await?;
-    let addr = mig_worker::server::local_addr(&listener)?;
+    let addr = listener.local_addr()?;
     // The one line on stdout: the supervisor waits for it to learn the port.
     println!(
         "mig-worker ready listen={addr} model={} slice={} profile={}",

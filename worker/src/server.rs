@@ -2,7 +2,6 @@
 //! `mig.worker.v1.Worker`, gRPC health and reflection on a bound listener.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,7 +49,7 @@ pub enum ServeError {
 
 /// Loads the model (on the engine thread) and returns once it is ready.
 pub async fn load(args: &ServeArgs) -> Result<Ready, StartupError> {
-    args.validate().map_err(StartupError::Engine)?;
+    args.validate().map_err(StartupError::Config)?;
     let spec = ModelSpec {
         path: args.model_path.clone(),
         device: args.device,
@@ -163,11 +162,4 @@ pub async fn run(
     tracing::info!(drained = ?result, "worker stopped");
     result?;
     Ok(())
-}
-
-/// The address a bound listener reports.
-pub fn local_addr(listener: &TcpListener) -> Result<SocketAddr, StartupError> {
-    listener
-        .local_addr()
-        .map_err(|e| StartupError::Engine(format!("listener address: {e}")))
 }
