@@ -190,9 +190,10 @@ impl Registry {
     }
 }
 
-/// Probes every worker every `interval` until the task is dropped.
+/// Probes every worker every `interval` until the task is dropped. The first
+/// probe comes one interval from now: start-up has just probed them all.
 pub async fn health_loop(registry: Arc<Registry>, interval: Duration) {
-    let mut tick = tokio::time::interval(interval);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;

@@ -10,16 +10,7 @@ use mig_proto::inference::v1::{
 use tonic::Code;
 
 fn chat(model: &str, text: &str) -> GenerateRequest {
-    GenerateRequest {
-        model: model.into(),
-        messages: vec![ChatMessage {
-            role: "user".into(),
-            content: text.into(),
-        }],
-        temperature: Some(0.0),
-        max_tokens: Some(24),
-        ..Default::default()
-    }
+    common::chat(model, text, 24)
 }
 
 /// Concatenates a stream's deltas; checks the token accounting on the way.

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mig_proto::inference::v1::{ChatMessage, GenerateRequest, ListModelsRequest, WorkerHealth};
+use mig_proto::inference::v1::{GenerateRequest, ListModelsRequest, WorkerHealth};
 use mig_proto::worker::v1::InfoRequest;
 
 /// Kills the gateway if a test fails half-way (its workers follow it, by
@@ -83,11 +83,17 @@ fn alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
-/// The worker's generated-token counter once it has stopped moving.
+/// The worker's generated-token counter once it has stopped moving; fails
+/// if it is still moving after 30 seconds.
 async fn settled_tokens(worker: &str) -> u64 {
     let mut client = common::worker_client(worker).await;
     let mut last = u64::MAX;
+    let started = Instant::now();
     loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the worker is still generating after 30 s"
+        );
         let now = client
             .info(InfoRequest {})
             .await
@@ -103,23 +109,14 @@ async fn settled_tokens(worker: &str) -> u64 {
 }
 
 fn long_chat() -> GenerateRequest {
-    GenerateRequest {
-        model: "smollm2-135m".into(),
-        messages: vec![ChatMessage {
-            role: "user".into(),
-            content: "What is the capital of France?".into(),
-        }],
-        temperature: Some(0.0),
-        max_tokens: Some(2000),
-        ..Default::default()
-    }
+    common::chat("smollm2-135m", "What is the capital of France?", 2000)
 }
 
 #[tokio::test]
 async fn cancel_deadline_and_shutdown_with_real_processes() {
     let fleet = format!(
         "[[worker]]\nmodel = \"smollm2-135m\"\npath = \"{}\"\nslice = \"cpu:0\"\n",
-        common::smollm2_path().display()
+        common::demo_model(common::SMOLLM2).display()
     );
     let (gateway, addr) = start_up(&fleet);
     let mut client = common::gateway_client(&addr).await;

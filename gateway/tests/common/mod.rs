@@ -12,6 +12,7 @@ use clap::Parser;
 use mig_gateway::fleet::Fleet;
 use mig_gateway::fleet_start::start_fleet;
 use mig_proto::inference::v1::inference_client::InferenceClient;
+use mig_proto::inference::v1::{ChatMessage, GenerateRequest};
 use mig_proto::worker::v1::worker_client::WorkerClient;
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
@@ -20,24 +21,32 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-pub fn smollm2_path() -> PathBuf {
-    let p = repo_root().join("models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf");
+/// A file or folder under `models/`, fetched by `make models`.
+pub fn demo_model(relative: &str) -> PathBuf {
+    let p = repo_root().join("models").join(relative);
     assert!(
-        p.is_file(),
+        p.exists(),
         "{} is missing: run `make models` first",
         p.display()
     );
     p
 }
 
-pub fn minilm_path() -> PathBuf {
-    let p = repo_root().join("models/minilm-l6");
-    assert!(
-        p.is_dir(),
-        "{} is missing: run `make models` first",
-        p.display()
-    );
-    p
+pub const SMOLLM2: &str = "smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf";
+pub const MINILM: &str = "minilm-l6";
+
+/// A one-turn greedy chat request.
+pub fn chat(model: &str, text: &str, max_tokens: u32) -> GenerateRequest {
+    GenerateRequest {
+        model: model.into(),
+        messages: vec![ChatMessage {
+            role: "user".into(),
+            content: text.into(),
+        }],
+        temperature: Some(0.0),
+        max_tokens: Some(max_tokens),
+        ..Default::default()
+    }
 }
 
 /// A worker served in-process on `127.0.0.1:0`; returns its `http://` address.
@@ -100,8 +109,9 @@ pub fn fixture() -> &'static Fixture {
                 .build()
                 .unwrap();
             runtime.block_on(async move {
-                let smollm2_worker = start_worker("smollm2-135m", &smollm2_path(), "cpu:0").await;
-                let minilm_worker = start_worker("minilm-l6", &minilm_path(), "cpu:1").await;
+                let smollm2_worker =
+                    start_worker("smollm2-135m", &demo_model(SMOLLM2), "cpu:0").await;
+                let minilm_worker = start_worker("minilm-l6", &demo_model(MINILM), "cpu:1").await;
                 // A port that was free a moment ago and is closed now.
                 let dead = TcpListener::bind("127.0.0.1:0")
                     .await
