@@ -4,10 +4,25 @@
 //! - [`slice`]: what a worker is pinned to: a MIG device (`MIG-<uuid>`), a whole
 //!   GPU (`GPU-<uuid>`) or a CPU slice (`cpu:0-1`), and the profile name each
 //!   reports (`1g.10gb`, `cpu-2c`).
-//!
-//! The GPU catalog, NVML discovery and the placement planner join this crate
-//! with the slices issue.
+//! - [`catalog`]: GPU models that support MIG and their GPU-instance profiles,
+//!   with the placements each profile may take.
+//! - [`layout`]: checks a set of GPU instances against the placement rules and
+//!   finds placements for a multiset of profiles.
+//! - [`need`]: the memory a model replica needs (weights plus KV cache for a
+//!   context length and a concurrency).
+//! - [`planner`]: which profile each model replica gets and how they pack onto
+//!   the fewest GPUs; also assigns models to slices that exist already.
+//! - [`render`]: a plan as `nvidia-smi` commands, a mig-parted config and
+//!   Kubernetes resource names.
+//! - [`discovery`]: what NVML reports (GPUs, MIG mode, MIG devices), kept apart
+//!   from the mapping to slices so the mapping is tested on recorded data.
 
+pub mod catalog;
+pub mod discovery;
+pub mod layout;
+pub mod need;
+pub mod planner;
+pub mod render;
 pub mod slice;
 
 pub use slice::{CoreSet, SliceId, SliceParseError};
