@@ -2,7 +2,7 @@
 # installed from this repository's own files.
 
 MODELS_DIR ?= models
-FLEET      ?= deploy/fleet-cpu.toml
+FLEET      ?= deploy/fleet.toml
 LISTEN     ?= 127.0.0.1:50051
 PYTHON     ?= python3
 

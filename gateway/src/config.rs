@@ -27,14 +27,75 @@ pub enum Command {
     Serve(ServeArgs),
     /// Call a gateway (or a worker's public twin) from the shell.
     Call(CallArgs),
+    /// List the slices this machine offers: MIG devices (NVML), whole GPUs,
+    /// CPU cores.
+    Slices(SlicesArgs),
+    /// Plan MIG slices for a fleet on a GPU model: which profile each replica
+    /// gets, how they pack, and the commands to create them.
+    Plan(PlanArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SlicesArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// With `--json`: print NVML's raw snapshot (what a recorded test fixture
+    /// holds) instead of the mapped slices.
+    #[arg(long, requires = "json")]
+    pub raw: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    /// Fleet file whose models (with `path`) are planned; replicas from
+    /// `replicas`, `count` or the number of `slices`.
+    #[arg(long, required_unless_present = "model")]
+    pub fleet: Option<PathBuf>,
+
+    /// A model to plan, `NAME=PATH` or `NAME=PATH:REPLICAS`, or `NAME=SIZE`
+    /// for a need given directly (`llama-7b=14GiB:3`); repeatable, instead of
+    /// or besides `--fleet`.
+    #[arg(long)]
+    pub model: Vec<String>,
+
+    /// GPU model to plan for: a100-40gb, a100-80gb, a30-24gb, h100-80gb,
+    /// h100-94gb, h200-141gb.
+    #[arg(long)]
+    pub gpu: String,
+
+    /// Context tokens to reserve KV cache for, for `--model` entries (default:
+    /// the model's own, capped at the worker's 4096).
+    #[arg(long)]
+    pub context: Option<u64>,
+
+    /// Concurrent sequences to reserve KV cache for, for `--model` entries.
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: u64,
+
+    /// Also consider media (`+me`) and memory-heavy (`1g.20gb`) profiles.
+    #[arg(long)]
+    pub all_profiles: bool,
+
+    /// Write `mig-setup.sh`, `mig-parted.yaml`, `k8s-resources.yaml` and
+    /// `plan.json` into this folder.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+
+    /// Print the plan as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options shared by `up` and `serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Fleet file (TOML): which model runs where. Examples in `deploy/`.
+    /// Required by `up`; `serve` without one routes only to workers that
+    /// register themselves.
     #[arg(long, env = "MIG_GATEWAY_FLEET")]
-    pub fleet: PathBuf,
+    pub fleet: Option<PathBuf>,
 
     /// Address of the public gRPC server.
     #[arg(long, env = "MIG_GATEWAY_LISTEN", default_value = "127.0.0.1:50051")]
@@ -47,6 +108,16 @@ pub struct ServeArgs {
     /// Seconds that running calls get to finish after SIGTERM or Ctrl-C.
     #[arg(long, env = "MIG_GATEWAY_DRAIN_SECONDS", default_value_t = 10)]
     pub drain_seconds: u64,
+
+    /// Seconds between heartbeats asked of registered workers
+    /// (`mig-worker serve --gateway`).
+    #[arg(long, env = "MIG_GATEWAY_HEARTBEAT_INTERVAL", default_value_t = 1.0)]
+    pub heartbeat_interval: f64,
+
+    /// Seconds of heartbeat silence after which a registered worker is
+    /// dropped from routing.
+    #[arg(long, env = "MIG_GATEWAY_HEARTBEAT_TIMEOUT", default_value_t = 5.0)]
+    pub heartbeat_timeout: f64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -69,13 +140,37 @@ pub struct UpArgs {
 
 impl ServeArgs {
     pub fn validate(&self) -> Result<(), String> {
-        if !(self.health_interval.is_finite() && self.health_interval >= 0.05) {
+        for (flag, value) in [
+            ("--health-interval", self.health_interval),
+            ("--heartbeat-interval", self.heartbeat_interval),
+        ] {
+            if !(value.is_finite() && (0.05..=60.0).contains(&value)) {
+                return Err(format!(
+                    "`{flag}` must be between 0.05 and 60 seconds (got {value})"
+                ));
+            }
+        }
+        if !(self.heartbeat_timeout.is_finite()
+            && self.heartbeat_timeout >= 2.0 * self.heartbeat_interval)
+        {
             return Err(format!(
-                "`--health-interval` must be at least 0.05 seconds (got {})",
-                self.health_interval
+                "`--heartbeat-timeout` must be at least twice `--heartbeat-interval` ({} s), so one lost heartbeat does not drop a worker (got {})",
+                2.0 * self.heartbeat_interval,
+                self.heartbeat_timeout
             ));
         }
         Ok(())
+    }
+
+    pub fn options(&self) -> crate::ServerOptions {
+        crate::ServerOptions {
+            health_interval: self.health_interval(),
+            drain: self.drain(),
+            heartbeat: crate::registration::HeartbeatPolicy {
+                interval: Duration::from_secs_f64(self.heartbeat_interval),
+                timeout: Duration::from_secs_f64(self.heartbeat_timeout),
+            },
+        }
     }
 
     pub fn health_interval(&self) -> Duration {

@@ -1,19 +1,33 @@
-//! The fleet file (TOML): which model is served by which worker.
+//! The fleet file (TOML): which model runs on which slices.
 //!
-//! Each `[[worker]]` either names an `address` (a worker that runs already,
-//! started by hand or elsewhere) or a model `path` and a `slice` (a worker that
-//! `mig-gateway up` starts as a child process):
+//! One `[[model]]` per model name. Where its workers run is one of:
 //!
 //! ```toml
-//! [[worker]]
-//! model = "smollm2-135m"
+//! [[model]]
+//! name = "smollm2-135m"
 //! path = "models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf"
-//! slice = "cpu:0"
+//! slices = "auto"          # the default: the planner picks among the slices found
+//! replicas = 1             # with "auto": how many workers
 //!
-//! [[worker]]
-//! model = "minilm-l6"
-//! address = "http://127.0.0.1:50061"
+//! [[model]]
+//! name = "minilm-l6"
+//! path = "models/minilm-l6"
+//! slices = ["cpu:1"]       # or ["MIG-<uuid>", ...]: one worker per slice
+//!
+//! [[model]]
+//! name = "big"
+//! path = "models/big.gguf"
+//! profile = "2g.20gb"      # any free MIG slices of this profile
+//! count = 2
+//!
+//! [[model]]
+//! name = "remote"
+//! addresses = ["http://10.0.0.7:50061"]   # workers that run already
 //! ```
+//!
+//! `context` and `concurrency` size the KV-cache headroom the planner reserves
+//! (`auto` on GPUs and `mig-gateway plan`). Relative paths are taken from the
+//! directory the gateway runs in.
 
 use std::path::{Path, PathBuf};
 
@@ -23,22 +37,33 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Fleet {
-    #[serde(default, rename = "worker")]
-    pub workers: Vec<WorkerEntry>,
+    #[serde(default, rename = "model")]
+    pub models: Vec<ModelEntry>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct WorkerEntry {
+pub struct ModelEntry {
     /// The name clients route by.
-    pub model: String,
-    /// A running worker's gRPC address (`http://host:port`).
-    pub address: Option<String>,
-    /// The model file or folder for a worker that `up` starts; relative paths
-    /// are taken from the directory the gateway runs in.
+    pub name: String,
+    /// The model file (`.gguf`) or folder (BERT) for workers the gateway starts.
     pub path: Option<PathBuf>,
-    /// The slice a started worker is pinned to (default `cpu:0`).
-    pub slice: Option<String>,
+    /// `"auto"` or a list of slices (`cpu:0`, `MIG-<uuid>`, `GPU-<uuid>`).
+    pub slices: Option<Slices>,
+    /// A MIG profile (`1g.10gb`): take `count` free slices of it.
+    pub profile: Option<String>,
+    /// With `profile`: how many slices (default 1).
+    pub count: Option<u32>,
+    /// With `slices = "auto"`: how many workers (default 1).
+    pub replicas: Option<u32>,
+    /// Running workers' gRPC addresses (`http://host:port`); no `path` then.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// Tokens of context to reserve KV cache for, per sequence (default: the
+    /// model's context length as the worker serves it).
+    pub context: Option<u64>,
+    /// Sequences served at once, for the same reservation (default 1).
+    pub concurrency: Option<u64>,
     /// Compute threads of a started worker (default: the slice's core count).
     pub threads: Option<usize>,
     /// Extra `mig-worker serve` arguments, for example `["--weights", "native"]`.
@@ -46,18 +71,49 @@ pub struct WorkerEntry {
     pub args: Vec<String>,
 }
 
-/// How the gateway reaches a worker of the fleet.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Slices {
+    /// Must be `"auto"` (checked with the rest of the entry).
+    Keyword(String),
+    List(Vec<String>),
+}
+
+/// Where a model's workers should run, as the fleet file says it.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Placement {
-    /// Already running at this address.
-    Remote { address: String },
-    /// To be started by the supervisor.
-    Spawn {
-        path: PathBuf,
-        slice: SliceId,
-        threads: Option<usize>,
-        args: Vec<String>,
-    },
+pub enum Want {
+    /// Already running at these addresses.
+    Remote { addresses: Vec<String> },
+    /// One worker on each of these slices.
+    Slices(Vec<SliceId>),
+    /// `count` free MIG slices of `profile`.
+    Profile { profile: String, count: u32 },
+    /// `replicas` workers on slices the gateway picks.
+    Auto { replicas: u32 },
+}
+
+/// A model entry, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelPlan {
+    pub name: String,
+    pub path: Option<PathBuf>,
+    pub want: Want,
+    pub context: Option<u64>,
+    pub concurrency: u64,
+    pub threads: Option<usize>,
+    pub args: Vec<String>,
+}
+
+impl ModelPlan {
+    /// Workers this entry asks for.
+    pub fn replicas(&self) -> u32 {
+        match &self.want {
+            Want::Remote { addresses } => addresses.len() as u32,
+            Want::Slices(slices) => slices.len() as u32,
+            Want::Profile { count, .. } => *count,
+            Want::Auto { replicas } => *replicas,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,72 +125,158 @@ pub enum FleetError {
     },
     #[error("fleet file `{path}`: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("fleet file `{path}`, `worker[{index}]`: {message}")]
+    #[error("fleet file `{path}`, `model[{index}]` (`{name}`): {message}")]
     Entry {
         path: PathBuf,
         index: usize,
+        name: String,
         message: String,
     },
 }
 
 impl Fleet {
-    pub fn load(path: &Path) -> Result<Fleet, FleetError> {
+    /// Reads and checks a fleet file.
+    pub fn load(path: &Path) -> Result<Vec<ModelPlan>, FleetError> {
         let text = std::fs::read_to_string(path).map_err(|source| FleetError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        let fleet: Fleet = toml::from_str(&text).map_err(|e| FleetError::Parse {
+        Fleet::parse(&text, path)
+    }
+
+    /// Parses and checks fleet text; `path` only names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Vec<ModelPlan>, FleetError> {
+        let fleet: Fleet = toml::from_str(text).map_err(|e| FleetError::Parse {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        fleet.placements(path)?;
-        Ok(fleet)
+        fleet.check(path)
     }
 
-    /// Each entry's model and placement, checked.
-    pub fn placements(&self, path: &Path) -> Result<Vec<(String, Placement)>, FleetError> {
-        if self.workers.is_empty() {
+    /// Each entry as a [`ModelPlan`]; errors name the entry and the field.
+    pub fn check(&self, path: &Path) -> Result<Vec<ModelPlan>, FleetError> {
+        if self.models.is_empty() {
             return Err(FleetError::Parse {
                 path: path.to_path_buf(),
-                message: "no `[[worker]]` entry".into(),
+                message: "no `[[model]]` entry".into(),
             });
         }
-        self.workers
+        let mut seen = std::collections::HashSet::new();
+        self.models
             .iter()
             .enumerate()
-            .map(|(index, w)| {
+            .map(|(index, m)| {
                 let err = |message: String| FleetError::Entry {
                     path: path.to_path_buf(),
                     index,
+                    name: m.name.clone(),
                     message,
                 };
-                if w.model.trim().is_empty() {
-                    return Err(err("`model` is empty".into()));
+                if m.name.trim().is_empty() {
+                    return Err(err("`name` is empty".into()));
                 }
-                let placement = match (&w.address, &w.path) {
-                    (Some(_), Some(_)) => {
-                        return Err(err("set either `address` or `path`, not both".into()))
-                    }
-                    (None, None) => {
-                        return Err(err(
-                            "set `address` (a running worker) or `path` (a model to start)".into(),
-                        ))
-                    }
-                    (Some(address), None) => Placement::Remote {
-                        address: address.clone(),
-                    },
-                    (None, Some(model_path)) => Placement::Spawn {
-                        path: model_path.clone(),
-                        slice: w.slice.as_deref().unwrap_or("cpu:0").parse().map_err(
-                            |e: mig_slices::SliceParseError| err(format!("`slice`: {e}")),
-                        )?,
-                        threads: w.threads,
-                        args: w.args.clone(),
-                    },
-                };
-                Ok((w.model.clone(), placement))
+                if !seen.insert(m.name.clone()) {
+                    return Err(err(format!(
+                        "`name` `{}` appears twice; list all its slices in one entry",
+                        m.name
+                    )));
+                }
+                let want = m.want().map_err(err)?;
+                if m.concurrency == Some(0) {
+                    return Err(err("`concurrency` must be at least 1".into()));
+                }
+                if m.context == Some(0) {
+                    return Err(err("`context` must be at least 1".into()));
+                }
+                if m.threads == Some(0) {
+                    return Err(err("`threads` must be at least 1".into()));
+                }
+                Ok(ModelPlan {
+                    name: m.name.clone(),
+                    path: m.path.clone(),
+                    want,
+                    context: m.context,
+                    concurrency: m.concurrency.unwrap_or(1),
+                    threads: m.threads,
+                    args: m.args.clone(),
+                })
             })
             .collect()
+    }
+}
+
+impl ModelEntry {
+    fn want(&self) -> Result<Want, String> {
+        if !self.addresses.is_empty() {
+            let extra = [
+                ("path", self.path.is_some()),
+                ("slices", self.slices.is_some()),
+                ("profile", self.profile.is_some()),
+                ("replicas", self.replicas.is_some()),
+            ];
+            if let Some((field, _)) = extra.iter().find(|(_, set)| *set) {
+                return Err(format!(
+                    "`addresses` names running workers; `{field}` is for workers the gateway starts"
+                ));
+            }
+            return Ok(Want::Remote {
+                addresses: self.addresses.clone(),
+            });
+        }
+        if self.path.is_none() {
+            return Err(
+                "set `path` (a model for the gateway to start) or `addresses` (running workers)"
+                    .into(),
+            );
+        }
+        if self.count.is_some() && self.profile.is_none() {
+            return Err("`count` goes with `profile`".into());
+        }
+        let auto = match &self.slices {
+            None => self.profile.is_none(),
+            Some(Slices::Keyword(k)) if k == "auto" => true,
+            Some(Slices::Keyword(k)) => {
+                return Err(format!(
+                    "`slices` must be \"auto\" or a list like [\"cpu:0\"] (got \"{k}\")"
+                ))
+            }
+            Some(Slices::List(_)) => false,
+        };
+        if self.replicas.is_some() && !auto {
+            return Err("`replicas` goes with `slices = \"auto\"`".into());
+        }
+        match (&self.slices, &self.profile) {
+            (Some(Slices::List(_)) | Some(Slices::Keyword(_)), Some(_)) => {
+                Err("set either `slices` or `profile`, not both".into())
+            }
+            (Some(Slices::List(list)), None) => {
+                if list.is_empty() {
+                    return Err("`slices` is an empty list".into());
+                }
+                let slices = list
+                    .iter()
+                    .map(|s| s.parse::<SliceId>().map_err(|e| format!("`slices`: {e}")))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Want::Slices(slices))
+            }
+            (None, Some(profile)) => {
+                let count = self.count.unwrap_or(1);
+                if count == 0 {
+                    return Err("`count` must be at least 1".into());
+                }
+                Ok(Want::Profile {
+                    profile: profile.clone(),
+                    count,
+                })
+            }
+            _ => {
+                let replicas = self.replicas.unwrap_or(1);
+                if replicas == 0 {
+                    return Err("`replicas` must be at least 1".into());
+                }
+                Ok(Want::Auto { replicas })
+            }
+        }
     }
 }
 
@@ -142,68 +284,132 @@ impl Fleet {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<Vec<(String, Placement)>, FleetError> {
-        let fleet: Fleet = toml::from_str(text).map_err(|e| FleetError::Parse {
-            path: "f.toml".into(),
-            message: e.to_string(),
-        })?;
-        fleet.placements(Path::new("f.toml"))
+    fn parse(text: &str) -> Result<Vec<ModelPlan>, FleetError> {
+        Fleet::parse(text, Path::new("f.toml"))
     }
 
     #[test]
-    fn reads_remote_and_spawned_workers() {
+    fn reads_every_placement_form() {
         let p = parse(
             r#"
-            [[worker]]
-            model = "a"
-            address = "http://127.0.0.1:1"
-            [[worker]]
-            model = "b"
+            [[model]]
+            name = "a"
+            addresses = ["http://127.0.0.1:1"]
+            [[model]]
+            name = "b"
             path = "m.gguf"
-            slice = "cpu:1"
+            slices = ["cpu:1", "MIG-aaaa"]
             threads = 1
             args = ["--weights", "native"]
+            [[model]]
+            name = "c"
+            path = "m.gguf"
+            profile = "1g.10gb"
+            count = 2
+            [[model]]
+            name = "d"
+            path = "m.gguf"
+            replicas = 3
+            context = 1024
+            concurrency = 4
+            [[model]]
+            name = "e"
+            path = "m.gguf"
+            slices = "auto"
             "#,
         )
         .unwrap();
         assert_eq!(
-            p[0].1,
-            Placement::Remote {
-                address: "http://127.0.0.1:1".into()
+            p[0].want,
+            Want::Remote {
+                addresses: vec!["http://127.0.0.1:1".into()]
             }
         );
-        match &p[1].1 {
-            Placement::Spawn {
-                slice,
-                threads,
-                args,
-                ..
-            } => {
-                assert_eq!(slice.to_string(), "cpu:1");
-                assert_eq!(*threads, Some(1));
-                assert_eq!(args.len(), 2);
+        match &p[1].want {
+            Want::Slices(s) => {
+                assert_eq!(s[0].to_string(), "cpu:1");
+                assert!(matches!(s[1], SliceId::Mig(_)));
             }
             other => panic!("{other:?}"),
         }
+        assert_eq!(p[1].threads, Some(1));
+        assert_eq!(p[1].args.len(), 2);
+        assert_eq!(
+            p[2].want,
+            Want::Profile {
+                profile: "1g.10gb".into(),
+                count: 2
+            }
+        );
+        assert_eq!(p[3].want, Want::Auto { replicas: 3 });
+        assert_eq!((p[3].context, p[3].concurrency), (Some(1024), 4));
+        assert_eq!(p[4].want, Want::Auto { replicas: 1 });
+        assert_eq!(
+            p.iter().map(|m| m.replicas()).sum::<u32>(),
+            1 + 2 + 2 + 3 + 1
+        );
     }
 
     #[test]
     fn errors_name_the_entry_and_field() {
-        let e = parse("[[worker]]\nmodel = \"a\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("`worker[0]`") && e.contains("`address`"), "{e}");
-        let e = parse("[[worker]]\nmodel = \"a\"\npath = \"x\"\nslice = \"gpu0\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("`slice`"), "{e}");
-        let e = parse("[[worker]]\nmodel = \"a\"\naddress = \"x\"\nfoo = 1\n")
+        let cases = [
+            ("[[model]]\nname = \"a\"\n", "`path`"),
+            (
+                "[[model]]\nname = \"a\"\npath = \"x\"\nslices = [\"gpu0\"]\n",
+                "`slices`",
+            ),
+            (
+                "[[model]]\nname = \"a\"\npath = \"x\"\nslices = \"all\"\n",
+                "\"auto\"",
+            ),
+            (
+                "[[model]]\nname = \"a\"\npath = \"x\"\nslices = [\"cpu:0\"]\nprofile = \"1g.10gb\"\n",
+                "not both",
+            ),
+            (
+                "[[model]]\nname = \"a\"\npath = \"x\"\nslices = [\"cpu:0\"]\nreplicas = 2\n",
+                "`replicas`",
+            ),
+            (
+                "[[model]]\nname = \"a\"\naddresses = [\"http://h:1\"]\npath = \"x\"\n",
+                "`path`",
+            ),
+            ("[[model]]\nname = \"a\"\npath = \"x\"\ncount = 2\n", "`count`"),
+            (
+                "[[model]]\nname = \"a\"\npath = \"x\"\nreplicas = 0\n",
+                "at least 1",
+            ),
+            (
+                "[[model]]\nname = \"a\"\npath = \"x\"\n[[model]]\nname = \"a\"\npath = \"y\"\n",
+                "appears twice",
+            ),
+        ];
+        for (text, needle) in cases {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains("`model[") && e.contains(needle), "{text}: {e}");
+        }
+        let e = parse("[[model]]\nname = \"a\"\npath = \"x\"\nfoo = 1\n")
             .unwrap_err()
             .to_string();
         assert!(e.contains("foo"), "{e}");
         assert!(parse("")
             .unwrap_err()
             .to_string()
-            .contains("no `[[worker]]`"));
+            .contains("no `[[model]]`"));
+    }
+
+    #[test]
+    fn every_fleet_example_in_deploy_parses() {
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&deploy).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("fleet") && name.ends_with(".toml") {
+                let models = Fleet::load(&entry.path()).unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert!(!models.is_empty(), "{name}");
+                checked += 1;
+            }
+        }
+        assert!(checked >= 4, "{checked} fleet examples found");
     }
 }

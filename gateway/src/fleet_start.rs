@@ -1,69 +1,69 @@
-//! From a fleet file to a registry of workers: connect to the running ones,
-//! start the others (with a supervisor), probe all once.
+//! From a checked fleet to a registry of workers: place the models on the
+//! machine's slices, connect to the running workers, start the others (with a
+//! supervisor), probe all once.
 
-use std::path::Path;
 use std::sync::Arc;
 
-use crate::fleet::{Fleet, FleetError, Placement};
+use mig_proto::inference::v1::WorkerOrigin;
+
+use crate::fleet::ModelPlan;
+use crate::model_file;
+use crate::placement::{self, Inventory, ResolveError};
 use crate::registry::{Registry, WorkerHandle};
-use crate::supervisor::{Supervisor, SupervisorError, WorkerLaunch};
+use crate::supervisor::{Supervisor, SupervisorError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
-    Fleet(#[from] FleetError),
+    Resolve(#[from] ResolveError),
     #[error(transparent)]
     Supervisor(#[from] SupervisorError),
-    #[error("fleet entry for `{model}`: `address` `{address}` is not a valid URI: {source}")]
+    #[error("`{model}`: address `{address}` is not a valid URI: {source}")]
     Address {
         model: String,
         address: String,
         source: tonic::transport::Error,
     },
-    #[error("fleet entry for `{model}` has a `path`: workers are started by `mig-gateway up`, not `serve`")]
-    NeedsSupervisor { model: String },
 }
 
-/// Builds the registry. Entries with a `path` are started by `supervisor`;
-/// without one (plain `serve`) they are an error.
+/// Builds the registry. Workers to start go to `supervisor`; without one
+/// (plain `serve`) a fleet that needs them is an error.
 pub async fn start_fleet(
-    fleet: &Fleet,
-    fleet_path: &Path,
-    mut supervisor: Option<&mut Supervisor>,
+    models: &[ModelPlan],
+    inventory: &Inventory,
+    supervisor: Option<&mut Supervisor>,
 ) -> Result<Arc<Registry>, StartError> {
+    if supervisor.is_none() {
+        if let Some(m) = models
+            .iter()
+            .find(|m| !matches!(m.want, crate::fleet::Want::Remote { .. }))
+        {
+            return Err(ResolveError::NeedsSupervisor {
+                model: m.name.clone(),
+            }
+            .into());
+        }
+    }
+    let resolved = placement::resolve(models, inventory, model_file::replica_need_bytes)?;
+    for note in &resolved.notes {
+        tracing::warn!("{note}");
+    }
     let registry = Arc::new(Registry::default());
-    for (model, placement) in fleet.placements(fleet_path)? {
-        let address = match placement {
-            Placement::Remote { address } => address,
-            Placement::Spawn {
-                path,
-                slice,
-                threads,
-                args,
-            } => {
-                let Some(supervisor) = supervisor.as_deref_mut() else {
-                    return Err(StartError::NeedsSupervisor { model });
-                };
-                supervisor
-                    .start(WorkerLaunch {
-                        model: model.clone(),
-                        path,
-                        slice,
-                        threads,
-                        args,
-                    })
-                    .await?
-                    .address
-            }
-        };
-        let handle = WorkerHandle::new(model.clone(), address.clone()).map_err(|source| {
-            StartError::Address {
+    for (model, address) in &resolved.remote {
+        let handle = WorkerHandle::new(model.clone(), address.clone(), WorkerOrigin::Fleet)
+            .map_err(|source| StartError::Address {
                 model: model.clone(),
-                address,
+                address: address.clone(),
                 source,
-            }
-        })?;
+            })?;
         registry.add(Arc::new(handle));
+    }
+    if let Some(supervisor) = supervisor {
+        for launch in resolved.launches {
+            tracing::info!(model = %launch.model, slice = %launch.slice, "starting worker");
+            let handle = supervisor.start(launch).await?;
+            registry.add(handle);
+        }
     }
     registry.probe_all().await;
     Ok(registry)
@@ -71,8 +71,11 @@ pub async fn start_fleet(
 
 /// One line per model: how many of its workers are healthy.
 pub fn readiness_summary(registry: &Registry) -> String {
-    registry
-        .model_names()
+    let models = registry.model_names();
+    if models.is_empty() {
+        return "none yet (workers may register)".into();
+    }
+    models
         .iter()
         .map(|m| {
             let workers = registry.workers(m).unwrap_or_default();

@@ -4,15 +4,23 @@
 //!
 //! # Layout
 //! - [`config`]: the command line (`up`, `serve`, `call`) and its checks.
-//! - [`fleet`]: the fleet file: which model runs on which worker or slice.
-//! - [`fleet_start`]: fleet file to registry: connect, or start via the supervisor.
-//! - [`supervisor`]: starts worker processes, reads their ready line, stops
-//!   them (SIGTERM, grace, SIGKILL).
+//! - [`fleet`]: the fleet file: which model runs on which slices.
+//! - [`slices`]: what this machine offers (NVML discovery, CPU cores);
+//!   `mig-gateway slices`.
+//! - [`model_file`]: a model file's memory need (weights, KV-cache shape).
+//! - [`placement`]: fleet + slices found → which worker goes on which slice.
+//! - [`plan_cmd`]: `mig-gateway plan`: MIG layout for a fleet on a GPU model.
+//! - [`fleet_start`]: placed fleet to registry: connect, or start via the supervisor.
+//! - [`supervisor`]: starts worker processes pinned to their slices, reads
+//!   their ready line, restarts them with backoff, stops them (SIGTERM,
+//!   grace, SIGKILL).
+//! - [`registration`]: heartbeats from workers started elsewhere
+//!   (`mig-worker serve --gateway`); silent ones are dropped.
 //! - [`registry`]: the known workers by model, their reported identity and health.
 //! - [`router`]: picks a healthy worker of the requested model and kind.
 //! - [`service`]: the `Inference` service: routing, deadline, cancellation, relaying.
 //! - [`error`]: gateway errors and the one place they become gRPC status.
-//! - [`server`]: `run(registry, listener, health_interval, drain, shutdown)`.
+//! - [`server`]: `run(registry, listener, options, shutdown)`.
 //! - [`client`]: `mig-gateway call`, the shell client.
 //! - [`shutdown`]: SIGINT / SIGTERM.
 
@@ -21,11 +29,16 @@ pub mod config;
 pub mod error;
 pub mod fleet;
 pub mod fleet_start;
+pub mod model_file;
+pub mod placement;
+pub mod plan_cmd;
+pub mod registration;
 pub mod registry;
 pub mod router;
 pub mod server;
 pub mod service;
 pub mod shutdown;
+pub mod slices;
 pub mod supervisor;
 
-pub use server::run;
+pub use server::{run, ServerOptions};

@@ -1,22 +1,26 @@
 //! `mig-gateway`: parse the command line, set up logging, then `up` (gateway
-//! and workers), `serve` (gateway only) or `call` (client).
+//! and workers), `serve` (gateway only), `call` (client), `slices` (what this
+//! machine offers) or `plan` (MIG layout for a fleet).
 
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use mig_gateway::config::{Cli, Command, ServeArgs};
-use mig_gateway::fleet::Fleet;
+use mig_gateway::fleet::{Fleet, ModelPlan};
 use mig_gateway::fleet_start::{readiness_summary, start_fleet};
+use mig_gateway::placement::Inventory;
+use mig_gateway::slices::Detected;
 use mig_gateway::supervisor::{default_worker_bin, Supervisor};
 use tokio::net::TcpListener;
 
-fn init_tracing() {
+fn init_tracing(default: &str) {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default.into()),
         )
         .init();
 }
@@ -36,12 +40,45 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Slices(args) => {
+            // The table says what NVML's log line would.
+            init_tracing("warn");
+            let detected = Detected::detect();
+            if args.raw {
+                match &detected.gpu {
+                    mig_slices::discovery::Discovery::Nvml { snapshot, .. } => {
+                        println!("{}", snapshot.to_json_pretty())
+                    }
+                    mig_slices::discovery::Discovery::NoNvml { reason } => {
+                        anyhow::bail!("no NVML snapshot to print: {reason}")
+                    }
+                }
+            } else if args.json {
+                println!("{}", serde_json::to_string_pretty(&detected)?);
+            } else {
+                print!("{}", detected.table());
+            }
+            Ok(())
+        }
+        Command::Plan(args) => {
+            init_tracing("warn");
+            Ok(mig_gateway::plan_cmd::run(&args)?)
+        }
         Command::Serve(args) => {
-            init_tracing();
-            serve(args, None).await
+            init_tracing("info");
+            let models = match &args.fleet {
+                Some(path) => Fleet::load(path)?,
+                None => Vec::new(),
+            };
+            serve(args, models, Inventory::default(), None).await
         }
         Command::Up(args) => {
-            init_tracing();
+            init_tracing("info");
+            let Some(path) = &args.serve.fleet else {
+                anyhow::bail!("`up` needs `--fleet FILE`: which models to start (see deploy/)");
+            };
+            let models = Fleet::load(path)?;
+            let inventory = Detected::detect().inventory();
             let bin = args.worker_bin.clone().unwrap_or_else(default_worker_bin);
             let supervisor = Supervisor::new(
                 bin,
@@ -49,18 +86,31 @@ async fn main() -> anyhow::Result<()> {
                 Duration::from_secs(args.ready_timeout_seconds),
             );
             tracing::info!(worker_bin = %supervisor.worker_bin().display(), "starting workers");
-            serve(args.serve, Some(supervisor)).await
+            serve(args.serve, models, inventory, Some(supervisor)).await
         }
     }
 }
 
-async fn serve(args: ServeArgs, mut supervisor: Option<Supervisor>) -> anyhow::Result<()> {
+async fn serve(
+    args: ServeArgs,
+    models: Vec<ModelPlan>,
+    inventory: Inventory,
+    mut supervisor: Option<Supervisor>,
+) -> anyhow::Result<()> {
     args.validate().map_err(anyhow::Error::msg)?;
-    let fleet = Fleet::load(&args.fleet)?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding `--listen {}`", args.listen))?;
-    let registry = start_fleet(&fleet, &args.fleet, supervisor.as_mut()).await?;
+    let registry = match start_fleet(&models, &inventory, supervisor.as_mut()).await {
+        Ok(registry) => registry,
+        Err(e) => {
+            // Workers already started must not outlive a failed start.
+            if let Some(supervisor) = supervisor {
+                supervisor.shutdown().await;
+            }
+            return Err(e.into());
+        }
+    };
     println!(
         "mig-gateway listening on {}; models: {}",
         listener.local_addr()?,
@@ -69,8 +119,7 @@ async fn serve(args: ServeArgs, mut supervisor: Option<Supervisor>) -> anyhow::R
     let served = mig_gateway::run(
         registry,
         listener,
-        args.health_interval(),
-        args.drain(),
+        args.options(),
         mig_gateway::shutdown::signal(),
     )
     .await;

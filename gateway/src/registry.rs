@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use mig_proto::inference::v1::ModelKind;
+use mig_proto::inference::v1::{ModelKind, WorkerOrigin};
 use mig_proto::worker::v1::worker_client::WorkerClient;
 use mig_proto::worker::v1::{InfoRequest, WorkerInfo};
 use tonic::transport::{Channel, Endpoint};
@@ -17,42 +17,113 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// One worker process, seen from the gateway.
 #[derive(Debug)]
 pub struct WorkerHandle {
-    /// The model name the fleet file routes to this worker.
+    /// The model name the fleet file (or the worker's registration) routes to
+    /// this worker.
     pub model: String,
-    pub address: String,
-    client: WorkerClient<Channel>,
+    /// Who started the worker, which decides who may remove it: registered
+    /// workers leave when their heartbeats stop, the others never do.
+    pub origin: WorkerOrigin,
+    /// Where it listens. A restarted worker comes back on a new port, so the
+    /// supervisor swaps this in place and routing keeps the same handle.
+    conn: RwLock<Conn>,
     /// What the worker last reported, and whether its last probe succeeded.
     state: RwLock<WorkerState>,
     /// Requests the gateway has sent to this worker and not yet finished: the
     /// balancing signal.
     in_flight: AtomicU32,
+    /// Times the supervisor restarted the process.
+    restarts: AtomicU32,
 }
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
+struct Conn {
+    address: String,
+    client: WorkerClient<Channel>,
+}
+
+#[derive(Debug, Clone)]
 struct WorkerState {
     info: Option<WorkerInfo>,
     healthy: bool,
+    /// The last heartbeat of a registered worker (its registration time
+    /// before the first).
+    last_heartbeat: Instant,
+}
+
+fn connect(address: &str) -> Result<Conn, tonic::transport::Error> {
+    let channel = Endpoint::from_shared(address.to_string())?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(2))
+        .connect_lazy();
+    Ok(Conn {
+        address: address.to_string(),
+        client: WorkerClient::new(channel),
+    })
 }
 
 impl WorkerHandle {
     /// A handle that connects lazily: an unreachable worker is unhealthy, not
     /// an error.
-    pub fn new(model: String, address: String) -> Result<Self, tonic::transport::Error> {
-        let channel = Endpoint::from_shared(address.clone())?
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(2))
-            .connect_lazy();
+    pub fn new(
+        model: String,
+        address: String,
+        origin: WorkerOrigin,
+    ) -> Result<Self, tonic::transport::Error> {
         Ok(WorkerHandle {
             model,
-            address,
-            client: WorkerClient::new(channel),
-            state: RwLock::new(WorkerState::default()),
+            origin,
+            conn: RwLock::new(connect(&address)?),
+            state: RwLock::new(WorkerState {
+                info: None,
+                healthy: false,
+                last_heartbeat: Instant::now(),
+            }),
             in_flight: AtomicU32::new(0),
+            restarts: AtomicU32::new(0),
         })
     }
 
     pub fn client(&self) -> WorkerClient<Channel> {
-        self.client.clone()
+        self.conn
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .client
+            .clone()
+    }
+
+    pub fn address(&self) -> String {
+        self.conn
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .address
+            .clone()
+    }
+
+    /// Points the handle at a restarted worker's new address; it stays
+    /// unhealthy until the next probe answers.
+    pub fn reconnect(&self, address: &str) -> Result<(), tonic::transport::Error> {
+        let conn = connect(address)?;
+        *self.conn.write().unwrap_or_else(|e| e.into_inner()) = conn;
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub fn restarts(&self) -> u32 {
+        self.restarts.load(Ordering::Relaxed)
+    }
+
+    /// Records a heartbeat: the worker is alive and reported `info`.
+    pub fn heartbeat(&self, info: WorkerInfo) {
+        self.record_probe(Some(info));
+        self.state
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .last_heartbeat = Instant::now();
+    }
+
+    /// Time since the last heartbeat.
+    pub fn silence(&self) -> Duration {
+        self.read().last_heartbeat.elapsed()
     }
 
     pub fn info(&self) -> Option<WorkerInfo> {
@@ -71,7 +142,7 @@ impl WorkerHandle {
     pub fn id(&self) -> String {
         self.info()
             .map(|i| i.worker_id)
-            .unwrap_or_else(|| self.address.clone())
+            .unwrap_or_else(|| self.address())
     }
 
     /// Counts a request against this worker until the guard drops.
@@ -89,7 +160,7 @@ impl WorkerHandle {
         let info = match answer {
             Ok(Ok(info)) => Some(info.into_inner()),
             Ok(Err(status)) => {
-                tracing::debug!(address = %self.address, %status, "worker probe failed");
+                tracing::debug!(address = %self.address(), %status, "worker probe failed");
                 None
             }
             Err(_) => None,
@@ -103,7 +174,7 @@ impl WorkerHandle {
         let healthy = info.is_some();
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         if state.healthy != healthy {
-            tracing::info!(model = %self.model, address = %self.address, healthy, "worker health changed");
+            tracing::info!(model = %self.model, address = %self.address(), healthy, "worker health changed");
         }
         if info.is_some() {
             state.info = info;
@@ -116,7 +187,7 @@ impl WorkerHandle {
     pub fn mark_unhealthy(&self) {
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         if state.healthy {
-            tracing::warn!(model = %self.model, address = %self.address, "worker unreachable; marked unhealthy");
+            tracing::warn!(model = %self.model, address = %self.address(), "worker unreachable; marked unhealthy");
         }
         state.healthy = false;
     }
@@ -152,6 +223,29 @@ impl Registry {
             .entry(worker.model.clone())
             .or_default()
             .push(worker);
+    }
+
+    /// Removes one worker (by identity); a model left with no worker is
+    /// forgotten, so it answers NOT_FOUND like any unknown model.
+    pub fn remove(&self, worker: &Arc<WorkerHandle>) -> bool {
+        let mut models = self.models.write().unwrap_or_else(|e| e.into_inner());
+        let Some(workers) = models.get_mut(&worker.model) else {
+            return false;
+        };
+        let before = workers.len();
+        workers.retain(|w| !Arc::ptr_eq(w, worker));
+        let removed = workers.len() != before;
+        if workers.is_empty() {
+            models.remove(&worker.model);
+        }
+        removed
+    }
+
+    /// The registered worker at `address`, if any.
+    pub fn registered_at(&self, address: &str) -> Option<Arc<WorkerHandle>> {
+        self.all()
+            .into_iter()
+            .find(|w| w.origin == WorkerOrigin::Registered && w.address() == address)
     }
 
     /// Every model name, sorted.

@@ -43,7 +43,7 @@ pub fn select(
     }
     workers
         .iter()
-        .filter(|w| w.is_healthy() && !skip.contains(&w.address))
+        .filter(|w| w.is_healthy() && !skip.contains(&w.address()))
         .min_by_key(|w| w.in_flight())
         .cloned()
         .ok_or(GatewayError::NoHealthyWorker {
@@ -55,11 +55,18 @@ pub fn select(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mig_proto::inference::v1::WorkerOrigin;
     use mig_proto::worker::v1::WorkerInfo;
 
     fn worker(registry: &Registry, model: &str, port: u16, kind: ModelKind) -> Arc<WorkerHandle> {
-        let w =
-            Arc::new(WorkerHandle::new(model.into(), format!("http://127.0.0.1:{port}")).unwrap());
+        let w = Arc::new(
+            WorkerHandle::new(
+                model.into(),
+                format!("http://127.0.0.1:{port}"),
+                WorkerOrigin::Fleet,
+            )
+            .unwrap(),
+        );
         w.record_probe(Some(WorkerInfo {
             model: model.into(),
             kind: kind as i32,
@@ -78,36 +85,26 @@ mod tests {
         assert_eq!(
             select(&registry, "m", ModelKind::Generate, &[])
                 .unwrap()
-                .address,
-            b.address
+                .address(),
+            b.address()
         );
         let _busier = b.begin();
         let _busiest = b.begin();
         assert_eq!(
             select(&registry, "m", ModelKind::Generate, &[])
                 .unwrap()
-                .address,
-            a.address
+                .address(),
+            a.address()
         );
         assert_eq!(
-            select(
-                &registry,
-                "m",
-                ModelKind::Generate,
-                std::slice::from_ref(&a.address)
-            )
-            .unwrap()
-            .address,
-            b.address
+            select(&registry, "m", ModelKind::Generate, &[a.address()])
+                .unwrap()
+                .address(),
+            b.address()
         );
         b.mark_unhealthy();
         assert!(matches!(
-            select(
-                &registry,
-                "m",
-                ModelKind::Generate,
-                std::slice::from_ref(&a.address)
-            ),
+            select(&registry, "m", ModelKind::Generate, &[a.address()]),
             Err(GatewayError::NoHealthyWorker { workers: 2, .. })
         ));
     }

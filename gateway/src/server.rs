@@ -1,15 +1,18 @@
-//! The gateway's gRPC server: the public Inference API, gRPC health and
-//! reflection, and the loop that keeps worker health current.
+//! The gateway's gRPC server: the public Inference API, worker registration,
+//! gRPC health and reflection, and the loops that keep worker health current
+//! and drop registered workers that went silent.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use mig_proto::inference::v1::inference_server::InferenceServer;
+use mig_proto::worker::v1::registration_server::RegistrationServer;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
 
+use crate::registration::{self, HeartbeatPolicy, RegistrationService};
 use crate::registry::{self, Registry};
 use crate::service::InferenceService;
 
@@ -21,13 +24,23 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
 }
 
+/// Timings of a running gateway.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerOptions {
+    /// Between health probes of each worker.
+    pub health_interval: Duration,
+    /// How long running calls may finish after shutdown begins.
+    pub drain: Duration,
+    /// Pace and timeout of registered workers' heartbeats.
+    pub heartbeat: HeartbeatPolicy,
+}
+
 /// Serves until `shutdown` completes, then stops accepting and lets running
-/// calls finish for at most `drain`.
+/// calls finish for at most `options.drain`.
 pub async fn run(
     registry: Arc<Registry>,
     listener: TcpListener,
-    health_interval: Duration,
-    drain: Duration,
+    options: ServerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -39,7 +52,11 @@ pub async fn run(
         .register_encoded_file_descriptor_set(mig_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
-    let prober = tokio::spawn(registry::health_loop(registry.clone(), health_interval));
+    let prober = tokio::spawn(registry::health_loop(
+        registry.clone(),
+        options.health_interval,
+    ));
+    let reaper = tokio::spawn(registration::reaper(registry.clone(), options.heartbeat));
     let graceful = async move {
         shutdown.await;
         health
@@ -53,9 +70,14 @@ pub async fn run(
     routes
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(RegistrationServer::new(RegistrationService::new(
+            registry.clone(),
+            options.heartbeat,
+        )))
         .add_service(InferenceServer::new(InferenceService::new(registry)));
-    let result = mig_proto::serve::serve(listener, routes.routes(), graceful, drain).await;
+    let result = mig_proto::serve::serve(listener, routes.routes(), graceful, options.drain).await;
     prober.abort();
+    reaper.abort();
     tracing::info!(drained = ?result, "gateway server stopped");
     result?;
     Ok(())

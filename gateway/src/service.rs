@@ -58,7 +58,7 @@ impl InferenceService {
                 Err(status) => match GatewayError::from_worker(&worker.id(), status) {
                     GatewayError::WorkerUnreachable { .. } => {
                         worker.mark_unhealthy();
-                        tried.push(worker.address.clone());
+                        tried.push(worker.address());
                     }
                     other => return Err(other),
                 },
@@ -196,7 +196,7 @@ impl Inference for InferenceService {
                 Err(status) => match GatewayError::from_worker(&worker.id(), status) {
                     GatewayError::WorkerUnreachable { .. } => {
                         worker.mark_unhealthy();
-                        tried.push(worker.address.clone());
+                        tried.push(worker.address());
                     }
                     other => return Err(other.into()),
                 },
@@ -229,7 +229,7 @@ impl Inference for InferenceService {
                             let info = w.info().unwrap_or_default();
                             WorkerStatus {
                                 worker_id: w.id(),
-                                address: w.address.clone(),
+                                address: w.address(),
                                 slice: info.slice,
                                 profile: info.profile,
                                 health: if w.is_healthy() {
@@ -237,6 +237,10 @@ impl Inference for InferenceService {
                                 } else {
                                     WorkerHealth::NotServing
                                 } as i32,
+                                gpu: info.gpu,
+                                memory_bytes: info.memory_bytes,
+                                origin: w.origin as i32,
+                                restarts: w.restarts(),
                             }
                         })
                         .collect(),

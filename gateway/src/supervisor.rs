@@ -2,19 +2,37 @@
 //!
 //! Each worker is a child `mig-worker serve` process, pinned to its slice by
 //! its own command line and environment (never by changing the gateway's
-//! environment). It reports readiness with one line on stdout that names the
-//! port it bound. On shutdown each child gets SIGTERM, a grace period, then
-//! SIGKILL; a child also gets SIGTERM from the kernel if the gateway dies.
+//! environment): `CUDA_VISIBLE_DEVICES=MIG-<uuid>` for a GPU slice, CPU
+//! affinity and thread count for a CPU slice. It reports readiness with one
+//! line on stdout that names the port it bound.
+//!
+//! A worker that dies is restarted with exponential backoff; its handle is
+//! unhealthy meanwhile, so routing skips it, and the restarted process is
+//! swapped in behind the same handle. On shutdown each child gets SIGTERM, a
+//! grace period, then SIGKILL; a child also gets SIGTERM from the kernel if
+//! the gateway dies.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use mig_proto::inference::v1::WorkerOrigin;
 use mig_slices::SliceId;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+use crate::placement::Launch;
+use crate::registry::WorkerHandle;
+
+/// First wait before restarting a dead worker; doubles per failed restart.
+const BACKOFF_INITIAL: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A worker that ran this long before dying restarts after the initial wait
+/// again: it was a crash, not a crash loop.
+const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(60);
 
 /// The worker's ready line starts with this; `listen=ADDR` follows.
 const READY_PREFIX: &str = "mig-worker ready ";
@@ -38,24 +56,21 @@ pub enum SupervisorError {
         slice: String,
         timeout: Duration,
     },
+    #[error("worker for `{model}` on `{slice}` reported `{address}`, which is not a valid URI: {source}")]
+    Address {
+        model: String,
+        slice: String,
+        address: String,
+        source: tonic::transport::Error,
+    },
 }
 
-/// What to start.
-#[derive(Debug, Clone)]
-pub struct WorkerLaunch {
-    pub model: String,
-    pub path: PathBuf,
-    pub slice: SliceId,
-    pub threads: Option<usize>,
-    pub args: Vec<String>,
-}
-
-/// A started worker: where it listens, and its process id.
-#[derive(Debug, Clone)]
-pub struct Started {
-    pub model: String,
-    pub address: String,
-    pub pid: u32,
+/// A running child and its stdout, after its ready line.
+struct Running {
+    child: Child,
+    pid: u32,
+    address: String,
+    lines: Lines<BufReader<ChildStdout>>,
 }
 
 struct ChildTask {
@@ -63,11 +78,17 @@ struct ChildTask {
     task: JoinHandle<()>,
 }
 
-/// Owns the worker processes; [`Supervisor::shutdown`] stops them all.
-pub struct Supervisor {
+/// How workers are started: shared by the supervisor and each keeper task.
+#[derive(Debug, Clone)]
+struct Launcher {
     bin: PathBuf,
     grace: Duration,
     ready_timeout: Duration,
+}
+
+/// Owns the worker processes; [`Supervisor::shutdown`] stops them all.
+pub struct Supervisor {
+    launcher: Launcher,
     children: Vec<ChildTask>,
 }
 
@@ -87,18 +108,62 @@ pub fn default_worker_bin() -> PathBuf {
 impl Supervisor {
     pub fn new(bin: PathBuf, grace: Duration, ready_timeout: Duration) -> Self {
         Supervisor {
-            bin,
-            grace,
-            ready_timeout,
+            launcher: Launcher {
+                bin,
+                grace,
+                ready_timeout,
+            },
             children: Vec::new(),
         }
     }
 
     pub fn worker_bin(&self) -> &Path {
-        &self.bin
+        &self.launcher.bin
     }
 
-    fn command(&self, launch: &WorkerLaunch) -> Command {
+    /// Starts one worker, waits for its ready line, and keeps it running
+    /// (restarting it if it dies) until [`Supervisor::shutdown`]. The handle
+    /// is what the registry routes to.
+    pub async fn start(&mut self, launch: Launch) -> Result<Arc<WorkerHandle>, SupervisorError> {
+        let running = self.launcher.start(&launch).await?;
+        let handle = WorkerHandle::new(
+            launch.model.clone(),
+            running.address.clone(),
+            WorkerOrigin::Supervised,
+        )
+        .map_err(|source| SupervisorError::Address {
+            model: launch.model.clone(),
+            slice: launch.slice.to_string(),
+            address: running.address.clone(),
+            source,
+        })?;
+        let handle = Arc::new(handle);
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(keep(
+            self.launcher.clone(),
+            launch,
+            handle.clone(),
+            running,
+            stopped,
+        ));
+        self.children.push(ChildTask { stop, task });
+        Ok(handle)
+    }
+
+    /// SIGTERM to every worker, then SIGKILL to those still running after the
+    /// grace period; returns when all have exited.
+    pub async fn shutdown(self) {
+        let mut tasks = Vec::new();
+        for child in self.children {
+            let _ = child.stop.send(());
+            tasks.push(child.task);
+        }
+        futures::future::join_all(tasks).await;
+    }
+}
+
+impl Launcher {
+    fn command(&self, launch: &Launch) -> Command {
         let threads = launch
             .threads
             .or_else(|| launch.slice.cores().map(|c| c.len()))
@@ -123,7 +188,13 @@ impl Supervisor {
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
         if let SliceId::Mig(uuid) | SliceId::Gpu(uuid) = &launch.slice {
-            cmd.env("CUDA_VISIBLE_DEVICES", uuid);
+            // The worker sees its slice as CUDA device 0, and nothing else.
+            cmd.env("CUDA_VISIBLE_DEVICES", uuid)
+                .arg("--device")
+                .arg("cuda");
+            if let Some(profile) = &launch.profile {
+                cmd.arg("--profile").arg(profile);
+            }
         }
         #[cfg(target_os = "linux")]
         // SAFETY: the closure runs in the child between fork and exec and
@@ -137,10 +208,11 @@ impl Supervisor {
         cmd
     }
 
-    /// Starts one worker and waits for its ready line.
-    pub async fn start(&mut self, launch: WorkerLaunch) -> Result<Started, SupervisorError> {
+    /// Spawns a worker and reads its stdout until the ready line, within the
+    /// ready timeout. On error the child is dropped, which kills it.
+    async fn start(&self, launch: &Launch) -> Result<Running, SupervisorError> {
         let mut child = self
-            .command(&launch)
+            .command(launch)
             .spawn()
             .map_err(|source| SupervisorError::Spawn {
                 bin: self.bin.clone(),
@@ -172,51 +244,96 @@ impl Supervisor {
                     .map(|s| s.to_string())
                     .unwrap_or_else(|e| e.to_string());
                 return Err(SupervisorError::ExitedEarly {
-                    model: launch.model,
+                    model: launch.model.clone(),
                     slice,
                     status,
                 });
             }
             Err(_) => {
                 return Err(SupervisorError::NotReady {
-                    model: launch.model,
+                    model: launch.model.clone(),
                     slice,
                     timeout: self.ready_timeout,
                 })
             }
         };
         tracing::info!(model = %launch.model, %slice, pid, %address, "worker ready");
-
-        let (stop, stopped) = oneshot::channel();
-        let grace = self.grace;
-        let model = launch.model.clone();
-        let task = tokio::spawn(async move {
-            // Keep reading stdout so the child never blocks on a full pipe.
-            let drain = async { while let Ok(Some(_)) = lines.next_line().await {} };
-            tokio::select! {
-                status = async { drain.await; child.wait().await } => {
-                    tracing::warn!(%model, %slice, pid, status = ?status, "worker exited");
-                }
-                _ = stopped => terminate(&mut child, pid, grace).await,
-            }
-        });
-        self.children.push(ChildTask { stop, task });
-        Ok(Started {
-            model: launch.model,
-            address,
+        Ok(Running {
+            child,
             pid,
+            address,
+            lines,
         })
     }
+}
 
-    /// SIGTERM to every worker, then SIGKILL to those still running after the
-    /// grace period; returns when all have exited.
-    pub async fn shutdown(self) {
-        let mut tasks = Vec::new();
-        for child in self.children {
-            let _ = child.stop.send(());
-            tasks.push(child.task);
+/// Keeps one worker running until `stopped` fires: waits for it to exit,
+/// marks its handle unhealthy, restarts it with backoff and points the handle
+/// at the new process. On `stopped`, terminates the current process.
+async fn keep(
+    launcher: Launcher,
+    launch: Launch,
+    handle: Arc<WorkerHandle>,
+    mut running: Running,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let slice = launch.slice.to_string();
+    let model = launch.model.clone();
+    let mut delay = BACKOFF_INITIAL;
+    loop {
+        let started = Instant::now();
+        let Running {
+            mut child,
+            pid,
+            mut lines,
+            ..
+        } = running;
+        // Keep reading stdout so the child never blocks on a full pipe.
+        let exited = async {
+            while let Ok(Some(_)) = lines.next_line().await {}
+            child.wait().await
+        };
+        tokio::select! {
+            status = exited => {
+                handle.mark_unhealthy();
+                tracing::warn!(%model, %slice, pid, status = ?status, "worker exited; restarting it");
+            }
+            _ = &mut stopped => {
+                terminate(&mut child, pid, launcher.grace).await;
+                return;
+            }
         }
-        futures::future::join_all(tasks).await;
+        if started.elapsed() >= BACKOFF_RESET_AFTER {
+            delay = BACKOFF_INITIAL;
+        }
+        running = loop {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = &mut stopped => return,
+            }
+            let attempt = tokio::select! {
+                attempt = launcher.start(&launch) => attempt,
+                // Dropping the half-started child kills it.
+                _ = &mut stopped => return,
+            };
+            delay = (delay * 2).min(BACKOFF_MAX);
+            match attempt {
+                Ok(next) => break next,
+                Err(e) => {
+                    tracing::warn!(%model, %slice, error = %e, next_try = ?delay, "worker restart failed")
+                }
+            }
+        };
+        match handle.reconnect(&running.address) {
+            Ok(()) => {
+                handle.probe().await;
+                tracing::info!(%model, %slice, pid = running.pid, address = %running.address,
+                    restarts = handle.restarts(), "worker restarted");
+            }
+            Err(e) => {
+                tracing::error!(%model, %slice, error = %e, "restarted worker has a bad address")
+            }
+        }
     }
 }
 

@@ -1,1 +1,837 @@
-//! (being written)
+//! Which MIG profile each model replica gets, and how replicas pack onto GPUs.
+//!
+//! The point of MIG for serving is cost: seven small models that each idle on
+//! a whole GPU fit one GPU as seven `1g` slices. [`plan`] picks for every
+//! replica the smallest profile its memory need fits, packs the slices onto
+//! as few GPUs as the placement rules allow, and reports what that saves
+//! against one whole GPU per replica. [`assign`] does the matching half for
+//! slices that exist already.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{GpuModel, Profile};
+use crate::layout::{self, Placed};
+use crate::need::{fmt_gib, MemoryNeed};
+
+/// Replicas of one model and what each needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Demand {
+    pub model: String,
+    pub need: MemoryNeed,
+    pub replicas: u32,
+}
+
+impl Demand {
+    pub fn new(model: impl Into<String>, need: MemoryNeed, replicas: u32) -> Self {
+        Demand {
+            model: model.into(),
+            need,
+            replicas,
+        }
+    }
+
+    /// A demand whose need is known only as a total in bytes (see
+    /// [`MemoryNeed::total`]).
+    pub fn from_bytes(model: impl Into<String>, bytes: u64, replicas: u32) -> Self {
+        Demand::new(model, MemoryNeed::total(bytes), replicas)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanOptions {
+    /// Also consider `+me` and memory-heavy profiles (`1g.20gb` on an A100
+    /// 80GB). Off by default: see [`GpuModel::is_balanced`] for why.
+    pub all_profiles: bool,
+}
+
+/// A plan for one GPU model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    #[serde(rename = "gpu_model", serialize_with = "model_id")]
+    pub gpu: &'static GpuModel,
+    pub options: PlanOptions,
+    /// GPUs in use, numbered from 0 in the order they were opened.
+    pub gpus: Vec<GpuPlan>,
+    /// Models no profile can hold, once per model with its replica count.
+    pub unplaceable: Vec<Unplaceable>,
+    pub cost: Cost,
+    /// Memory inside slices that the replicas' needs leave unused.
+    pub idle_in_slices_bytes: u64,
+    /// Memory of slots no slice takes, on the GPUs in use.
+    pub unallocated_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GpuPlan {
+    pub index: u32,
+    /// `[0 1][2][3][4 5 6 7]`, see [`layout::slot_map`].
+    pub slot_map: String,
+    /// Sorted by start slot.
+    pub instances: Vec<PlannedInstance>,
+    pub free_slots: Vec<u8>,
+    pub free_compute_slices: u8,
+    /// Memory of the free slots (each slot valued at the full-GPU profile's
+    /// memory over the slot count).
+    pub unallocated_bytes: u64,
+    pub idle_in_slices_bytes: u64,
+}
+
+/// One GPU instance of the plan and the replica it serves.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlannedInstance {
+    #[serde(serialize_with = "profile_name")]
+    pub profile: &'static Profile,
+    /// The id `nvidia-smi mig -cgi` takes.
+    pub profile_id: u32,
+    pub start: u8,
+    pub model: String,
+    /// Replica number within the model, from 0.
+    pub replica: u32,
+    pub need: MemoryNeed,
+    /// Profile memory the need leaves unused.
+    pub idle_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unplaceable {
+    pub model: String,
+    pub replicas: u32,
+    pub need: MemoryNeed,
+    pub reason: String,
+}
+
+/// The plan against the baseline of one whole GPU per replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Cost {
+    pub replicas_placed: u32,
+    /// GPUs the replicas would take without MIG: one each.
+    pub whole_gpus: u32,
+    /// GPUs the plan uses.
+    pub mig_gpus: u32,
+    pub gpus_saved: u32,
+}
+
+fn model_id<S: serde::Serializer>(m: &&'static GpuModel, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(m.id)
+}
+
+fn profile_name<S: serde::Serializer>(p: &&'static Profile, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(p.name)
+}
+
+/// The profiles a plan may use, smallest first: by memory, then compute
+/// slices (so `1g.20gb` comes before `2g.20gb` when both are allowed), then
+/// name.
+pub fn candidate_profiles(gpu: &GpuModel, options: PlanOptions) -> Vec<&'static Profile> {
+    let mut v: Vec<&'static Profile> = gpu
+        .profiles
+        .iter()
+        .filter(|p| options.all_profiles || gpu.is_balanced(p))
+        .collect();
+    v.sort_by(|a, b| {
+        (a.memory_mib, a.compute_slices, a.media_extensions, a.name).cmp(&(
+            b.memory_mib,
+            b.compute_slices,
+            b.media_extensions,
+            b.name,
+        ))
+    });
+    v
+}
+
+/// The smallest allowed profile whose memory holds `need_bytes`.
+pub fn choose_profile(
+    gpu: &GpuModel,
+    need_bytes: u64,
+    options: PlanOptions,
+) -> Option<&'static Profile> {
+    candidate_profiles(gpu, options)
+        .into_iter()
+        .find(|p| p.memory_bytes() >= need_bytes)
+}
+
+/// Why no profile of `gpu` holds `need`.
+fn too_large(gpu: &GpuModel, need: &MemoryNeed) -> String {
+    let largest = gpu.largest_profile();
+    format!(
+        "needs {}; the largest profile on {}, {}, has {}",
+        fmt_gib(need.total_bytes, 1),
+        gpu.id,
+        largest.name,
+        largest.memory_gib_label()
+    )
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Item {
+    demand: usize,
+    replica: u32,
+    profile: &'static Profile,
+}
+
+/// Plans `demands` on GPUs of model `gpu`, as many as it takes.
+///
+/// Profiles come from [`choose_profile`]. Packing is first-fit decreasing:
+/// replicas in decreasing slice size, each onto the first GPU whose slices,
+/// with it added, still have a placement ([`layout::place_profiles`] re-solves
+/// the whole GPU, so the order replicas arrive in never blocks a layout that
+/// exists). This is not always the fewest GPUs, but every GPU it returns is a
+/// layout the driver accepts, and it is deterministic: the same demands give
+/// the same plan. The cost grows with replicas times GPUs, which is nothing
+/// for fleets of hundreds of replicas.
+pub fn plan(gpu: &'static GpuModel, demands: &[Demand], options: PlanOptions) -> Plan {
+    let mut items = Vec::new();
+    let mut unplaceable = Vec::new();
+    for (d, demand) in demands.iter().enumerate() {
+        if demand.replicas == 0 {
+            continue;
+        }
+        match choose_profile(gpu, demand.need.total_bytes, options) {
+            Some(profile) => items.extend((0..demand.replicas).map(|replica| Item {
+                demand: d,
+                replica,
+                profile,
+            })),
+            None => unplaceable.push(Unplaceable {
+                model: demand.model.clone(),
+                replicas: demand.replicas,
+                need: demand.need,
+                reason: too_large(gpu, &demand.need),
+            }),
+        }
+    }
+    items.sort_by(|a, b| {
+        let key = |i: &Item| {
+            (
+                i.profile.memory_slices,
+                i.profile.compute_slices,
+                i.profile.memory_mib,
+            )
+        };
+        key(b)
+            .cmp(&key(a))
+            .then_with(|| (a.demand, a.replica).cmp(&(b.demand, b.replica)))
+    });
+
+    // Each bin with the memory slots its items take: a cheap test that skips
+    // full GPUs before the placement search runs.
+    let mut bins: Vec<(Vec<Item>, u8)> = Vec::new();
+    for item in &items {
+        let size = item.profile.memory_slices;
+        let fits = |(bin, slots): &(Vec<Item>, u8)| {
+            if slots + size > gpu.memory_slices {
+                return false;
+            }
+            let mut profiles: Vec<&'static Profile> = bin.iter().map(|i| i.profile).collect();
+            profiles.push(item.profile);
+            layout::place_profiles(gpu, &profiles).is_ok()
+        };
+        match bins.iter_mut().find(|bin| fits(bin)) {
+            Some((bin, slots)) => {
+                bin.push(*item);
+                *slots += size;
+            }
+            None => bins.push((vec![*item], size)),
+        }
+    }
+
+    let gpus: Vec<GpuPlan> = bins
+        .iter()
+        .enumerate()
+        .map(|(index, (bin, _))| gpu_plan(gpu, index as u32, bin, demands))
+        .collect();
+    let replicas_placed = items.len() as u32;
+    let mig_gpus = gpus.len() as u32;
+    Plan {
+        gpu,
+        options,
+        idle_in_slices_bytes: gpus.iter().map(|g| g.idle_in_slices_bytes).sum(),
+        unallocated_bytes: gpus.iter().map(|g| g.unallocated_bytes).sum(),
+        gpus,
+        unplaceable,
+        cost: Cost {
+            replicas_placed,
+            whole_gpus: replicas_placed,
+            mig_gpus,
+            gpus_saved: replicas_placed - mig_gpus,
+        },
+    }
+}
+
+fn gpu_plan(gpu: &'static GpuModel, index: u32, bin: &[Item], demands: &[Demand]) -> GpuPlan {
+    let profiles: Vec<&'static Profile> = bin.iter().map(|i| i.profile).collect();
+    let placed = layout::place_profiles(gpu, &profiles).expect("every bin was checked to fit");
+    // Replicas of one profile take its slots in the order they were packed.
+    let mut taken = vec![false; bin.len()];
+    let instances: Vec<PlannedInstance> = placed
+        .iter()
+        .map(|p| {
+            let k = (0..bin.len())
+                .find(|&k| !taken[k] && bin[k].profile.name == p.profile.name)
+                .expect("one placement per item");
+            taken[k] = true;
+            let demand = &demands[bin[k].demand];
+            PlannedInstance {
+                profile: p.profile,
+                profile_id: p.profile.id,
+                start: p.start,
+                model: demand.model.clone(),
+                replica: bin[k].replica,
+                need: demand.need,
+                idle_bytes: p
+                    .profile
+                    .memory_bytes()
+                    .saturating_sub(demand.need.total_bytes),
+            }
+        })
+        .collect();
+    let free_slots = layout::free_slots(gpu, &placed);
+    let used_compute: u8 = placed.iter().map(|p| p.profile.compute_slices).sum();
+    GpuPlan {
+        index,
+        slot_map: layout::slot_map(gpu, &placed),
+        unallocated_bytes: free_slots.len() as u64 * gpu.slot_memory_bytes(),
+        idle_in_slices_bytes: instances.iter().map(|i| i.idle_bytes).sum(),
+        free_slots,
+        free_compute_slices: gpu.compute_slices.saturating_sub(used_compute),
+        instances,
+    }
+}
+
+impl GpuPlan {
+    /// The instances as the layout module sees them, for validation.
+    pub fn placed(&self) -> Vec<Placed> {
+        self.instances
+            .iter()
+            .map(|i| Placed {
+                profile: i.profile,
+                start: i.start,
+            })
+            .collect()
+    }
+}
+
+impl Plan {
+    /// Replicas the plan could not place.
+    pub fn replicas_unplaceable(&self) -> u32 {
+        self.unplaceable.iter().map(|u| u.replicas).sum()
+    }
+
+    /// "7 replicas on 1 GPU instead of 7 (saves 6)".
+    pub fn cost_line(&self) -> String {
+        let c = &self.cost;
+        if c.replicas_placed == 0 {
+            return "no replica placed".to_string();
+        }
+        let s = |n: u32, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        format!(
+            "{} on {} instead of {} (saves {})",
+            s(c.replicas_placed, "replica", "replicas"),
+            s(c.mig_gpus, "GPU", "GPUs"),
+            c.whole_gpus,
+            c.gpus_saved
+        )
+    }
+}
+
+impl fmt::Display for Plan {
+    /// A table for humans: per GPU its slot map and instances, then idle
+    /// memory, the cost line and the models that fit nowhere.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "MIG plan for {} ({}), {} profiles",
+            self.gpu.id,
+            self.gpu.name,
+            if self.options.all_profiles {
+                "all"
+            } else {
+                "balanced"
+            }
+        )?;
+        let who = |i: &PlannedInstance| format!("{} #{}", i.model, i.replica);
+        let all = self.gpus.iter().flat_map(|g| &g.instances);
+        let w_profile = all.clone().map(|i| i.profile.name.len()).max().unwrap_or(0);
+        let w_who = all.clone().map(|i| who(i).len()).max().unwrap_or(0);
+        let need = |i: &PlannedInstance| fmt_gib(i.need.total_bytes, 1);
+        let w_need = all.map(|i| need(i).len()).max().unwrap_or(0);
+        for g in &self.gpus {
+            writeln!(f, "GPU {}  {}", g.index, g.slot_map)?;
+            for i in &g.instances {
+                writeln!(
+                    f,
+                    "  {:<wp$} @{}  {:<ww$}  need {:<wn$}  idle {}",
+                    i.profile.name,
+                    i.start,
+                    who(i),
+                    need(i),
+                    fmt_gib(i.idle_bytes, 1),
+                    wp = w_profile,
+                    ww = w_who,
+                    wn = w_need,
+                )?;
+            }
+            let slots = if g.free_slots.is_empty() {
+                "none".to_string()
+            } else {
+                format!(
+                    "{} ({})",
+                    g.free_slots
+                        .iter()
+                        .map(u8::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    fmt_gib(g.unallocated_bytes, 1)
+                )
+            };
+            writeln!(
+                f,
+                "  free slots: {slots}; compute slices unused: {} of {}",
+                g.free_compute_slices, self.gpu.compute_slices
+            )?;
+        }
+        if !self.gpus.is_empty() {
+            writeln!(
+                f,
+                "idle: {} inside slices, {} in free slots",
+                fmt_gib(self.idle_in_slices_bytes, 1),
+                fmt_gib(self.unallocated_bytes, 1)
+            )?;
+        }
+        writeln!(f, "{}", self.cost_line())?;
+        if !self.unplaceable.is_empty() {
+            writeln!(f, "not placed:")?;
+            for u in &self.unplaceable {
+                writeln!(f, "  {} x{}: {}", u.model, u.replicas, u.reason)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A slice that exists already (found by discovery).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExistingSlice {
+    /// `MIG-<uuid>`, or any id the caller uses.
+    pub id: String,
+    pub profile: String,
+    /// Memory of the slice as NVML reports it.
+    pub memory_bytes: u64,
+}
+
+/// Replicas matched to existing slices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Assignment {
+    /// In demand order, then replica order.
+    pub assigned: Vec<SliceAssignment>,
+    pub unassigned: Vec<UnassignedReplica>,
+    /// Slices no replica got, smallest first.
+    pub free: Vec<ExistingSlice>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SliceAssignment {
+    /// The slice's id, as given in [`ExistingSlice::id`].
+    pub slice: String,
+    pub profile: String,
+    pub memory_bytes: u64,
+    pub model: String,
+    pub replica: u32,
+    pub need_bytes: u64,
+    pub idle_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnassignedReplica {
+    pub model: String,
+    pub replica: u32,
+    pub need_bytes: u64,
+    pub reason: String,
+}
+
+/// Gives each replica the smallest free slice its need fits.
+///
+/// Replicas are served largest need first, so a large model is not left
+/// without a slice because a small one took the only slice big enough; with
+/// the smallest fitting slice each time, this places as many replicas as any
+/// matching can. Ties break by demand order, replica number, then slice
+/// memory and id, so the result is deterministic.
+pub fn assign(demands: &[Demand], slices: &[ExistingSlice]) -> Assignment {
+    let mut order: Vec<(usize, u32)> = demands
+        .iter()
+        .enumerate()
+        .flat_map(|(d, demand)| (0..demand.replicas).map(move |r| (d, r)))
+        .collect();
+    order.sort_by(|a, b| {
+        demands[b.0]
+            .need
+            .total_bytes
+            .cmp(&demands[a.0].need.total_bytes)
+            .then(a.cmp(b))
+    });
+    let mut free: Vec<ExistingSlice> = slices.to_vec();
+    free.sort_by(|a, b| (a.memory_bytes, &a.id).cmp(&(b.memory_bytes, &b.id)));
+    let mut taken = vec![false; free.len()];
+    let mut assigned = Vec::new();
+    let mut unassigned = Vec::new();
+    for (d, replica) in order {
+        let demand = &demands[d];
+        let need = demand.need.total_bytes;
+        match (0..free.len()).find(|&k| !taken[k] && free[k].memory_bytes >= need) {
+            Some(k) => {
+                taken[k] = true;
+                assigned.push((
+                    d,
+                    SliceAssignment {
+                        slice: free[k].id.clone(),
+                        profile: free[k].profile.clone(),
+                        memory_bytes: free[k].memory_bytes,
+                        model: demand.model.clone(),
+                        replica,
+                        need_bytes: need,
+                        idle_bytes: free[k].memory_bytes - need,
+                    },
+                ));
+            }
+            None => unassigned.push((
+                d,
+                UnassignedReplica {
+                    model: demand.model.clone(),
+                    replica,
+                    need_bytes: need,
+                    reason: no_slice_reason(need, &free),
+                },
+            )),
+        }
+    }
+    assigned.sort_by_key(|(d, a)| (*d, a.replica));
+    unassigned.sort_by_key(|(d, u)| (*d, u.replica));
+    Assignment {
+        assigned: assigned.into_iter().map(|(_, a)| a).collect(),
+        unassigned: unassigned.into_iter().map(|(_, u)| u).collect(),
+        free: free
+            .into_iter()
+            .zip(taken)
+            .filter(|(_, t)| !t)
+            .map(|(s, _)| s)
+            .collect(),
+    }
+}
+
+impl fmt::Display for UnassignedReplica {
+    /// `llama-70b #0: needs 130.0 GiB; the largest slice, ...`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} #{}: {}", self.model, self.replica, self.reason)
+    }
+}
+
+impl fmt::Display for SliceAssignment {
+    /// `smollm2-135m #0 on MIG-... (1g.10gb, idle 9.1 GiB)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} #{} on {} ({}, idle {})",
+            self.model,
+            self.replica,
+            self.slice,
+            self.profile,
+            fmt_gib(self.idle_bytes, 1)
+        )
+    }
+}
+
+fn no_slice_reason(need: u64, slices: &[ExistingSlice]) -> String {
+    let need_s = fmt_gib(need, 1);
+    let big: Vec<&str> = slices
+        .iter()
+        .filter(|s| s.memory_bytes >= need)
+        .map(|s| s.id.as_str())
+        .collect();
+    match slices.last() {
+        None => format!("needs {need_s}; there are no slices"),
+        Some(largest) if big.is_empty() => format!(
+            "needs {need_s}; the largest slice, {} ({}), has {}",
+            largest.id,
+            largest.profile,
+            fmt_gib(largest.memory_bytes, 2)
+        ),
+        Some(_) => format!(
+            "needs {need_s}; the {} slice{} with room for it ({}) went to replicas needing as much or more",
+            big.len(),
+            if big.len() == 1 { "" } else { "s" },
+            big.join(", ")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::gpu_model;
+    use crate::need::{gb, gib, memory_need, ModelShape, GIB};
+
+    fn model(id: &str) -> &'static GpuModel {
+        gpu_model(id).unwrap()
+    }
+
+    fn check(plan: &Plan) {
+        for g in &plan.gpus {
+            layout::validate_placed(plan.gpu, &g.placed()).unwrap();
+        }
+    }
+
+    #[test]
+    fn seven_small_models_share_one_a100_80gb() {
+        let demands: Vec<Demand> = (0..7)
+            .map(|i| Demand::new(format!("small-{i}"), MemoryNeed::total(gb(4.0)), 1))
+            .collect();
+        let p = plan(model("a100-80gb"), &demands, PlanOptions::default());
+        check(&p);
+        assert_eq!(p.gpus.len(), 1);
+        assert!(p.gpus[0]
+            .instances
+            .iter()
+            .all(|i| i.profile.name == "1g.10gb"));
+        assert_eq!(p.gpus[0].slot_map, "[0][1][2][3][4][5][6] 7");
+        assert_eq!(
+            p.cost,
+            Cost {
+                replicas_placed: 7,
+                whole_gpus: 7,
+                mig_gpus: 1,
+                gpus_saved: 6
+            }
+        );
+        assert_eq!(p.cost_line(), "7 replicas on 1 GPU instead of 7 (saves 6)");
+        assert!(p.unplaceable.is_empty());
+    }
+
+    #[test]
+    fn seven_b_fp16_models_get_2g_or_1g_20gb_with_all_profiles() {
+        let demands: Vec<Demand> = ["mistral-7b", "llama-2-7b", "qwen2-7b"]
+            .iter()
+            .map(|m| Demand::new(*m, MemoryNeed::total(gb(14.0)), 1))
+            .collect();
+        let gpu = model("a100-80gb");
+        let p = plan(gpu, &demands, PlanOptions::default());
+        check(&p);
+        assert_eq!(p.gpus.len(), 1);
+        assert_eq!(p.gpus[0].slot_map, "[0 1][2 3][4 5] 6 7");
+        assert!(p.gpus[0]
+            .instances
+            .iter()
+            .all(|i| i.profile.name == "2g.20gb"));
+
+        let all = PlanOptions { all_profiles: true };
+        let p = plan(gpu, &demands, all);
+        check(&p);
+        assert!(p.gpus[0]
+            .instances
+            .iter()
+            .all(|i| i.profile.name == "1g.20gb"));
+        assert_eq!(p.gpus[0].free_compute_slices, 4);
+    }
+
+    #[test]
+    fn a_70b_fp16_model_fits_no_80gb_profile_and_the_plan_says_why() {
+        let demands = [Demand::new(
+            "llama-2-70b",
+            MemoryNeed::weights(gb(140.0)),
+            1,
+        )];
+        for (id, largest) in [
+            ("a100-80gb", "7g.80gb, has 78.75 GiB"),
+            ("h100-80gb", "7g.80gb, has 79.25 GiB"),
+        ] {
+            let p = plan(model(id), &demands, PlanOptions { all_profiles: true });
+            assert!(p.gpus.is_empty());
+            assert_eq!(p.replicas_unplaceable(), 1);
+            assert_eq!(
+                p.unplaceable[0].reason,
+                format!("needs 130.9 GiB; the largest profile on {id}, {largest}")
+            );
+            assert_eq!(p.cost_line(), "no replica placed");
+        }
+    }
+
+    /// 140 GB of f16 weights is 130.4 GiB, and `7g.141gb` holds 140.00 GiB:
+    /// the weights fit an H200 with 9 GiB to spare. A KV cache for 8 requests
+    /// of 4k tokens (10 GiB) does not.
+    #[test]
+    fn a_70b_fp16_model_fits_an_h200_only_with_a_small_cache() {
+        let gpu = model("h200-141gb");
+        let weights = [Demand::new(
+            "llama-2-70b",
+            MemoryNeed::weights(gb(140.0)),
+            1,
+        )];
+        let p = plan(gpu, &weights, PlanOptions::default());
+        check(&p);
+        let i = &p.gpus[0].instances[0];
+        assert_eq!(i.profile.name, "7g.141gb");
+        assert_eq!(fmt_gib(i.idle_bytes, 1), "9.1 GiB");
+        assert_eq!(p.cost_line(), "1 replica on 1 GPU instead of 1 (saves 0)");
+
+        let shape = ModelShape {
+            weights_bytes: gb(140.0),
+            layers: 80,
+            kv_heads: 8,
+            head_dim: 128,
+            kv_dtype_bytes: 2,
+        };
+        let cached = [Demand::new("llama-2-70b", memory_need(&shape, 4096, 8), 1)];
+        let p = plan(gpu, &cached, PlanOptions::default());
+        assert!(p.gpus.is_empty());
+        assert_eq!(
+            p.unplaceable[0].reason,
+            "needs 140.9 GiB; the largest profile on h200-141gb, 7g.141gb, has 140.00 GiB"
+        );
+    }
+
+    #[test]
+    fn replicas_spread_over_more_gpus_when_one_is_full() {
+        let demands = [
+            Demand::new("big", MemoryNeed::total(gib(30.0)), 3),
+            Demand::new("small", MemoryNeed::total(gib(2.0)), 3),
+            Demand::new("huge", MemoryNeed::total(gib(500.0)), 2),
+        ];
+        let p = plan(model("a100-80gb"), &demands, PlanOptions::default());
+        check(&p);
+        // 3g.40gb x3 need two GPUs; the 1g slices fill the gap on each.
+        assert_eq!(p.gpus.len(), 2);
+        assert_eq!(p.gpus[0].slot_map, "[0 1 2 3][4 5 6 7]");
+        assert_eq!(p.gpus[1].slot_map, "[0 1 2 3][4][5][6] 7");
+        assert_eq!(p.cost.replicas_placed, 6);
+        assert_eq!(p.cost.gpus_saved, 4);
+        assert_eq!(p.replicas_unplaceable(), 2);
+        let text = p.to_string();
+        assert!(
+            text.contains("6 replicas on 2 GPUs instead of 6 (saves 4)"),
+            "{text}"
+        );
+        assert!(text.contains("  huge x2: needs 500.0 GiB"), "{text}");
+    }
+
+    #[test]
+    fn large_fleets_plan_quickly_and_tightly() {
+        let demands = [
+            Demand::new("small", MemoryNeed::total(gib(2.0)), 700),
+            Demand::new("mid", MemoryNeed::total(gib(15.0)), 300),
+        ];
+        let p = plan(model("h100-80gb"), &demands, PlanOptions::default());
+        // 300 x 2g.20gb fill 100 GPUs three each, a 1g.10gb takes slot 6 on
+        // each, and the other 600 go seven per GPU: 186 GPUs, which is also
+        // the compute bound (1300 compute slices / 7).
+        assert_eq!(p.cost.replicas_placed, 1000);
+        assert_eq!(p.gpus.len(), 186);
+    }
+
+    #[test]
+    fn the_table_shows_slots_needs_and_idle_memory() {
+        let demands = [
+            Demand::new("smollm2-135m", MemoryNeed::total(gib(0.4)), 2),
+            Demand::new("qwen2.5-7b", MemoryNeed::total(gb(16.0)), 1),
+        ];
+        let p = plan(model("a100-80gb"), &demands, PlanOptions::default());
+        assert_eq!(
+            p.to_string(),
+            "\
+MIG plan for a100-80gb (NVIDIA A100 80GB), balanced profiles
+GPU 0  [0 1][2][3] 4 5 6 7
+  2g.20gb @0  qwen2.5-7b #0    need 14.9 GiB  idle 4.6 GiB
+  1g.10gb @2  smollm2-135m #0  need 0.4 GiB   idle 9.1 GiB
+  1g.10gb @3  smollm2-135m #1  need 0.4 GiB   idle 9.1 GiB
+  free slots: 4, 5, 6, 7 (39.4 GiB); compute slices unused: 3 of 7
+idle: 22.8 GiB inside slices, 39.4 GiB in free slots
+3 replicas on 1 GPU instead of 3 (saves 2)
+"
+        );
+    }
+
+    #[test]
+    fn plans_serialise_with_names_not_whole_catalog_entries() {
+        let demands = [Demand::new("m", MemoryNeed::total(GIB), 1)];
+        let p = plan(model("a30-24gb"), &demands, PlanOptions::default());
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(v["gpu_model"], "a30-24gb");
+        assert_eq!(v["gpus"][0]["instances"][0]["profile"], "1g.6gb");
+        assert_eq!(v["gpus"][0]["instances"][0]["profile_id"], 14);
+        assert_eq!(v["cost"]["gpus_saved"], 0);
+    }
+
+    fn slice(id: &str, profile: &str, gib_: f64) -> ExistingSlice {
+        ExistingSlice {
+            id: id.into(),
+            profile: profile.into(),
+            memory_bytes: gib(gib_),
+        }
+    }
+
+    #[test]
+    fn assigns_the_smallest_slice_that_fits_largest_need_first() {
+        let slices = [
+            slice("MIG-c", "3g.40gb", 39.25),
+            slice("MIG-a", "1g.10gb", 9.5),
+            slice("MIG-b", "1g.10gb", 9.5),
+            slice("MIG-d", "2g.20gb", 19.5),
+        ];
+        let demands = [
+            Demand::new("tiny", MemoryNeed::total(gib(1.0)), 2),
+            Demand::new("mid", MemoryNeed::total(gib(12.0)), 1),
+            Demand::new("big", MemoryNeed::total(gib(30.0)), 2),
+        ];
+        let a = assign(&demands, &slices);
+        let got: Vec<(&str, u32, &str)> = a
+            .assigned
+            .iter()
+            .map(|s| (s.model.as_str(), s.replica, s.slice.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("tiny", 0, "MIG-a"),
+                ("tiny", 1, "MIG-b"),
+                ("mid", 0, "MIG-d"),
+                ("big", 0, "MIG-c"),
+            ]
+        );
+        assert_eq!(a.assigned[2].profile, "2g.20gb");
+        assert_eq!(
+            a.assigned[0].to_string(),
+            "tiny #0 on MIG-a (1g.10gb, idle 8.5 GiB)"
+        );
+        assert_eq!(a.unassigned.len(), 1);
+        assert_eq!(a.unassigned[0].model, "big");
+        assert_eq!(a.unassigned[0].replica, 1);
+        assert_eq!(
+            a.unassigned[0].reason,
+            "needs 30.0 GiB; the 1 slice with room for it (MIG-c) went to replicas needing as much or more"
+        );
+        assert!(a.free.is_empty());
+        assert!(a.unassigned[0]
+            .to_string()
+            .starts_with("big #1: needs 30.0 GiB; "));
+    }
+
+    #[test]
+    fn reports_when_no_slice_is_large_enough() {
+        let slices = [
+            slice("MIG-a", "1g.10gb", 9.5),
+            slice("MIG-b", "2g.20gb", 19.5),
+        ];
+        let a = assign(
+            &[Demand::new("70b", MemoryNeed::total(gib(130.0)), 1)],
+            &slices,
+        );
+        assert_eq!(
+            a.unassigned[0].reason,
+            "needs 130.0 GiB; the largest slice, MIG-b (2g.20gb), has 19.50 GiB"
+        );
+        assert_eq!(a.free.len(), 2);
+        assert_eq!(a.free[0].id, "MIG-a");
+        let a = assign(&[Demand::new("m", MemoryNeed::total(1), 1)], &[]);
+        assert_eq!(a.unassigned[0].reason, "needs 0.0 GiB; there are no slices");
+    }
+}

@@ -8,6 +8,14 @@ use std::str::FromStr;
 pub struct CoreSet(Vec<usize>);
 
 impl CoreSet {
+    /// A core set from any list of cores; `None` if it is empty.
+    pub fn from_cores(cores: &[usize]) -> Option<CoreSet> {
+        let mut cores = cores.to_vec();
+        cores.sort_unstable();
+        cores.dedup();
+        (!cores.is_empty()).then_some(CoreSet(cores))
+    }
+
     /// The cores, in increasing order.
     pub fn cores(&self) -> &[usize] {
         &self.0

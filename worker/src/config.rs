@@ -77,6 +77,33 @@ pub struct ServeArgs {
     /// Seconds that in-flight requests get to finish after SIGTERM.
     #[arg(long, env = "MIG_WORKER_GRACE_SECONDS", default_value_t = 10)]
     pub grace_seconds: u64,
+
+    /// A gateway to register with (`http://host:port`); the worker sends it
+    /// heartbeats and is routed to while they arrive. For workers started
+    /// outside `mig-gateway up` (another node, a Kubernetes pod).
+    #[arg(long, env = "MIG_WORKER_GATEWAY")]
+    pub gateway: Option<String>,
+
+    /// The address the gateway dials to reach this worker (`http://host:port`);
+    /// defaults to the bound `--listen` address, which must then be a
+    /// specific IP, not `0.0.0.0`.
+    #[arg(long, env = "MIG_WORKER_ADVERTISE")]
+    pub advertise: Option<String>,
+}
+
+/// `http://host:port` (or https) with a host and a port.
+fn check_http_uri(flag: &str, uri: &str) -> Result<(), String> {
+    let parsed: Result<tonic::transport::Uri, _> = uri.parse();
+    match parsed {
+        Ok(u)
+            if matches!(u.scheme_str(), Some("http" | "https"))
+                && u.host().is_some()
+                && u.port_u16().is_some() =>
+        {
+            Ok(())
+        }
+        _ => Err(format!("`{flag}` must be `http://host:port` (got `{uri}`)")),
+    }
 }
 
 impl ServeArgs {
@@ -90,6 +117,21 @@ impl ServeArgs {
         }
         if self.max_queue == 0 {
             return Err("`--max-queue` must be at least 1".into());
+        }
+        for (flag, value) in [
+            ("--gateway", &self.gateway),
+            ("--advertise", &self.advertise),
+        ] {
+            if let Some(uri) = value {
+                check_http_uri(flag, uri)?;
+            }
+        }
+        if self.gateway.is_some() && self.advertise.is_none() && self.listen.ip().is_unspecified() {
+            return Err(format!(
+                "`--advertise` is required with `--gateway` when `--listen` is `{}`: \
+                 the gateway cannot dial an unspecified address",
+                self.listen
+            ));
         }
         if matches!(self.slice, SliceId::Cpu(_)) && self.device == DeviceKind::Cuda {
             return Err(format!(

@@ -14,6 +14,10 @@
 //! - [`stop`]: stop strings over streamed text, holding back partial matches.
 //! - [`engine`]: the engine thread, its bounded job queue and the per-request
 //!   generation loop (cancellation, deadline, token counting).
+//! - [`identity`]: the slice identity reported everywhere (NVML for GPU
+//!   slices, core count and host memory for CPU slices).
+//! - [`register`]: heartbeats to a gateway (`--gateway`) for workers not
+//!   started by it.
 //! - [`service`]: the tonic service: validates, tokenizes, queues, streams.
 //! - [`server`]: `run(config, listener, shutdown)`, readiness and health.
 //! - [`error`]: start-up vs inference errors and their mapping to gRPC status.
@@ -24,8 +28,10 @@ pub mod bench;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod identity;
 pub mod model;
 pub mod prompt;
+pub mod register;
 pub mod sampling;
 pub mod server;
 pub mod service;

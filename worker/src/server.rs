@@ -10,11 +10,13 @@ use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
 
-use crate::config::{DeviceKind, ServeArgs};
+use crate::config::ServeArgs;
 use crate::engine::{Engine, ModelSpec};
 use crate::error::StartupError;
+use crate::identity::Identity;
 use crate::model::{Codec, ModelKind};
-use crate::service::{Identity, WorkerService};
+use crate::register::{heartbeat_loop, Registration};
+use crate::service::WorkerService;
 use crate::validate::Limits;
 
 /// A worker whose model is loaded, ready to serve.
@@ -24,6 +26,9 @@ pub struct Ready {
     pub identity: Identity,
     limits: Limits,
     grace: Duration,
+    /// `--gateway` and `--advertise`: register with a gateway once serving.
+    gateway: Option<String>,
+    advertise: Option<String>,
 }
 
 impl Ready {
@@ -60,16 +65,7 @@ pub async fn load(args: &ServeArgs) -> Result<Ready, StartupError> {
     let (engine, codec) = tokio::task::spawn_blocking(move || Engine::start(spec, capacity))
         .await
         .map_err(|e| StartupError::Engine(e.to_string()))??;
-    let identity = Identity {
-        worker_id: args.worker_id(),
-        model: args.model_name.clone(),
-        slice: args.slice.to_string(),
-        profile: args.profile(),
-        device: match args.device {
-            DeviceKind::Cpu => "cpu".into(),
-            DeviceKind::Cuda => "cuda".into(),
-        },
-    };
+    let identity = Identity::resolve(args);
     tracing::info!(
         model = %identity.model,
         path = %args.model_path.display(),
@@ -94,6 +90,8 @@ pub async fn load(args: &ServeArgs) -> Result<Ready, StartupError> {
         identity,
         limits,
         grace: Duration::from_secs(args.grace_seconds),
+        gateway: args.gateway.clone(),
+        advertise: args.advertise.clone(),
     })
 }
 
@@ -111,6 +109,8 @@ pub async fn run(
         identity,
         limits,
         grace,
+        gateway,
+        advertise,
     } = ready;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<WorkerServer<WorkerService>>().await;
@@ -119,13 +119,32 @@ pub async fn run(
         .register_encoded_file_descriptor_set(mig_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
-    let service = WorkerService::new(engine.clone(), codec, identity, limits);
+    let service = Arc::new(WorkerService::new(engine.clone(), codec, identity, limits));
+
+    let (leaving_tx, leaving) = tokio::sync::watch::channel(false);
+    let heartbeats = match gateway {
+        Some(gateway) => {
+            let advertise = match advertise {
+                Some(a) => a,
+                None => format!("http://{}", listener.local_addr()?),
+            };
+            let registration = Registration { gateway, advertise };
+            Some(tokio::spawn(heartbeat_loop(
+                registration,
+                service.clone(),
+                leaving,
+            )))
+        }
+        None => None,
+    };
 
     let (draining_tx, draining) = tokio::sync::oneshot::channel::<()>();
     let graceful = {
         let health = health.clone();
         async move {
             shutdown.await;
+            // Out of the gateway's routing first, then stop taking requests.
+            let _ = leaving_tx.send(true);
             health
                 .set_not_serving::<WorkerServer<WorkerService>>()
                 .await;
@@ -150,12 +169,16 @@ pub async fn run(
     routes
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(WorkerServer::new(service));
+        .add_service(WorkerServer::from_arc(service));
     // Running generations end at `grace` (the timer above cancels them); the
     // extra second lets their final messages reach the clients.
     let drain = grace + Duration::from_secs(1);
     let result = mig_proto::serve::serve(listener, routes.routes(), graceful, drain).await;
     grace_timer.abort();
+    if let Some(heartbeats) = heartbeats {
+        // It ends after its last (bounded) heartbeat once `leaving` is set.
+        let _ = heartbeats.await;
+    }
     engine.stop();
     // Dropping the last handle joins the engine thread; do it off the runtime.
     drop(tokio::task::spawn_blocking(move || drop(engine)).await);

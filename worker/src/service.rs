@@ -20,28 +20,9 @@ use tonic::{Request, Response, Status};
 
 use crate::engine::{EmbedJob, Engine, Finish, GenEvent, GenerateJob, Job};
 use crate::error::InferenceError;
+use crate::identity::Identity;
 use crate::model::{Codec, ModelKind};
 use crate::validate::{self, Limits, PromptInput};
-
-/// Who this worker is, as reported in `served_by` and `Info`.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    pub worker_id: String,
-    pub model: String,
-    pub slice: String,
-    pub profile: String,
-    pub device: String,
-}
-
-impl Identity {
-    pub fn served_by(&self) -> ServedBy {
-        ServedBy {
-            worker_id: self.worker_id.clone(),
-            slice: self.slice.clone(),
-            profile: self.profile.clone(),
-        }
-    }
-}
 
 pub struct WorkerService {
     engine: Arc<Engine>,
@@ -57,6 +38,33 @@ impl WorkerService {
             codec,
             identity,
             limits,
+        }
+    }
+}
+
+impl WorkerService {
+    /// Identity, limits and live counters: the `Info` answer, also sent with
+    /// every heartbeat.
+    pub fn worker_info(&self) -> WorkerInfo {
+        let stats = self.engine.stats();
+        let context_length = self.codec.context_length() as u32;
+        WorkerInfo {
+            worker_id: self.identity.worker_id.clone(),
+            model: self.identity.model.clone(),
+            kind: WireKind::from(self.codec.kind()) as i32,
+            context_length,
+            slice: self.identity.slice.clone(),
+            profile: self.identity.profile.clone(),
+            device: self.identity.device.clone(),
+            generated_tokens_total: stats.generated_tokens.load(Ordering::Relaxed),
+            requests_finished_total: stats.finished.load(Ordering::Relaxed),
+            requests_in_engine: stats.in_engine.load(Ordering::Relaxed),
+            max_new_tokens: match self.codec.kind() {
+                ModelKind::Generate => context_length.saturating_sub(1),
+                ModelKind::Embed => 0,
+            },
+            gpu: self.identity.gpu.clone(),
+            memory_bytes: self.identity.memory_bytes,
         }
     }
 }
@@ -227,23 +235,6 @@ impl Worker for WorkerService {
     }
 
     async fn info(&self, _: Request<InfoRequest>) -> Result<Response<WorkerInfo>, Status> {
-        let stats = self.engine.stats();
-        let context_length = self.codec.context_length() as u32;
-        Ok(Response::new(WorkerInfo {
-            worker_id: self.identity.worker_id.clone(),
-            model: self.identity.model.clone(),
-            kind: WireKind::from(self.codec.kind()) as i32,
-            context_length,
-            slice: self.identity.slice.clone(),
-            profile: self.identity.profile.clone(),
-            device: self.identity.device.clone(),
-            generated_tokens_total: stats.generated_tokens.load(Ordering::Relaxed),
-            requests_finished_total: stats.finished.load(Ordering::Relaxed),
-            requests_in_engine: stats.in_engine.load(Ordering::Relaxed),
-            max_new_tokens: match self.codec.kind() {
-                ModelKind::Generate => context_length.saturating_sub(1),
-                ModelKind::Embed => 0,
-            },
-        }))
+        Ok(Response::new(self.worker_info()))
     }
 }

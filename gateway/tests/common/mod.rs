@@ -9,8 +9,13 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use clap::Parser;
-use mig_gateway::fleet::Fleet;
+pub mod process;
+
+use mig_gateway::fleet::{Fleet, ModelPlan};
 use mig_gateway::fleet_start::start_fleet;
+use mig_gateway::placement::Inventory;
+use mig_gateway::registration::HeartbeatPolicy;
+use mig_gateway::ServerOptions;
 use mig_proto::inference::v1::inference_client::InferenceClient;
 use mig_proto::inference::v1::{ChatMessage, GenerateRequest};
 use mig_proto::worker::v1::worker_client::WorkerClient;
@@ -71,8 +76,21 @@ pub async fn start_worker(model: &str, path: &Path, slice: &str) -> String {
 
 /// A gateway served in-process on `127.0.0.1:0` for the given fleet file text.
 pub async fn start_gateway(fleet_toml: &str) -> String {
-    let fleet: Fleet = toml::from_str(fleet_toml).unwrap();
-    let registry = start_fleet(&fleet, Path::new("test-fleet.toml"), None)
+    let models = Fleet::parse(fleet_toml, Path::new("test-fleet.toml")).unwrap();
+    start_gateway_with(
+        &models,
+        HeartbeatPolicy {
+            interval: Duration::from_millis(200),
+            timeout: Duration::from_secs(1),
+        },
+    )
+    .await
+}
+
+/// A gateway for `models` (possibly none: registered workers only) with the
+/// given heartbeat policy.
+pub async fn start_gateway_with(models: &[ModelPlan], heartbeat: HeartbeatPolicy) -> String {
+    let registry = start_fleet(models, &Inventory::default(), None)
         .await
         .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -80,8 +98,11 @@ pub async fn start_gateway(fleet_toml: &str) -> String {
     tokio::spawn(mig_gateway::run(
         registry,
         listener,
-        Duration::from_millis(200),
-        Duration::from_secs(1),
+        ServerOptions {
+            health_interval: Duration::from_millis(200),
+            drain: Duration::from_secs(1),
+            heartbeat,
+        },
         std::future::pending(),
     ));
     format!("http://{addr}")
@@ -119,9 +140,9 @@ pub fn fixture() -> &'static Fixture {
                     .local_addr()
                     .unwrap();
                 let fleet = format!(
-                    "[[worker]]\nmodel = \"smollm2-135m\"\naddress = \"{smollm2_worker}\"\n\
-                     [[worker]]\nmodel = \"minilm-l6\"\naddress = \"{minilm_worker}\"\n\
-                     [[worker]]\nmodel = \"{DEAD_MODEL}\"\naddress = \"http://{dead}\"\n"
+                    "[[model]]\nname = \"smollm2-135m\"\naddresses = [\"{smollm2_worker}\"]\n\
+                     [[model]]\nname = \"minilm-l6\"\naddresses = [\"{minilm_worker}\"]\n\
+                     [[model]]\nname = \"{DEAD_MODEL}\"\naddresses = [\"http://{dead}\"]\n"
                 );
                 let gateway = start_gateway(&fleet).await;
                 tx.send(Fixture {

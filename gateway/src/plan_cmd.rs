@@ -1,0 +1,240 @@
+//! `mig-gateway plan`: which MIG profile each model replica needs on a given
+//! GPU model and how the replicas pack onto the fewest GPUs, from the models'
+//! own files (or needs given directly), with the commands to create the
+//! layout.
+
+use std::path::{Path, PathBuf};
+
+use mig_slices::catalog::{self, GpuModel};
+use mig_slices::need::MemoryNeed;
+use mig_slices::planner::{self, Demand, Plan, PlanOptions};
+use mig_slices::render;
+
+use crate::config::PlanArgs;
+use crate::fleet::{Fleet, FleetError, ModelPlan, Want};
+use crate::model_file;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("`--gpu {given}` is not a GPU model in the catalog; known: {known}")]
+    UnknownGpu { given: String, known: String },
+    #[error(transparent)]
+    Fleet(#[from] FleetError),
+    #[error("model `{model}`: {reason}")]
+    Model { model: String, reason: String },
+    #[error("`--model {arg}`: {reason}")]
+    ModelArg { arg: String, reason: String },
+    #[error("nothing to plan: give `--fleet FILE` with models that have a `path`, or `--model`")]
+    Empty,
+    #[error("cannot write `{path}`: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Runs the command: prints the plan (or its JSON), writes the files.
+pub fn run(args: &PlanArgs) -> Result<(), PlanError> {
+    let gpu = gpu_model(&args.gpu)?;
+    let demands = demands(args)?;
+    let plan = planner::plan(
+        gpu,
+        &demands,
+        PlanOptions {
+            all_profiles: args.all_profiles,
+        },
+    );
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+    } else {
+        print!("{plan}");
+    }
+    if let Some(dir) = &args.out {
+        for path in write_files(&plan, dir)? {
+            eprintln!("wrote {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+fn gpu_model(given: &str) -> Result<&'static GpuModel, PlanError> {
+    catalog::gpu_model(given).ok_or_else(|| PlanError::UnknownGpu {
+        given: given.to_string(),
+        known: catalog::gpu_models()
+            .iter()
+            .map(|g| g.id)
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
+}
+
+/// Demands from the fleet file's started models and the `--model` flags.
+pub fn demands(args: &PlanArgs) -> Result<Vec<Demand>, PlanError> {
+    let mut demands = Vec::new();
+    if let Some(path) = &args.fleet {
+        for m in Fleet::load(path)? {
+            if matches!(m.want, Want::Remote { .. }) {
+                continue;
+            }
+            let need = model_file::replica_need(&m).map_err(|reason| PlanError::Model {
+                model: m.name.clone(),
+                reason,
+            })?;
+            demands.push(Demand::new(m.name.clone(), need, m.replicas()));
+        }
+    }
+    for arg in &args.model {
+        demands.push(model_arg(arg, args.context, args.concurrency)?);
+    }
+    if demands.is_empty() {
+        return Err(PlanError::Empty);
+    }
+    Ok(demands)
+}
+
+/// `NAME=PATH[:REPLICAS]` or `NAME=SIZE[:REPLICAS]` (`14GiB`, `14GB`, `900MiB`).
+fn model_arg(arg: &str, context: Option<u64>, concurrency: u64) -> Result<Demand, PlanError> {
+    let bad = |reason: &str| PlanError::ModelArg {
+        arg: arg.to_string(),
+        reason: reason.to_string(),
+    };
+    let (name, rest) = arg
+        .split_once('=')
+        .ok_or_else(|| bad("expected `NAME=PATH[:REPLICAS]` or `NAME=SIZE[:REPLICAS]`"))?;
+    if name.trim().is_empty() {
+        return Err(bad("the name is empty"));
+    }
+    let (what, replicas) = match rest.rsplit_once(':') {
+        Some((what, n)) if n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty() => {
+            let n: u32 = n.parse().map_err(|_| bad("replicas is not a number"))?;
+            if n == 0 {
+                return Err(bad("replicas must be at least 1"));
+            }
+            (what, n)
+        }
+        _ => (rest, 1),
+    };
+    if let Some(bytes) = parse_size(what) {
+        return Ok(Demand::from_bytes(name, bytes, replicas));
+    }
+    let plan = ModelPlan {
+        name: name.to_string(),
+        path: Some(PathBuf::from(what)),
+        want: Want::Auto { replicas },
+        context,
+        concurrency,
+        threads: None,
+        args: Vec::new(),
+    };
+    let need: MemoryNeed = model_file::replica_need(&plan).map_err(|reason| bad(&reason))?;
+    Ok(Demand::new(name, need, replicas))
+}
+
+/// `14GiB`, `14GB` (10^9), `900MiB`, `900MB`; `None` if not a size.
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().ok()?;
+    let scale = match unit.to_ascii_lowercase().as_str() {
+        "gib" => (1u64 << 30) as f64,
+        "gb" => 1e9,
+        "mib" => (1u64 << 20) as f64,
+        "mb" => 1e6,
+        _ => return None,
+    };
+    Some((value * scale) as u64)
+}
+
+/// The nvidia-smi script, the mig-parted config, the Kubernetes resource
+/// requests and the plan as JSON; returns the paths written.
+pub fn write_files(plan: &Plan, dir: &Path) -> Result<Vec<PathBuf>, PlanError> {
+    let write = |name: &str, text: String| -> Result<PathBuf, PlanError> {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|source| PlanError::Write {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(path)
+    };
+    std::fs::create_dir_all(dir).map_err(|source| PlanError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let script = write("mig-setup.sh", render::nvidia_smi_script(plan))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755));
+    }
+    Ok(vec![
+        script,
+        write(
+            "mig-parted.yaml",
+            render::mig_parted_config(plan, "mig-gateway"),
+        )?,
+        write("k8s-resources.yaml", render::k8s_limits_yaml(plan))?,
+        write("plan.json", serde_json::to_string_pretty(plan)?)?,
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_model_arguments_parse() {
+        assert_eq!(parse_size("14GiB"), Some(14 << 30));
+        assert_eq!(parse_size("14GB"), Some(14_000_000_000));
+        assert_eq!(parse_size("1.5gib"), Some(3 << 29));
+        assert_eq!(parse_size("models/x.gguf"), None);
+        let d = model_arg("llama-7b=14GB:3", None, 1).unwrap();
+        assert_eq!((d.model.as_str(), d.replicas), ("llama-7b", 3));
+        assert_eq!(d.need.total_bytes, 14_000_000_000);
+        let e = model_arg("x=14GB:0", None, 1).unwrap_err().to_string();
+        assert!(
+            e.contains("`--model x=14GB:0`") && e.contains("at least 1"),
+            "{e}"
+        );
+        let e = model_arg("nothing", None, 1).unwrap_err().to_string();
+        assert!(e.contains("NAME=PATH"), "{e}");
+        let e = model_arg("m=/no/such/file.gguf", None, 1)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/no/such/file.gguf"), "{e}");
+    }
+
+    #[test]
+    fn seven_small_models_fit_one_a100_80gb() {
+        let args = PlanArgs {
+            fleet: None,
+            model: (1..=7).map(|i| format!("m{i}=3GiB")).collect(),
+            gpu: "a100-80gb".into(),
+            context: None,
+            concurrency: 1,
+            all_profiles: false,
+            out: None,
+            json: false,
+        };
+        let plan = planner::plan(
+            gpu_model(&args.gpu).unwrap(),
+            &demands(&args).unwrap(),
+            PlanOptions::default(),
+        );
+        assert_eq!(plan.gpus.len(), 1);
+        assert_eq!(plan.cost.whole_gpus, 7);
+        let dir = std::env::temp_dir().join(format!("mig-plan-{}", std::process::id()));
+        let written = write_files(&plan, &dir).unwrap();
+        assert_eq!(written.len(), 4);
+        let script = std::fs::read_to_string(dir.join("mig-setup.sh")).unwrap();
+        assert!(script.contains("-cgi 19,19,19,19,19,19,19 -C"), "{script}");
+        let parted = std::fs::read_to_string(dir.join("mig-parted.yaml")).unwrap();
+        assert!(parted.contains("\"1g.10gb\": 7"), "{parted}");
+        let k8s = std::fs::read_to_string(dir.join("k8s-resources.yaml")).unwrap();
+        assert!(k8s.contains("nvidia.com/mig-1g.10gb: 1"), "{k8s}");
+        let _ = std::fs::remove_dir_all(dir);
+        assert!(gpu_model("b200").is_err());
+    }
+}

@@ -1,0 +1,140 @@
+//! `mig-gateway up` on CPU slices with `slices = "auto"`: one pinned worker
+//! per slice, a killed worker comes back and serves again, and stopping the
+//! gateway leaves no worker behind.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::process::{alive, arg_of, child_pids, cpus_allowed, env_of, start_up, terminate};
+use mig_proto::inference::v1::{
+    EmbedRequest, ListModelsRequest, WorkerHealth, WorkerOrigin, WorkerStatus,
+};
+use mig_slices::SliceId;
+
+/// The gateway's view of a model's one worker.
+async fn worker_status(addr: &str, model: &str) -> WorkerStatus {
+    let mut client = common::gateway_client(addr).await;
+    let models = client
+        .list_models(ListModelsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .models;
+    let m = models.iter().find(|m| m.name == model).unwrap();
+    assert_eq!(m.workers.len(), 1, "{m:?}");
+    m.workers[0].clone()
+}
+
+/// The gateway's child process serving `model`.
+fn worker_pid(gateway_pid: u32, model: &str) -> u32 {
+    let pids: Vec<u32> = child_pids(gateway_pid)
+        .into_iter()
+        .filter(|&p| alive(p) && arg_of(p, "--model-name").as_deref() == Some(model))
+        .collect();
+    assert_eq!(pids.len(), 1, "one `{model}` worker process: {pids:?}");
+    pids[0]
+}
+
+/// The worker process is pinned to exactly its slice's cores, its compute
+/// pool sized to them, and it reports that slice.
+fn assert_pinned(pid: u32, status: &WorkerStatus) -> Vec<usize> {
+    let slice: SliceId = status.slice.parse().unwrap();
+    let cores = slice.cores().expect("a CPU slice").cores().to_vec();
+    let allowed: SliceId = format!("cpu:{}", cpus_allowed(pid)).parse().unwrap();
+    assert_eq!(
+        allowed.cores().unwrap().cores(),
+        cores.as_slice(),
+        "pid {pid} may run on {} but reports {}",
+        cpus_allowed(pid),
+        status.slice
+    );
+    assert_eq!(status.profile, format!("cpu-{}c", cores.len()));
+    assert_eq!(
+        env_of(pid, "RAYON_NUM_THREADS"),
+        Some(cores.len().to_string())
+    );
+    cores
+}
+
+fn embed(text: &str) -> EmbedRequest {
+    EmbedRequest {
+        model: "minilm-l6".into(),
+        inputs: vec![text.into()],
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn auto_cpu_slices_are_pinned_restarted_and_cleaned_up() {
+    let fleet = format!(
+        "[[model]]\nname = \"smollm2-135m\"\npath = \"{}\"\nslices = \"auto\"\n\
+         [[model]]\nname = \"minilm-l6\"\npath = \"{}\"\n",
+        common::demo_model(common::SMOLLM2).display(),
+        common::demo_model(common::MINILM).display()
+    );
+    let (mut gateway, addr) = start_up(
+        "auto",
+        &fleet,
+        "minilm-l6 (1/1 workers), smollm2-135m (1/1 workers)",
+    );
+    let gateway_pid = gateway.0.id();
+
+    // One worker per model, each pinned to its own slice; slices disjoint.
+    let smol = worker_status(&addr, "smollm2-135m").await;
+    let mini = worker_status(&addr, "minilm-l6").await;
+    assert_eq!(smol.origin, WorkerOrigin::Supervised as i32);
+    let smol_cores = assert_pinned(worker_pid(gateway_pid, "smollm2-135m"), &smol);
+    let mini_pid = worker_pid(gateway_pid, "minilm-l6");
+    let mini_cores = assert_pinned(mini_pid, &mini);
+    assert!(
+        smol_cores.iter().all(|c| !mini_cores.contains(c)),
+        "slices overlap: {} and {}",
+        smol.slice,
+        mini.slice
+    );
+    assert!(mini.memory_bytes > 0, "a CPU slice reports host memory");
+
+    let mut client = common::gateway_client(&addr).await;
+    let before = client.embed(embed("before")).await.unwrap().into_inner();
+    assert_eq!(before.embeddings[0].values.len(), 384);
+
+    // kill -9: the supervisor restarts it on the same slice, and it serves.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(mini_pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let started = Instant::now();
+    let restarted = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the killed worker did not come back within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let status = worker_status(&addr, "minilm-l6").await;
+        if status.restarts == 1 && status.health == WorkerHealth::Serving as i32 {
+            break status;
+        }
+    };
+    let new_pid = worker_pid(gateway_pid, "minilm-l6");
+    assert_ne!(new_pid, mini_pid);
+    assert_eq!(restarted.slice, mini.slice);
+    assert_pinned(new_pid, &restarted);
+    let after = client.embed(embed("before")).await.unwrap().into_inner();
+    assert_eq!(
+        after.embeddings[0].values, before.embeddings[0].values,
+        "the restarted worker computes the same embedding"
+    );
+    // The other slice's worker was not disturbed.
+    assert_eq!(worker_status(&addr, "smollm2-135m").await.restarts, 0);
+
+    // SIGTERM: the gateway and both workers stop; nothing is left behind.
+    let workers = child_pids(gateway_pid);
+    assert_eq!(workers.len(), 2, "two worker processes: {workers:?}");
+    terminate(&mut gateway);
+    assert!(
+        !workers.iter().any(|&pid| alive(pid)),
+        "worker left running: {workers:?}"
+    );
+}

@@ -1,0 +1,214 @@
+//! The only code that talks to NVML. It copies what NVML says into an
+//! [`NvmlSnapshot`] and decides nothing; everything derived lives in
+//! [`super::map`], which is tested on recorded snapshots because no CI
+//! machine has a MIG GPU.
+//!
+//! `nvml-wrapper` loads `libnvidia-ml.so.1` with `dlopen` at run time, so the
+//! same binary starts on machines without the NVIDIA driver; there
+//! [`read_snapshot`] fails with [`DiscoveryError::Load`] and the caller falls
+//! back to CPU slices.
+
+use std::os::raw::c_uint;
+
+use nvml_wrapper::error::{nvml_sym, nvml_try, NvmlError};
+use nvml_wrapper::{Device, Nvml};
+
+use super::snapshot::{
+    GpuRecord, MigAttributesRecord, MigDeviceRecord, MigModeRecord, NvmlSnapshot,
+};
+
+/// Why NVML could not be read at all. Failures of single GPUs are not errors
+/// (they land in [`NvmlSnapshot::errors`]); only these leave no GPU to list.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    /// The library or one of its init symbols could not be loaded: the normal
+    /// case on a machine (or container) without the NVIDIA driver.
+    #[error(
+        "cannot load the NVML library ({}): no NVIDIA driver is installed here \
+         (or, in a container, its libraries were not mounted)",
+        load_detail(.0)
+    )]
+    Load(#[source] NvmlError),
+    /// The library loaded but the kernel module is not running.
+    #[error("NVML loaded but the NVIDIA kernel driver is not running")]
+    DriverNotLoaded,
+    /// NVML refused to start for another reason (permissions, a driver in a
+    /// bad state).
+    #[error("NVML failed to initialise: {0}")]
+    Init(#[source] NvmlError),
+    /// NVML started but could not even count the GPUs.
+    #[error("NVML could not count the GPUs: {0}")]
+    DeviceCount(#[source] NvmlError),
+}
+
+impl DiscoveryError {
+    /// Sorts an `Nvml::init` failure into "no driver here" and "driver broken",
+    /// because the two call for different log levels and different advice.
+    pub fn from_init(error: NvmlError) -> Self {
+        match error {
+            NvmlError::LibloadingError(_)
+            | NvmlError::FailedToLoadSymbol(_)
+            | NvmlError::LibraryNotFound
+            | NvmlError::FunctionNotFound => DiscoveryError::Load(error),
+            NvmlError::DriverNotLoaded => DiscoveryError::DriverNotLoaded,
+            other => DiscoveryError::Init(other),
+        }
+    }
+}
+
+/// The loader's own words (which file, why), without the wrapper's prefix.
+fn load_detail(error: &NvmlError) -> String {
+    match error {
+        NvmlError::LibloadingError(inner) => inner.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Loads NVML and records every GPU and MIG device it reports.
+pub fn read_snapshot() -> Result<NvmlSnapshot, DiscoveryError> {
+    let nvml = Nvml::init().map_err(DiscoveryError::from_init)?;
+    read_with(&nvml)
+}
+
+/// Records what an initialised NVML reports, for callers that already hold
+/// an [`Nvml`] (initialising it loads the library and all its symbols).
+pub fn read_with(nvml: &Nvml) -> Result<NvmlSnapshot, DiscoveryError> {
+    let count = nvml.device_count().map_err(DiscoveryError::DeviceCount)?;
+    let mut snapshot = NvmlSnapshot {
+        driver_version: nvml.sys_driver_version().ok(),
+        cuda_driver_version: nvml.sys_cuda_driver_version().ok(),
+        gpus: Vec::new(),
+        errors: Vec::new(),
+    };
+    for index in 0..count {
+        match read_gpu(nvml, index) {
+            Ok(gpu) => snapshot.gpus.push(gpu),
+            Err(e) => snapshot
+                .errors
+                .push(format!("GPU {index}: skipped, NVML failed to {e}")),
+        }
+    }
+    Ok(snapshot)
+}
+
+/// A failed call, named so the recorded error says what was being asked.
+struct Failed(&'static str, NvmlError);
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.0, self.1)
+    }
+}
+
+fn ask<T>(what: &'static str, result: Result<T, NvmlError>) -> Result<T, Failed> {
+    result.map_err(|e| Failed(what, e))
+}
+
+fn read_gpu(nvml: &Nvml, index: u32) -> Result<GpuRecord, Failed> {
+    let device = ask("get its handle", nvml.device_by_index(index))?;
+    let uuid = ask("read its UUID", device.uuid())?;
+    let name = ask("read its name", device.name())?;
+    let memory_total_bytes = ask("read its memory", device.memory_info())?.total;
+    let pci_bus_id = device.pci_info().ok().map(|p| p.bus_id);
+    let mig_mode = match device.mig_mode() {
+        Ok(mode) => Some(MigModeRecord {
+            current: mode.current != 0,
+            pending: mode.pending != 0,
+        }),
+        Err(NvmlError::NotSupported) => None,
+        // Guessing "no MIG" here could hand a MIG-mode GPU to a worker as a
+        // whole GPU, where CUDA would find no device; better to skip it.
+        Err(e) => return Err(Failed("read its MIG mode", e)),
+    };
+    let mut errors = Vec::new();
+    let mig_devices = if mig_mode.is_some_and(|m| m.current) {
+        read_mig_devices(&device, &mut errors)
+    } else {
+        Vec::new()
+    };
+    Ok(GpuRecord {
+        index,
+        uuid,
+        name,
+        pci_bus_id,
+        memory_total_bytes,
+        mig_mode,
+        mig_devices,
+        errors,
+    })
+}
+
+/// Walks the MIG device slots of one GPU. nvml-wrapper's `mig_device_count`
+/// is `nvmlDeviceGetMaxMigDeviceCount`: the number of slots, not of devices,
+/// so empty slots (`NotFound`) are expected and skipped.
+fn read_mig_devices(gpu: &Device<'_>, errors: &mut Vec<String>) -> Vec<MigDeviceRecord> {
+    let slots = match gpu.mig_device_count() {
+        Ok(n) => n,
+        Err(e) => {
+            errors.push(format!("NVML failed to count its MIG device slots: {e}"));
+            return Vec::new();
+        }
+    };
+    let mut devices = Vec::new();
+    for slot in 0..slots {
+        let result = match gpu.mig_device_by_index(slot) {
+            Ok(mig) => read_mig_device(&mig, slot),
+            Err(NvmlError::NotFound) => continue,
+            Err(e) => Err(Failed("get its handle", e)),
+        };
+        match result {
+            Ok(record) => devices.push(record),
+            Err(e) => errors.push(format!("MIG device {slot} skipped, NVML failed to {e}")),
+        }
+    }
+    devices
+}
+
+/// Reads one MIG device through its own handle. Asking the parent's handle
+/// for memory would give the whole card's, the mistake that makes a server
+/// size its KV cache for 80 GB on a 10 GB slice.
+fn read_mig_device(mig: &Device<'_>, index: u32) -> Result<MigDeviceRecord, Failed> {
+    Ok(MigDeviceRecord {
+        index,
+        uuid: ask("read its UUID", mig.uuid())?,
+        name: ask("read its name", mig.name())?,
+        gpu_instance_id: ask("read its GPU-instance id", instance_id(mig, Instance::Gpu))?,
+        compute_instance_id: ask(
+            "read its compute-instance id",
+            instance_id(mig, Instance::Compute),
+        )?,
+        memory_total_bytes: ask("read its memory", mig.memory_info())?.total,
+        attributes: mig.attributes().ok().map(|a| MigAttributesRecord {
+            multiprocessor_count: a.multiprocessor_count,
+            gpu_instance_slice_count: a.gpu_instance_slice_count,
+            compute_instance_slice_count: a.compute_instance_slice_count,
+            memory_size_mb: a.memory_size_mb,
+        }),
+    })
+}
+
+#[derive(Clone, Copy)]
+enum Instance {
+    Gpu,
+    Compute,
+}
+
+/// `nvmlDeviceGetGpuInstanceId` / `nvmlDeviceGetComputeInstanceId`, which
+/// nvml-wrapper 0.13 loads but does not wrap; called through the symbol table
+/// it exposes with `Nvml::lib()`.
+fn instance_id(mig: &Device<'_>, which: Instance) -> Result<u32, NvmlError> {
+    let lib = mig.nvml().lib();
+    let sym = nvml_sym(match which {
+        Instance::Gpu => lib.nvmlDeviceGetGpuInstanceId.as_ref(),
+        Instance::Compute => lib.nvmlDeviceGetComputeInstanceId.as_ref(),
+    })?;
+    let mut id: c_uint = 0;
+    // SAFETY: `sym` was resolved from the same loaded NVML library that made
+    // `mig`, whose handle stays valid while `mig` (and its `Nvml`) is
+    // borrowed here. Both functions take a device handle and a pointer to one
+    // `unsigned int`, which `&mut id` provides for the duration of the call;
+    // NVML keeps neither pointer.
+    let code = unsafe { sym(mig.handle(), &mut id) };
+    nvml_try(code)?;
+    Ok(id)
+}

@@ -1,0 +1,135 @@
+//! Who this worker is: its slice, the slice's profile, memory and parent GPU,
+//! reported in `Info`, in every `served_by` and in heartbeats.
+//!
+//! For a GPU slice NVML is the authority: the profile and memory come from
+//! the MIG device's own handle (never the parent GPU's, which would report the
+//! whole card). Without NVML the command line's `--profile` stands in, and the
+//! log says so.
+
+use mig_proto::inference::v1::ServedBy;
+use mig_slices::discovery::{self, Discovery};
+use mig_slices::SliceId;
+
+use crate::config::{DeviceKind, ServeArgs};
+
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub worker_id: String,
+    pub model: String,
+    pub slice: String,
+    pub profile: String,
+    /// Parent GPU UUID; empty on CPU slices.
+    pub gpu: String,
+    pub memory_bytes: u64,
+    pub device: String,
+}
+
+impl Identity {
+    /// Resolves the slice's identity; `model` is the name clients route by.
+    pub fn resolve(args: &ServeArgs) -> Identity {
+        let (profile, gpu, memory_bytes) = match &args.slice {
+            SliceId::Cpu(_) => (args.profile(), String::new(), host_memory_bytes()),
+            gpu_slice => from_nvml(gpu_slice, args.profile.as_deref()),
+        };
+        Identity {
+            worker_id: args.worker_id(),
+            model: args.model_name.clone(),
+            slice: args.slice.to_string(),
+            profile,
+            gpu,
+            memory_bytes,
+            device: match args.device {
+                DeviceKind::Cpu => "cpu".into(),
+                DeviceKind::Cuda => "cuda".into(),
+            },
+        }
+    }
+
+    pub fn served_by(&self) -> ServedBy {
+        ServedBy {
+            worker_id: self.worker_id.clone(),
+            slice: self.slice.clone(),
+            profile: self.profile.clone(),
+            gpu: self.gpu.clone(),
+            memory_bytes: self.memory_bytes,
+        }
+    }
+}
+
+/// Profile, parent GPU and memory of a GPU slice as NVML reports them.
+fn from_nvml(slice: &SliceId, flag_profile: Option<&str>) -> (String, String, u64) {
+    let fallback = flag_profile.unwrap_or("unknown").to_string();
+    match discovery::discover() {
+        Discovery::NoNvml { reason } => {
+            tracing::warn!(%slice, %reason, profile = %fallback,
+                "NVML unavailable: slice identity taken from the command line, memory unknown");
+            (fallback, String::new(), 0)
+        }
+        Discovery::Nvml { discovered, .. } => match discovered.find(slice) {
+            Some(found) => {
+                if let Some(flag) = flag_profile.filter(|p| *p != found.profile) {
+                    tracing::warn!(%slice, flag, nvml = %found.profile,
+                        "`--profile` disagrees with NVML; reporting NVML's");
+                }
+                tracing::info!(%slice, profile = %found.profile, gpu = %found.gpu_uuid,
+                    memory_bytes = found.memory_bytes, "slice identity from NVML");
+                (
+                    found.profile.clone(),
+                    found.gpu_uuid.clone(),
+                    found.memory_bytes,
+                )
+            }
+            None => {
+                tracing::warn!(%slice, profile = %fallback,
+                    "NVML does not list this slice: identity taken from the command line");
+                (fallback, String::new(), 0)
+            }
+        },
+    }
+}
+
+/// `MemTotal` of `/proc/meminfo`: a CPU slice shares its host's memory.
+fn host_memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+        })
+        .map(|kib| kib * 1024)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn cpu_slice_reports_its_core_profile_and_host_memory() {
+        let args = ServeArgs::parse_from([
+            "serve",
+            "--model-name",
+            "m",
+            "--model-path",
+            "x.gguf",
+            "--slice",
+            "cpu:0-1",
+        ]);
+        let id = Identity::resolve(&args);
+        assert_eq!(id.profile, "cpu-2c");
+        assert_eq!(id.slice, "cpu:0-1");
+        assert!(id.gpu.is_empty());
+        assert!(id.memory_bytes > 0, "MemTotal read from /proc/meminfo");
+        let served = id.served_by();
+        assert_eq!(served.worker_id, "m@cpu:0-1");
+        assert_eq!(served.memory_bytes, id.memory_bytes);
+    }
+}
