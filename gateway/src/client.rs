@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use mig_proto::inference::v1::inference_client::InferenceClient;
 use mig_proto::inference::v1::{
     ChatMessage, EmbedRequest, FinishReason, GenerateRequest, ListModelsRequest, ModelKind,
-    ServedBy, Usage, WorkerHealth,
+    ServedBy, Usage, WorkerHealth, WorkerOrigin,
 };
 use tonic::transport::Channel;
 
@@ -249,15 +249,28 @@ pub async fn run(args: CallArgs) -> Result<(), tonic::Status> {
                 for w in m.workers {
                     let health =
                         WorkerHealth::try_from(w.health).unwrap_or(WorkerHealth::Unspecified);
+                    let origin =
+                        WorkerOrigin::try_from(w.origin).unwrap_or(WorkerOrigin::Unspecified);
+                    let gpu = if w.gpu.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" gpu={}", w.gpu)
+                    };
                     println!(
-                        "  worker={} slice={} profile={} health={} address={}",
+                        "  worker={} slice={} profile={}{gpu} memory={:.1}GiB health={} origin={} restarts={} address={}",
                         w.worker_id,
                         w.slice,
                         w.profile,
+                        w.memory_bytes as f64 / (1u64 << 30) as f64,
                         health
                             .as_str_name()
                             .trim_start_matches("WORKER_HEALTH_")
                             .to_lowercase(),
+                        origin
+                            .as_str_name()
+                            .trim_start_matches("WORKER_ORIGIN_")
+                            .to_lowercase(),
+                        w.restarts,
                         w.address
                     );
                 }

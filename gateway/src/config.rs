@@ -109,8 +109,13 @@ pub struct ServeArgs {
     #[arg(long, env = "MIG_GATEWAY_DRAIN_SECONDS", default_value_t = 10)]
     pub drain_seconds: u64,
 
-    /// Seconds between heartbeats asked of registered workers
-    /// (`mig-worker serve --gateway`).
+    /// Let workers started elsewhere register themselves
+    /// (`mig-worker serve --gateway`). Off by default: anyone who can reach
+    /// the port could put a worker in front of users' prompts.
+    #[arg(long, env = "MIG_GATEWAY_ACCEPT_REGISTRATIONS")]
+    pub accept_registrations: bool,
+
+    /// Seconds between heartbeats asked of registered workers.
     #[arg(long, env = "MIG_GATEWAY_HEARTBEAT_INTERVAL", default_value_t = 1.0)]
     pub heartbeat_interval: f64,
 
@@ -140,13 +145,14 @@ pub struct UpArgs {
 
 impl ServeArgs {
     pub fn validate(&self) -> Result<(), String> {
+        // 0.1 s is also the fastest pace a worker heartbeats at.
         for (flag, value) in [
             ("--health-interval", self.health_interval),
             ("--heartbeat-interval", self.heartbeat_interval),
         ] {
-            if !(value.is_finite() && (0.05..=60.0).contains(&value)) {
+            if !(value.is_finite() && (0.1..=60.0).contains(&value)) {
                 return Err(format!(
-                    "`{flag}` must be between 0.05 and 60 seconds (got {value})"
+                    "`{flag}` must be between 0.1 and 60 seconds (got {value})"
                 ));
             }
         }
@@ -170,6 +176,7 @@ impl ServeArgs {
                 interval: Duration::from_secs_f64(self.heartbeat_interval),
                 timeout: Duration::from_secs_f64(self.heartbeat_timeout),
             },
+            accept_registrations: self.accept_registrations,
         }
     }
 

@@ -212,7 +212,12 @@ impl ModelEntry {
                 ("path", self.path.is_some()),
                 ("slices", self.slices.is_some()),
                 ("profile", self.profile.is_some()),
+                ("count", self.count.is_some()),
                 ("replicas", self.replicas.is_some()),
+                ("context", self.context.is_some()),
+                ("concurrency", self.concurrency.is_some()),
+                ("threads", self.threads.is_some()),
+                ("args", !self.args.is_empty()),
             ];
             if let Some((field, _)) = extra.iter().find(|(_, set)| *set) {
                 return Err(format!(
@@ -373,6 +378,10 @@ mod tests {
             (
                 "[[model]]\nname = \"a\"\naddresses = [\"http://h:1\"]\npath = \"x\"\n",
                 "`path`",
+            ),
+            (
+                "[[model]]\nname = \"a\"\naddresses = [\"http://h:1\"]\nthreads = 2\n",
+                "`threads`",
             ),
             ("[[model]]\nname = \"a\"\npath = \"x\"\ncount = 2\n", "`count`"),
             (

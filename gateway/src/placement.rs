@@ -233,8 +233,28 @@ pub fn resolve(
     if auto.is_empty() {
         return Ok(out);
     }
+    // Compute instances that share one GPU instance (`1c.3g.40gb` twice)
+    // each report the whole instance's memory: `auto` would count it twice.
+    let shares_instance = |s: &DiscoveredSlice| {
+        s.gpu_instance_id.is_some()
+            && inventory.mig_slices().any(|o| {
+                o.id != s.id && o.gpu_uuid == s.gpu_uuid && o.gpu_instance_id == s.gpu_instance_id
+            })
+    };
+    let shared: Vec<String> = inventory
+        .mig_slices()
+        .filter(|s| shares_instance(s))
+        .map(|s| s.id.to_string())
+        .collect();
+    if !shared.is_empty() {
+        out.notes.push(format!(
+            "`auto` skips MIG devices that share a GPU instance (and its memory): {}; name them in `slices` to use them",
+            shared.join(", ")
+        ));
+    }
     let free_mig: Vec<&DiscoveredSlice> = inventory
         .mig_slices()
+        .filter(|s| !shares_instance(s))
         .filter(|s| !out.launches.iter().any(|l| l.slice == s.id))
         .collect();
     let whole_gpus = inventory
@@ -381,13 +401,17 @@ mod tests {
 
     /// An A100-80GB cut as 3g.40gb + 2g.20gb + 1g.10gb + 1g.10gb.
     fn a100_mixed() -> Inventory {
+        let mut gpu = vec![
+            gpu_slice("MIG-3g", "3g.40gb", 39.25),
+            gpu_slice("MIG-2g", "2g.20gb", 19.5),
+            gpu_slice("MIG-1a", "1g.10gb", 9.5),
+            gpu_slice("MIG-1b", "1g.10gb", 9.5),
+        ];
+        for (slice, gi) in gpu.iter_mut().zip([2, 3, 9, 10]) {
+            slice.gpu_instance_id = Some(gi);
+        }
         Inventory {
-            gpu: vec![
-                gpu_slice("MIG-3g", "3g.40gb", 39.25),
-                gpu_slice("MIG-2g", "2g.20gb", 19.5),
-                gpu_slice("MIG-1a", "1g.10gb", 9.5),
-                gpu_slice("MIG-1b", "1g.10gb", 9.5),
-            ],
+            gpu,
             cores: vec![0, 1],
         }
     }
@@ -518,6 +542,26 @@ mod tests {
         let huge = |_: &ModelPlan| Ok(100 * GIB);
         let e = resolve(&fleet(text), &a100_mixed(), huge).unwrap_err();
         assert!(matches!(e, ResolveError::Unplaced(_)), "{e}");
+    }
+
+    #[test]
+    fn auto_skips_compute_instances_sharing_a_gpu_instance() {
+        let mut inventory = a100_mixed();
+        // Two compute instances of one 3g GPU instance, each reporting its 39 GiB.
+        inventory.gpu[0].id = "MIG-c1".parse().unwrap();
+        let mut twin = inventory.gpu[0].clone();
+        twin.id = "MIG-c2".parse().unwrap();
+        inventory.gpu.push(twin);
+        let text = "[[model]]\nname = \"big\"\npath = \"b\"\n";
+        let e = resolve(&fleet(text), &inventory, |_| Ok(30 * GIB)).unwrap_err();
+        assert!(matches!(e, ResolveError::Unplaced(_)), "{e}");
+        let small = resolve(&fleet(text), &inventory, |_| Ok(GIB)).unwrap();
+        assert!(
+            small.notes[0].contains("MIG-c1, MIG-c2"),
+            "{:?}",
+            small.notes
+        );
+        assert!(!small.launches[0].slice.to_string().starts_with("MIG-c"));
     }
 
     #[test]

@@ -33,9 +33,12 @@ pub enum PlanError {
     },
     #[error("JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("{0} model(s) fit no profile on this GPU model (see \"not placed\" above)")]
+    Unplaceable(usize),
 }
 
-/// Runs the command: prints the plan (or its JSON), writes the files.
+/// Runs the command: prints the plan (or its JSON), writes the files; an
+/// error (so a non-zero exit) when some model fits no profile.
 pub fn run(args: &PlanArgs) -> Result<(), PlanError> {
     let gpu = gpu_model(&args.gpu)?;
     let demands = demands(args)?;
@@ -55,6 +58,11 @@ pub fn run(args: &PlanArgs) -> Result<(), PlanError> {
         for path in write_files(&plan, dir)? {
             eprintln!("wrote {}", path.display());
         }
+    }
+    // The layout printed is still useful, but a script must not take it for
+    // a complete one.
+    if !plan.unplaceable.is_empty() {
+        return Err(PlanError::Unplaceable(plan.unplaceable.len()));
     }
     Ok(())
 }

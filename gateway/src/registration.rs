@@ -2,6 +2,11 @@
 //! elsewhere (`mig-worker serve --gateway ADDR`) join routing with their
 //! first heartbeat and leave it when heartbeats stop for longer than the
 //! timeout, or at once when the last one says `leaving`.
+//!
+//! Off unless the gateway runs with `--accept-registrations`: anyone who
+//! reaches the port could otherwise put a worker in front of users' prompts.
+//! A registered worker may not join a model the fleet file serves, and it
+//! joins only once the gateway has reached it at the address it gave.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,39 +29,58 @@ pub struct HeartbeatPolicy {
 pub struct RegistrationService {
     registry: Arc<Registry>,
     policy: HeartbeatPolicy,
+    /// `--accept-registrations`.
+    accept: bool,
 }
 
 impl RegistrationService {
-    pub fn new(registry: Arc<Registry>, policy: HeartbeatPolicy) -> Self {
-        RegistrationService { registry, policy }
+    pub fn new(registry: Arc<Registry>, policy: HeartbeatPolicy, accept: bool) -> Self {
+        RegistrationService {
+            registry,
+            policy,
+            accept,
+        }
     }
 
-    fn register(
+    async fn register(
         &self,
         address: &str,
         info: mig_proto::worker::v1::WorkerInfo,
     ) -> Result<(), Status> {
-        if let Some(known) = self.registry.registered_at(address) {
-            if known.model == info.model {
-                known.heartbeat(info);
-                return Ok(());
-            }
-            // A new worker took over the address with another model.
-            tracing::info!(%address, old = %known.model, new = %info.model, "registered worker changed model");
-            self.registry.remove(&known);
+        let fleet_served = self
+            .registry
+            .workers(&info.model)
+            .unwrap_or_default()
+            .iter()
+            .any(|w| w.origin != WorkerOrigin::Registered);
+        if fleet_served {
+            return Err(Status::failed_precondition(format!(
+                "model `{}` is served by the gateway's fleet file; a registered worker may not join it",
+                info.model
+            )));
         }
-        let handle = WorkerHandle::new(
-            info.model.clone(),
-            address.to_string(),
-            WorkerOrigin::Registered,
-        )
-        .map_err(|e| {
-            Status::invalid_argument(format!("`address` `{address}` is not a valid URI: {e}"))
+        let model = info.model.clone();
+        let (handle, new) = self.registry.upsert_registered(address, info, || {
+            WorkerHandle::new(model.clone(), address.to_string(), WorkerOrigin::Registered).map_err(
+                |e| {
+                    Status::invalid_argument(format!(
+                        "`address` `{address}` is not a valid URI: {e}"
+                    ))
+                },
+            )
         })?;
-        tracing::info!(model = %info.model, %address, slice = %info.slice, profile = %info.profile,
-            "worker registered");
-        handle.heartbeat(info);
-        self.registry.add(Arc::new(handle));
+        if new {
+            // Join routing only once the gateway has reached the worker.
+            if !handle.probe().await {
+                self.registry.remove(&handle);
+                return Err(Status::failed_precondition(format!(
+                    "the gateway cannot reach this worker at `address` `{address}`; set `--advertise` to an address the gateway can dial"
+                )));
+            }
+            let info = handle.info().unwrap_or_default();
+            tracing::info!(model = %handle.model, %address, slice = %info.slice, profile = %info.profile,
+                "worker registered");
+        }
         Ok(())
     }
 }
@@ -67,6 +91,11 @@ impl Registration for RegistrationService {
         &self,
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
+        if !self.accept {
+            return Err(Status::permission_denied(
+                "this gateway does not accept worker registrations; start it with `--accept-registrations`",
+            ));
+        }
         let HeartbeatRequest {
             address,
             info,
@@ -89,7 +118,7 @@ impl Registration for RegistrationService {
                 tracing::info!(model = %known.model, %address, "worker left");
             }
         } else {
-            self.register(&address, info)?;
+            self.register(&address, info).await?;
         }
         Ok(Response::new(HeartbeatResponse {
             interval_ms: self.policy.interval.as_millis() as u32,
@@ -105,13 +134,92 @@ pub async fn reaper(registry: Arc<Registry>, policy: HeartbeatPolicy) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        for worker in registry.all() {
-            let silent =
-                worker.origin == WorkerOrigin::Registered && worker.silence() > policy.timeout;
-            if silent && registry.remove(&worker) {
-                tracing::warn!(model = %worker.model, address = %worker.address(),
-                    silence = ?worker.silence(), "registered worker stopped heartbeating; dropped from routing");
-            }
+        for worker in registry.remove_silent(policy.timeout) {
+            tracing::warn!(model = %worker.model, address = %worker.address(),
+                silence = ?worker.silence(), "registered worker stopped heartbeating; dropped from routing");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mig_proto::worker::v1::WorkerInfo;
+
+    fn service(accept: bool) -> (Arc<Registry>, RegistrationService) {
+        let registry = Arc::new(Registry::default());
+        let policy = HeartbeatPolicy {
+            interval: Duration::from_millis(200),
+            timeout: Duration::from_secs(1),
+        };
+        (
+            registry.clone(),
+            RegistrationService::new(registry, policy, accept),
+        )
+    }
+
+    fn beat(address: &str, model: &str) -> Request<HeartbeatRequest> {
+        Request::new(HeartbeatRequest {
+            address: address.into(),
+            info: Some(WorkerInfo {
+                model: model.into(),
+                ..Default::default()
+            }),
+            leaving: false,
+        })
+    }
+
+    /// An address where nothing listens.
+    async fn closed_port() -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    }
+
+    #[tokio::test]
+    async fn refused_unless_the_gateway_accepts_registrations() {
+        let (registry, svc) = service(false);
+        let e = svc
+            .heartbeat(beat("http://127.0.0.1:1", "m"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        assert!(e.message().contains("--accept-registrations"), "{e:?}");
+        assert!(registry.model_names().is_empty());
+    }
+
+    #[tokio::test]
+    async fn bad_heartbeats_name_the_field() {
+        let (_, svc) = service(true);
+        let e = svc.heartbeat(beat("", "m")).await.unwrap_err();
+        assert!(e.message().contains("`address`"), "{e:?}");
+        let e = svc.heartbeat(beat("http://h:1", "")).await.unwrap_err();
+        assert!(e.message().contains("`info.model`"), "{e:?}");
+        let e = svc.heartbeat(beat("not a uri", "m")).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn a_worker_the_gateway_cannot_reach_does_not_join() {
+        let (registry, svc) = service(true);
+        let address = closed_port().await;
+        let e = svc.heartbeat(beat(&address, "m")).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+        assert!(e.message().contains("--advertise"), "{e:?}");
+        assert!(registry.model_names().is_empty());
+    }
+
+    #[tokio::test]
+    async fn fleet_models_cannot_be_joined() {
+        let (registry, svc) = service(true);
+        let fleet =
+            WorkerHandle::new("m".into(), closed_port().await, WorkerOrigin::Fleet).unwrap();
+        registry.add(Arc::new(fleet));
+        let e = svc
+            .heartbeat(beat(&closed_port().await, "m"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+        assert!(e.message().contains("fleet file"), "{e:?}");
+        assert_eq!(registry.workers("m").unwrap().len(), 1);
     }
 }

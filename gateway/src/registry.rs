@@ -15,6 +15,9 @@ use tonic::transport::{Channel, Endpoint};
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One worker process, seen from the gateway.
+///
+/// Lock order: `state` may be held while `conn` is read (for logging), never
+/// the reverse.
 #[derive(Debug)]
 pub struct WorkerHandle {
     /// The model name the fleet file (or the worker's registration) routes to
@@ -39,6 +42,9 @@ pub struct WorkerHandle {
 struct Conn {
     address: String,
     client: WorkerClient<Channel>,
+    /// Bumped by every reconnect, so that a probe sent to the previous
+    /// process cannot decide the health of the new one.
+    generation: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -58,6 +64,7 @@ fn connect(address: &str) -> Result<Conn, tonic::transport::Error> {
     Ok(Conn {
         address: address.to_string(),
         client: WorkerClient::new(channel),
+        generation: 0,
     })
 }
 
@@ -102,8 +109,11 @@ impl WorkerHandle {
     /// Points the handle at a restarted worker's new address; it stays
     /// unhealthy until the next probe answers.
     pub fn reconnect(&self, address: &str) -> Result<(), tonic::transport::Error> {
-        let conn = connect(address)?;
-        *self.conn.write().unwrap_or_else(|e| e.into_inner()) = conn;
+        let mut conn = connect(address)?;
+        let mut current = self.conn.write().unwrap_or_else(|e| e.into_inner());
+        conn.generation = current.generation + 1;
+        *current = conn;
+        drop(current);
         self.restarts.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -112,13 +122,15 @@ impl WorkerHandle {
         self.restarts.load(Ordering::Relaxed)
     }
 
-    /// Records a heartbeat: the worker is alive and reported `info`.
+    /// Records a heartbeat: the worker is alive and reported `info`. Health
+    /// is left to probes: a heartbeat proves the worker reaches the gateway,
+    /// not that the gateway reaches the worker.
     pub fn heartbeat(&self, info: WorkerInfo) {
-        self.record_probe(Some(info));
-        self.state
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .last_heartbeat = Instant::now();
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        if info.model == self.model {
+            state.info = Some(info);
+        }
+        state.last_heartbeat = Instant::now();
     }
 
     /// Time since the last heartbeat.
@@ -153,7 +165,10 @@ impl WorkerHandle {
 
     /// Asks the worker for its `Info`; healthy if it answers in time.
     pub async fn probe(&self) -> bool {
-        let mut client = self.client();
+        let (mut client, generation) = {
+            let conn = self.conn.read().unwrap_or_else(|e| e.into_inner());
+            (conn.client.clone(), conn.generation)
+        };
         let mut request = tonic::Request::new(InfoRequest {});
         request.set_timeout(PROBE_TIMEOUT);
         let answer = tokio::time::timeout(PROBE_TIMEOUT, client.info(request)).await;
@@ -165,12 +180,32 @@ impl WorkerHandle {
             }
             Err(_) => None,
         };
+        if self
+            .conn
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .generation
+            != generation
+        {
+            // The process was replaced while the probe was out.
+            return self.is_healthy();
+        }
         self.record_probe(info)
     }
 
-    /// Records a probe's outcome: an answer makes the worker healthy and
-    /// refreshes what it reported; no answer makes it unhealthy.
+    /// Records a probe's outcome: an answer for this handle's model makes the
+    /// worker healthy and refreshes what it reported; no answer, or one from
+    /// a different model (another worker took over the port), makes it
+    /// unhealthy.
     pub(crate) fn record_probe(&self, info: Option<WorkerInfo>) -> bool {
+        let info = match info {
+            Some(i) if i.model != self.model => {
+                tracing::warn!(model = %self.model, address = %self.address(), answered = %i.model,
+                    "a worker of another model answers at this address");
+                None
+            }
+            other => other,
+        };
         let healthy = info.is_some();
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         if state.healthy != healthy {
@@ -229,16 +264,7 @@ impl Registry {
     /// forgotten, so it answers NOT_FOUND like any unknown model.
     pub fn remove(&self, worker: &Arc<WorkerHandle>) -> bool {
         let mut models = self.models.write().unwrap_or_else(|e| e.into_inner());
-        let Some(workers) = models.get_mut(&worker.model) else {
-            return false;
-        };
-        let before = workers.len();
-        workers.retain(|w| !Arc::ptr_eq(w, worker));
-        let removed = workers.len() != before;
-        if workers.is_empty() {
-            models.remove(&worker.model);
-        }
-        removed
+        remove_locked(&mut models, worker)
     }
 
     /// The registered worker at `address`, if any.
@@ -246,6 +272,54 @@ impl Registry {
         self.all()
             .into_iter()
             .find(|w| w.origin == WorkerOrigin::Registered && w.address() == address)
+    }
+
+    /// Under one lock: refreshes the registered worker at `address` serving
+    /// `info.model`, or replaces whatever was registered there with `fresh()`.
+    /// Returns the handle and whether it is new.
+    pub fn upsert_registered(
+        &self,
+        address: &str,
+        info: WorkerInfo,
+        fresh: impl FnOnce() -> Result<WorkerHandle, tonic::Status>,
+    ) -> Result<(Arc<WorkerHandle>, bool), tonic::Status> {
+        let mut models = self.models.write().unwrap_or_else(|e| e.into_inner());
+        let known = models
+            .values()
+            .flatten()
+            .find(|w| w.origin == WorkerOrigin::Registered && w.address() == address)
+            .cloned();
+        if let Some(known) = known {
+            if known.model == info.model {
+                known.heartbeat(info);
+                return Ok((known, false));
+            }
+            tracing::info!(%address, old = %known.model, new = %info.model, "registered worker changed model");
+            remove_locked(&mut models, &known);
+        }
+        let handle = Arc::new(fresh()?);
+        handle.heartbeat(info);
+        models
+            .entry(handle.model.clone())
+            .or_default()
+            .push(handle.clone());
+        Ok((handle, true))
+    }
+
+    /// Under one lock: drops registered workers silent for longer than
+    /// `timeout`; returns them.
+    pub fn remove_silent(&self, timeout: Duration) -> Vec<Arc<WorkerHandle>> {
+        let mut models = self.models.write().unwrap_or_else(|e| e.into_inner());
+        let silent: Vec<Arc<WorkerHandle>> = models
+            .values()
+            .flatten()
+            .filter(|w| w.origin == WorkerOrigin::Registered && w.silence() > timeout)
+            .cloned()
+            .collect();
+        for w in &silent {
+            remove_locked(&mut models, w);
+        }
+        silent
     }
 
     /// Every model name, sorted.
@@ -282,6 +356,22 @@ impl Registry {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Vec<Arc<WorkerHandle>>>> {
         self.models.read().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+fn remove_locked(
+    models: &mut BTreeMap<String, Vec<Arc<WorkerHandle>>>,
+    worker: &Arc<WorkerHandle>,
+) -> bool {
+    let Some(workers) = models.get_mut(&worker.model) else {
+        return false;
+    };
+    let before = workers.len();
+    workers.retain(|w| !Arc::ptr_eq(w, worker));
+    let removed = workers.len() != before;
+    if workers.is_empty() {
+        models.remove(&worker.model);
+    }
+    removed
 }
 
 /// Probes every worker every `interval` until the task is dropped. The first

@@ -33,6 +33,8 @@ pub struct ServerOptions {
     pub drain: Duration,
     /// Pace and timeout of registered workers' heartbeats.
     pub heartbeat: HeartbeatPolicy,
+    /// Whether workers may register themselves (`--accept-registrations`).
+    pub accept_registrations: bool,
 }
 
 /// Serves until `shutdown` completes, then stops accepting and lets running
@@ -73,6 +75,7 @@ pub async fn run(
         .add_service(RegistrationServer::new(RegistrationService::new(
             registry.clone(),
             options.heartbeat,
+            options.accept_registrations,
         )))
         .add_service(InferenceServer::new(InferenceService::new(registry)));
     let result = mig_proto::serve::serve(listener, routes.routes(), graceful, options.drain).await;

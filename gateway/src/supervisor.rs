@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use mig_proto::inference::v1::WorkerOrigin;
 use mig_slices::SliceId;
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -70,7 +70,9 @@ struct Running {
     child: Child,
     pid: u32,
     address: String,
-    lines: Lines<BufReader<ChildStdout>>,
+    /// Read to the end after the ready line, so the child never blocks on a
+    /// full pipe.
+    stdout: BufReader<ChildStdout>,
 }
 
 struct ChildTask {
@@ -186,6 +188,10 @@ impl Launcher {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
+            // Its own process group: a Ctrl-C in the terminal reaches the
+            // gateway only, which drains and then stops its workers itself,
+            // instead of every worker dying (and being restarted) mid-drain.
+            .process_group(0)
             .kill_on_drop(true);
         if let SliceId::Mig(uuid) | SliceId::Gpu(uuid) = &launch.slice {
             // The worker sees its slice as CUDA device 0, and nothing else.
@@ -218,13 +224,27 @@ impl Launcher {
                 bin: self.bin.clone(),
                 source,
             })?;
-        let pid = child.id().unwrap_or(0);
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut lines = BufReader::new(stdout).lines();
         let slice = launch.slice.to_string();
+        let Some(pid) = child.id() else {
+            return Err(SupervisorError::ExitedEarly {
+                model: launch.model.clone(),
+                slice,
+                status: "gone right after spawn".into(),
+            });
+        };
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        // Bytes, not `lines()`: a line that is not UTF-8 must not end the
+        // reading (and with it the wait for the ready line).
         let wait_ready = async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(rest) = line.strip_prefix(READY_PREFIX) {
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match stdout.read_until(b'\n', &mut line).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                }
+                let text = String::from_utf8_lossy(&line);
+                if let Some(rest) = text.trim_end().strip_prefix(READY_PREFIX) {
                     if let Some(addr) = rest
                         .split_whitespace()
                         .find_map(|kv| kv.strip_prefix("listen="))
@@ -233,16 +253,18 @@ impl Launcher {
                     }
                 }
             }
-            None
         };
         let address = match tokio::time::timeout(self.ready_timeout, wait_ready).await {
             Ok(Some(address)) => address,
             Ok(None) => {
-                let status = child
-                    .wait()
-                    .await
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|e| e.to_string());
+                // stdout closed: the child is exiting. Bounded, in case it
+                // closed stdout and lives on (dropping it then kills it).
+                let status = match tokio::time::timeout(Duration::from_secs(5), child.wait()).await
+                {
+                    Ok(Ok(status)) => status.to_string(),
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => "closed its stdout without a ready line".into(),
+                };
                 return Err(SupervisorError::ExitedEarly {
                     model: launch.model.clone(),
                     slice,
@@ -262,7 +284,7 @@ impl Launcher {
             child,
             pid,
             address,
-            lines,
+            stdout,
         })
     }
 }
@@ -285,12 +307,11 @@ async fn keep(
         let Running {
             mut child,
             pid,
-            mut lines,
+            mut stdout,
             ..
         } = running;
-        // Keep reading stdout so the child never blocks on a full pipe.
         let exited = async {
-            while let Ok(Some(_)) = lines.next_line().await {}
+            let _ = tokio::io::copy(&mut stdout, &mut tokio::io::sink()).await;
             child.wait().await
         };
         tokio::select! {

@@ -1,12 +1,12 @@
 //! `mig-gateway up` on CPU slices with `slices = "auto"`: one pinned worker
-//! per slice, a killed worker comes back and serves again, and stopping the
-//! gateway leaves no worker behind.
+//! per slice, a killed worker comes back and serves again, and Ctrl-C stops
+//! the gateway and its workers in order, leaving none behind.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::process::{alive, arg_of, child_pids, cpus_allowed, env_of, start_up, terminate};
+use common::process::{alive, arg_of, child_pids, cpus_allowed, env_of, interrupt_group, start_up};
 use mig_proto::inference::v1::{
     EmbedRequest, ListModelsRequest, WorkerHealth, WorkerOrigin, WorkerStatus,
 };
@@ -129,12 +129,21 @@ async fn auto_cpu_slices_are_pinned_restarted_and_cleaned_up() {
     // The other slice's worker was not disturbed.
     assert_eq!(worker_status(&addr, "smollm2-135m").await.restarts, 0);
 
-    // SIGTERM: the gateway and both workers stop; nothing is left behind.
+    // Ctrl-C (SIGINT to the process group): only the gateway gets it; it
+    // drains, then stops both workers. None dies early and is restarted;
+    // nothing is left behind.
     let workers = child_pids(gateway_pid);
     assert_eq!(workers.len(), 2, "two worker processes: {workers:?}");
-    terminate(&mut gateway);
+    interrupt_group(&mut gateway);
     assert!(
         !workers.iter().any(|&pid| alive(pid)),
         "worker left running: {workers:?}"
     );
+    let log = gateway.log();
+    assert_eq!(
+        log.matches("worker exited; restarting it").count(),
+        1,
+        "only the kill -9 caused a restart:\n{log}"
+    );
+    assert_eq!(log.matches("worker stopped pid=").count(), 2, "{log}");
 }

@@ -66,6 +66,13 @@ pub enum LayoutError {
         count: usize,
         max: u8,
     },
+    #[error(
+        "`{first}` and `{second}` both take the GPU's media engines; only one instance per GPU may"
+    )]
+    MediaTwice {
+        first: &'static str,
+        second: &'static str,
+    },
     #[error("{wanted} do not fit on one {gpu}: {why}")]
     NoFit {
         gpu: &'static str,
@@ -219,17 +226,23 @@ fn check_counts<'a>(profiles: impl Iterator<Item = &'a Profile>) -> Result<(), L
             None => counts.push((p, 1)),
         }
     }
-    match counts
-        .into_iter()
-        .find(|(p, n)| *n > usize::from(p.max_count))
-    {
-        Some((p, n)) => Err(LayoutError::TooMany {
+    if let Some((p, n)) = counts.iter().find(|(p, n)| *n > usize::from(p.max_count)) {
+        return Err(LayoutError::TooMany {
             profile: p.name,
-            count: n,
+            count: *n,
             max: p.max_count,
-        }),
-        None => Ok(()),
+        });
     }
+    // The GPU has one set of media engines (NVJPG/OFA): across all `+me`
+    // profiles (A30 has two), one instance may hold them.
+    let mut media = counts.iter().filter(|(p, _)| p.media_extensions);
+    if let (Some((first, _)), Some((second, _))) = (media.next(), media.next()) {
+        return Err(LayoutError::MediaTwice {
+            first: first.name,
+            second: second.name,
+        });
+    }
+    Ok(())
 }
 
 /// Finds a start slot for each profile so that all fit on one GPU.
@@ -500,7 +513,11 @@ mod tests {
             let Some(p) = m.profiles.get(i) else {
                 let slots: u32 = cur.iter().map(|p| u32::from(p.memory_slices)).sum();
                 let compute: u32 = cur.iter().map(|p| u32::from(p.compute_slices)).sum();
-                if slots <= u32::from(m.memory_slices) && compute <= u32::from(m.compute_slices) {
+                let media = cur.iter().filter(|p| p.media_extensions).count();
+                if slots <= u32::from(m.memory_slices)
+                    && compute <= u32::from(m.compute_slices)
+                    && media <= 1
+                {
                     let placed = place_profiles(m, cur).unwrap_or_else(|e| panic!("{e}"));
                     validate_placed(m, &placed).unwrap();
                     *n += 1;
@@ -518,6 +535,15 @@ mod tests {
             each(m, 0, &mut Vec::new(), &mut n);
             assert!(n > 10, "{}: {n} layouts", m.id);
         }
+    }
+
+    #[test]
+    fn one_media_instance_per_gpu_across_profiles() {
+        let a30 = gpu_model("a30-24gb").unwrap();
+        assert!(find_placements(a30, &["2g.12gb+me", "1g.6gb", "1g.6gb"]).is_ok());
+        let e = find_placements(a30, &["2g.12gb+me", "1g.6gb+me"]).unwrap_err();
+        assert!(matches!(e, LayoutError::MediaTwice { .. }), "{e}");
+        assert!(e.to_string().contains("media engines"), "{e}");
     }
 
     #[test]

@@ -74,8 +74,11 @@ pub async fn heartbeat_loop(
         match answer {
             Ok(Ok(response)) => {
                 let response = response.into_inner();
-                interval = Duration::from_millis(response.interval_ms.into())
-                    .clamp(MIN_INTERVAL, MAX_INTERVAL);
+                // At least three heartbeats per timeout, whatever the
+                // gateway's two figures say.
+                let asked = Duration::from_millis(response.interval_ms.into());
+                let timeout = Duration::from_millis(response.timeout_ms.into());
+                interval = asked.min(timeout / 3).clamp(MIN_INTERVAL, MAX_INTERVAL);
                 if !registered {
                     tracing::info!(gateway = %registration.gateway, advertise = %registration.advertise,
                         ?interval, timeout_ms = response.timeout_ms, "registered with the gateway");

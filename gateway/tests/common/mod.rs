@@ -102,6 +102,7 @@ pub async fn start_gateway_with(models: &[ModelPlan], heartbeat: HeartbeatPolicy
             health_interval: Duration::from_millis(200),
             drain: Duration::from_secs(1),
             heartbeat,
+            accept_registrations: true,
         },
         std::future::pending(),
     ));

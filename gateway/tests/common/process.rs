@@ -1,12 +1,20 @@
 //! Real `mig-gateway up` processes and what `/proc` says about their workers.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Kills the gateway if a test fails half-way (its workers follow it, by
 /// their parent-death signal).
-pub struct Gateway(pub Child);
+pub struct Gateway(pub Child, pub std::path::PathBuf);
+
+impl Gateway {
+    /// What the gateway (and its workers) logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.1).unwrap_or_default()
+    }
+}
 
 impl Drop for Gateway {
     fn drop(&mut self) {
@@ -22,6 +30,8 @@ pub fn start_up(name: &str, fleet: &str, expect_models: &str) -> (Gateway, Strin
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let fleet_path = dir.join(format!("fleet-{name}-{}.toml", std::process::id()));
     std::fs::write(&fleet_path, fleet).unwrap();
+    let log_path = dir.join(format!("gateway-{name}-{}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_mig-gateway"))
         .args([
             "up",
@@ -38,6 +48,10 @@ pub fn start_up(name: &str, fleet: &str, expect_models: &str) -> (Gateway, Strin
         .arg(&fleet_path)
         .current_dir(super::repo_root())
         .stdout(Stdio::piped())
+        .stderr(log)
+        // Its own process group, as a shell gives a job: a test can then
+        // send Ctrl-C's SIGINT to the whole group without hitting itself.
+        .process_group(0)
         .spawn()
         .expect("start mig-gateway up");
     let stdout = child.stdout.take().unwrap();
@@ -48,8 +62,9 @@ pub fn start_up(name: &str, fleet: &str, expect_models: &str) -> (Gateway, Strin
         .strip_prefix("mig-gateway listening on ")
         .and_then(|rest| rest.split(';').next())
         .unwrap_or_else(|| panic!("unexpected ready line {line:?}"));
-    assert!(line.contains(expect_models), "{line}");
-    (Gateway(child), format!("http://{addr}"))
+    let gateway = Gateway(child, log_path);
+    assert!(line.contains(expect_models), "{line}\n{}", gateway.log());
+    (gateway, format!("http://{addr}"))
 }
 
 /// Direct children of a process.
@@ -119,6 +134,20 @@ pub fn terminate(gateway: &mut Gateway) {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
+    wait_exit(gateway);
+}
+
+/// Ctrl-C in the terminal: SIGINT to the gateway's whole process group.
+pub fn interrupt_group(gateway: &mut Gateway) {
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(gateway.0.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    wait_exit(gateway);
+}
+
+fn wait_exit(gateway: &mut Gateway) {
     let started = Instant::now();
     let status = loop {
         if let Some(status) = gateway.0.try_wait().unwrap() {
@@ -126,9 +155,14 @@ pub fn terminate(gateway: &mut Gateway) {
         }
         assert!(
             started.elapsed() < Duration::from_secs(20),
-            "gateway did not stop"
+            "gateway did not stop\n{}",
+            gateway.log()
         );
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert!(status.success(), "gateway exit: {status}");
+    assert!(
+        status.success(),
+        "gateway exit: {status}\n{}",
+        gateway.log()
+    );
 }
