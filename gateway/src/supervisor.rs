@@ -193,13 +193,19 @@ impl Launcher {
             // instead of every worker dying (and being restarted) mid-drain.
             .process_group(0)
             .kill_on_drop(true);
-        if let SliceId::Mig(uuid) | SliceId::Gpu(uuid) = &launch.slice {
-            // The worker sees its slice as CUDA device 0, and nothing else.
-            cmd.env("CUDA_VISIBLE_DEVICES", uuid)
-                .arg("--device")
-                .arg("cuda");
-            if let Some(profile) = &launch.profile {
-                cmd.arg("--profile").arg(profile);
+        match &launch.slice {
+            SliceId::Mig(uuid) | SliceId::Gpu(uuid) => {
+                // The worker sees its slice as CUDA device 0, and nothing else.
+                cmd.env("CUDA_VISIBLE_DEVICES", uuid)
+                    .arg("--device")
+                    .arg("cuda");
+                if let Some(profile) = &launch.profile {
+                    cmd.arg("--profile").arg(profile);
+                }
+            }
+            // A CPU slice sees no GPU at all.
+            SliceId::Cpu(_) => {
+                cmd.env("CUDA_VISIBLE_DEVICES", "");
             }
         }
         #[cfg(target_os = "linux")]
@@ -369,5 +375,79 @@ async fn terminate(child: &mut Child, pid: u32, grace: Duration) {
             tracing::warn!(pid, ?grace, "worker ignored SIGTERM; killing it");
             let _ = child.kill().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn command_for(slice: &str, profile: Option<&str>) -> (Vec<String>, Vec<(String, String)>) {
+        let launcher = Launcher {
+            bin: "mig-worker".into(),
+            grace: Duration::from_secs(1),
+            ready_timeout: Duration::from_secs(1),
+        };
+        let launch = Launch {
+            model: "m".into(),
+            path: "m.gguf".into(),
+            slice: slice.parse().unwrap(),
+            profile: profile.map(str::to_string),
+            threads: None,
+            args: vec!["--weights".into(), "native".into()],
+        };
+        let cmd = launcher.command(&launch);
+        let std = cmd.as_std();
+        let args = std
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let envs = std
+            .get_envs()
+            .map(|(k, v)| {
+                (
+                    k.to_string_lossy().into_owned(),
+                    v.map(|v| v.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                )
+            })
+            .collect();
+        (args, envs)
+    }
+
+    fn value_of<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+        let i = args.iter().position(|a| a == flag)?;
+        args.get(i + 1).map(String::as_str)
+    }
+
+    #[test]
+    fn a_mig_slice_is_the_only_cuda_device_the_worker_sees() {
+        let uuid = "MIG-5c1e3b34-0d8f-5a8e-9c41-2f5b7d6a1e90";
+        let (args, envs) = command_for(uuid, Some("1g.10gb"));
+        assert!(
+            envs.contains(&("CUDA_VISIBLE_DEVICES".into(), uuid.into())),
+            "{envs:?}"
+        );
+        assert_eq!(value_of(&args, "--slice"), Some(uuid));
+        assert_eq!(value_of(&args, "--device"), Some("cuda"));
+        assert_eq!(value_of(&args, "--profile"), Some("1g.10gb"));
+        assert_eq!(value_of(&args, "--threads"), Some("1"));
+        assert_eq!(value_of(&args, "--weights"), Some("native"));
+    }
+
+    #[test]
+    fn a_cpu_slice_sizes_threads_to_its_cores_and_hides_gpus() {
+        let (args, envs) = command_for("cpu:2-3", None);
+        assert_eq!(value_of(&args, "--slice"), Some("cpu:2-3"));
+        assert_eq!(value_of(&args, "--threads"), Some("2"));
+        assert_eq!(value_of(&args, "--device"), None);
+        assert!(
+            envs.contains(&("RAYON_NUM_THREADS".into(), "2".into())),
+            "{envs:?}"
+        );
+        assert!(
+            envs.contains(&("CUDA_VISIBLE_DEVICES".into(), String::new())),
+            "{envs:?}"
+        );
     }
 }

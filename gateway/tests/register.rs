@@ -103,7 +103,11 @@ async fn registered_worker_serves_and_leaves_when_killed() {
 
     let answer = client.embed(embed()).await.unwrap().into_inner();
     assert_eq!(answer.embeddings[0].values.len(), 384);
-    assert_eq!(answer.served_by.unwrap().worker_id, status.worker_id);
+    let served_by = answer.served_by.unwrap();
+    assert_eq!(served_by.worker_id, status.worker_id);
+    assert_eq!(served_by.slice, "cpu:1");
+    assert_eq!(served_by.memory_bytes, status.memory_bytes);
+    assert!(served_by.memory_bytes > 0 && served_by.gpu.is_empty());
 
     // kill -9: no goodbye, so the heartbeat timeout (1 s) drops it.
     worker.0.kill().unwrap();
