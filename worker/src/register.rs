@@ -22,8 +22,9 @@ const FIRST_INTERVAL: Duration = Duration::from_secs(1);
 /// Bounds on the pace a gateway may ask for.
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_INTERVAL: Duration = Duration::from_secs(60);
-/// One heartbeat may take this long before it counts as failed.
-const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// One heartbeat may take this long before it counts as failed; longer than
+/// the gateway's first probe of a new worker (2 s), which the answer waits for.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Failures are logged on the first one and then every this many.
 const LOG_EVERY: u32 = 30;
 
