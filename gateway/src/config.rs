@@ -45,6 +45,11 @@ pub struct SlicesArgs {
     /// holds) instead of the mapped slices.
     #[arg(long, requires = "json")]
     pub raw: bool,
+
+    /// Map a recorded NVML snapshot (from `slices --json --raw`, possibly on
+    /// another machine) instead of asking this machine's NVML.
+    #[arg(long)]
+    pub snapshot: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

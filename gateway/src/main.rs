@@ -43,7 +43,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Slices(args) => {
             // The table says what NVML's log line would.
             init_tracing("warn");
-            let detected = Detected::detect();
+            let detected = match &args.snapshot {
+                Some(path) => Detected::from_snapshot(path).map_err(anyhow::Error::msg)?,
+                None => Detected::detect(),
+            };
             if args.raw {
                 match &detected.gpu {
                     mig_slices::discovery::Discovery::Nvml { snapshot, .. } => {

@@ -26,6 +26,19 @@ impl Detected {
         }
     }
 
+    /// A recorded snapshot (`slices --json --raw`) mapped as if NVML had just
+    /// answered it; the cores are still this machine's.
+    pub fn from_snapshot(path: &std::path::Path) -> Result<Detected, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+        let snapshot = discovery::NvmlSnapshot::from_json(&text)
+            .map_err(|e| format!("`{}` is not an NVML snapshot: {e}", path.display()))?;
+        Ok(Detected {
+            gpu: Discovery::from_read(Ok(snapshot)),
+            cpu_cores: affinity_cores(),
+        })
+    }
+
     pub fn inventory(&self) -> Inventory {
         Inventory {
             gpu: self.gpu.slices().to_vec(),
@@ -142,6 +155,24 @@ mod tests {
             .to_string();
         let expected: mig_slices::SliceId = format!("cpu:{line}").parse().unwrap();
         assert_eq!(expected.cores().unwrap().cores(), cores.as_slice());
+    }
+
+    #[test]
+    fn table_of_a_recorded_mig_machine_lists_every_slice() {
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../mig/tests/fixtures/nvml/a100_mig_mixed_h100_whole.json");
+        let detected = Detected::from_snapshot(&fixture).unwrap();
+        let table = detected.table();
+        assert!(table.contains("2 GPU(s)"), "{table}");
+        assert!(table.contains("MIG on"), "{table}");
+        assert!(table.contains("MIG off"), "{table}");
+        for profile in ["3g.40gb", "2g.20gb", "1g.10gb", "gpu.80gb"] {
+            assert!(table.contains(profile), "{profile}: {table}");
+        }
+        assert_eq!(detected.gpu.slices().len(), 5, "{table}");
+        assert_eq!(table.matches("MIG-").count(), 4, "{table}");
+        let e = Detected::from_snapshot(std::path::Path::new("/no/such.json")).unwrap_err();
+        assert!(e.contains("/no/such.json"), "{e}");
     }
 
     #[test]
