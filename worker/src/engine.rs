@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{DeviceKind, WeightFormat};
 use crate::error::{InferenceError, StartupError};
+use crate::metrics::WorkerMetrics;
 use crate::model::{self, Backend, Codec, Embedder, Generator, TextCodec};
 use crate::sampling::{Sampler, SamplingParams};
 use crate::stop::StopMatcher;
@@ -61,6 +62,9 @@ pub struct GenerateJob {
     pub sampling: SamplingParams,
     pub stop: Vec<String>,
     pub deadline: Option<Instant>,
+    /// When the request reached the worker: queue wait, time to first token
+    /// and duration are measured from here.
+    pub arrived: Instant,
     /// Closed by the receiver when the client goes away.
     pub events: GenSender,
 }
@@ -68,12 +72,22 @@ pub struct GenerateJob {
 pub struct EmbedJob {
     pub inputs: Vec<Vec<u32>>,
     pub deadline: Option<Instant>,
+    pub arrived: Instant,
     pub reply: oneshot::Sender<Result<Vec<Vec<f32>>, InferenceError>>,
 }
 
 pub enum Job {
     Generate(GenerateJob),
     Embed(EmbedJob),
+}
+
+impl Job {
+    fn arrived(&self) -> Instant {
+        match self {
+            Job::Generate(j) => j.arrived,
+            Job::Embed(j) => j.arrived,
+        }
+    }
 }
 
 /// Live counters, read by `Info` without going through the queue.
@@ -93,6 +107,7 @@ pub struct Engine {
     queue: Option<mpsc::Sender<Job>>,
     capacity: usize,
     stats: Arc<EngineStats>,
+    metrics: Arc<WorkerMetrics>,
     /// Set on shutdown: the running generation ends with `Cancelled` at its
     /// next token instead of running to `max_tokens`.
     stopping: Arc<AtomicBool>,
@@ -102,7 +117,11 @@ pub struct Engine {
 impl Engine {
     /// Starts the engine thread and waits until the model is loaded (or
     /// failed to load). Blocking: call it from a blocking context.
-    pub fn start(spec: ModelSpec, capacity: usize) -> Result<(Engine, Codec), StartupError> {
+    pub fn start(
+        spec: ModelSpec,
+        capacity: usize,
+        metrics: Arc<WorkerMetrics>,
+    ) -> Result<(Engine, Codec), StartupError> {
         let (queue_tx, queue_rx) = mpsc::channel(capacity);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let stats = Arc::new(EngineStats::default());
@@ -112,6 +131,7 @@ impl Engine {
             .spawn({
                 let stats = stats.clone();
                 let stopping = stopping.clone();
+                let metrics = metrics.clone();
                 move || {
                     let loaded = model::device(spec.device)
                         .and_then(|device| model::load(&spec.path, &device, spec.weights));
@@ -119,7 +139,7 @@ impl Engine {
                         Ok((backend, codec)) => {
                             // The receiver waits in `start`; it cannot be gone.
                             let _ = ready_tx.send(Ok(codec.clone()));
-                            run_loop(backend, codec, queue_rx, &stats, &stopping);
+                            run_loop(backend, codec, queue_rx, &stats, &metrics, &stopping);
                         }
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
@@ -136,6 +156,7 @@ impl Engine {
                 queue: Some(queue_tx),
                 capacity,
                 stats,
+                metrics,
                 stopping,
                 thread: Some(thread),
             },
@@ -150,8 +171,12 @@ impl Engine {
             return Err(InferenceError::ShuttingDown);
         }
         self.stats.in_engine.fetch_add(1, Ordering::Relaxed);
+        self.metrics.requests_in_flight.increment(1.0);
+        self.metrics.queue_depth.increment(1.0);
         queue.try_send(job).map_err(|e| {
             self.stats.in_engine.fetch_sub(1, Ordering::Relaxed);
+            self.metrics.requests_in_flight.decrement(1.0);
+            self.metrics.queue_depth.decrement(1.0);
             match e {
                 mpsc::error::TrySendError::Full(_) => InferenceError::QueueFull {
                     limit: self.capacity,
@@ -187,14 +212,18 @@ fn run_loop(
     codec: Codec,
     mut queue: mpsc::Receiver<Job>,
     stats: &EngineStats,
+    metrics: &WorkerMetrics,
     stopping: &AtomicBool,
 ) {
     while let Some(job) = queue.blocking_recv() {
+        let arrived = job.arrived();
+        metrics.queue_depth.decrement(1.0);
+        metrics.queue_wait.record(arrived.elapsed());
         match (job, &mut backend, &codec) {
             (Job::Generate(job), Backend::Generate(model), Codec::Text(text)) => {
-                generate(model.as_mut(), text, job, stats, stopping)
+                generate(model.as_mut(), text, job, stats, metrics, stopping)
             }
-            (Job::Embed(job), Backend::Embed(model), _) => embed(model.as_ref(), job),
+            (Job::Embed(job), Backend::Embed(model), _) => embed(model.as_ref(), job, metrics),
             (Job::Generate(job), ..) => {
                 let _ = job.events.send(Err(InferenceError::Invalid(
                     "`model` is an embedding model: call Embed".into(),
@@ -208,14 +237,19 @@ fn run_loop(
         }
         stats.in_engine.fetch_sub(1, Ordering::Relaxed);
         stats.finished.fetch_add(1, Ordering::Relaxed);
+        metrics.requests_in_flight.decrement(1.0);
+        metrics.request_duration.record(arrived.elapsed());
     }
     tracing::debug!("engine queue closed; engine thread exits");
 }
 
-fn embed(model: &dyn Embedder, job: EmbedJob) {
+fn embed(model: &dyn Embedder, job: EmbedJob, metrics: &WorkerMetrics) {
     if job.reply.is_closed() {
         return;
     }
+    metrics
+        .prompt_tokens
+        .increment(job.inputs.iter().map(|i| i.len() as u64).sum());
     if job.deadline.is_some_and(|d| Instant::now() >= d) {
         let _ = job
             .reply
@@ -224,6 +258,8 @@ fn embed(model: &dyn Embedder, job: EmbedJob) {
     }
     let started = Instant::now();
     let result = model.embed(&job.inputs).map_err(InferenceError::model);
+    metrics.batch_size.record(job.inputs.len() as f64);
+    metrics.prefill_step.record(started.elapsed());
     tracing::debug!(inputs = job.inputs.len(), elapsed = ?started.elapsed(), "embedded");
     let _ = job.reply.send(result);
 }
@@ -234,6 +270,7 @@ fn generate(
     codec: &TextCodec,
     job: GenerateJob,
     stats: &EngineStats,
+    metrics: &WorkerMetrics,
     stopping: &AtomicBool,
 ) {
     let GenerateJob {
@@ -242,8 +279,10 @@ fn generate(
         sampling,
         stop,
         deadline,
+        arrived,
         events,
     } = job;
+    metrics.prompt_tokens.increment(prompt.len() as u64);
     let started = Instant::now();
     let prompt_tokens = prompt.len() as u32;
     let mut sampler = Sampler::new(&sampling);
@@ -254,6 +293,7 @@ fn generate(
     // Tokens generated since the last event that carried text.
     let mut unsent = 0u32;
     let mut first_token_at = None;
+    let mut last_token_at: Option<Instant> = None;
 
     let finish = loop {
         if events.is_closed() {
@@ -267,12 +307,20 @@ fn generate(
         if stopping.load(Ordering::Relaxed) {
             break Finish::Cancelled;
         }
+        let step_started = Instant::now();
         let logits = if generated == 0 {
             model.prefill(&history)
         } else {
             let last = history[history.len() - 1];
             model.step(last, history.len() - 1)
         };
+        // One sequence per step until the engine batches.
+        metrics.batch_size.record(1.0);
+        if generated == 0 {
+            metrics.prefill_step.record(step_started.elapsed());
+        } else {
+            metrics.decode_step.record(step_started.elapsed());
+        }
         let next = match logits.and_then(|l| sampler.sample(&l, &history)) {
             Ok(next) => next,
             Err(e) => {
@@ -281,13 +329,19 @@ fn generate(
                 return;
             }
         };
-        first_token_at.get_or_insert_with(Instant::now);
+        let now = Instant::now();
+        match last_token_at.replace(now) {
+            None => metrics.time_to_first_token.record(now - arrived),
+            Some(previous) => metrics.inter_token_latency.record(now - previous),
+        }
+        first_token_at.get_or_insert(now);
         if codec.stop_ids.contains(&next) {
             break Finish::Eos;
         }
         generated += 1;
         unsent += 1;
         stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
+        metrics.generated_tokens.increment(1);
         history.push(next);
         let piece = match decoder.step(next) {
             Ok(piece) => piece,

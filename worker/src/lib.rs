@@ -16,6 +16,8 @@
 //!   generation loop (cancellation, deadline, token counting).
 //! - [`identity`]: the slice identity reported everywhere (NVML for GPU
 //!   slices, core count and host memory for CPU slices).
+//! - [`metrics`]: every exported metric, described in one place, on the
+//!   worker's own recorder.
 //! - [`register`]: heartbeats to a gateway (`--gateway`) for workers not
 //!   started by it.
 //! - [`service`]: the tonic service: validates, tokenizes, queues, streams.
@@ -29,6 +31,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod identity;
+pub mod metrics;
 pub mod model;
 pub mod prompt;
 pub mod register;

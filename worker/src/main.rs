@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Load a model and serve it over gRPC (mig.worker.v1).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Measure prefill and decode speed of a generation model, without a server.
     Bench(mig_worker::bench::BenchArgs),
 }
@@ -76,7 +76,7 @@ fn main() -> anyhow::Result<()> {
                 .worker_threads(2)
                 .enable_all()
                 .build()?
-                .block_on(serve(args))
+                .block_on(serve(*args))
         }
         Command::Bench(args) => {
             init_threads(args.threads);
@@ -94,8 +94,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let ready = mig_worker::server::load(&args).await?;
     let addr = listener.local_addr()?;
     // The one line on stdout: the supervisor waits for it to learn the port.
+    let metrics = ready
+        .metrics_addr()
+        .map(|a| format!(" metrics={a}"))
+        .unwrap_or_default();
     println!(
-        "mig-worker ready listen={addr} model={} slice={} profile={}",
+        "mig-worker ready listen={addr} model={} slice={} profile={}{metrics}",
         ready.identity.model, ready.identity.slice, ready.identity.profile
     );
     mig_worker::run(ready, listener, mig_worker::shutdown::signal()).await?;

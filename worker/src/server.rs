@@ -14,6 +14,7 @@ use crate::config::ServeArgs;
 use crate::engine::{Engine, ModelSpec};
 use crate::error::StartupError;
 use crate::identity::Identity;
+use crate::metrics::{self, WorkerMetrics};
 use crate::model::{Codec, ModelKind};
 use crate::register::{heartbeat_loop, Registration};
 use crate::service::WorkerService;
@@ -29,6 +30,9 @@ pub struct Ready {
     /// `--gateway` and `--advertise`: register with a gateway once serving.
     gateway: Option<String>,
     advertise: Option<String>,
+    pub metrics: Arc<WorkerMetrics>,
+    /// `--metrics-listen`, bound.
+    metrics_listener: Option<TcpListener>,
 }
 
 impl Ready {
@@ -38,6 +42,13 @@ impl Ready {
 
     pub fn context_length(&self) -> usize {
         self.codec.context_length()
+    }
+
+    /// Where `/metrics` is served, if it is.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 }
 
@@ -62,10 +73,19 @@ pub async fn load(args: &ServeArgs) -> Result<Ready, StartupError> {
     };
     let capacity = args.max_queue;
     let started = std::time::Instant::now();
-    let (engine, codec) = tokio::task::spawn_blocking(move || Engine::start(spec, capacity))
-        .await
-        .map_err(|e| StartupError::Engine(e.to_string()))??;
+    let metrics_listener = match args.metrics_listen {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+            StartupError::Config(format!("binding `--metrics-listen {addr}`: {e}"))
+        })?),
+        None => None,
+    };
     let identity = Identity::resolve(args);
+    let metrics = WorkerMetrics::new(&identity);
+    let engine_metrics = metrics.clone();
+    let (engine, codec) =
+        tokio::task::spawn_blocking(move || Engine::start(spec, capacity, engine_metrics))
+            .await
+            .map_err(|e| StartupError::Engine(e.to_string()))??;
     tracing::info!(
         model = %identity.model,
         path = %args.model_path.display(),
@@ -92,6 +112,8 @@ pub async fn load(args: &ServeArgs) -> Result<Ready, StartupError> {
         grace: Duration::from_secs(args.grace_seconds),
         gateway: args.gateway.clone(),
         advertise: args.advertise.clone(),
+        metrics,
+        metrics_listener,
     })
 }
 
@@ -111,7 +133,17 @@ pub async fn run(
         grace,
         gateway,
         advertise,
+        metrics,
+        metrics_listener,
     } = ready;
+    let metrics_server = metrics_listener.map(|listener| {
+        let render = metrics.clone();
+        tokio::spawn(mig_proto::serve::serve_metrics(
+            listener,
+            Arc::new(move || render.render()),
+        ))
+    });
+    let upkeep = tokio::spawn(metrics::upkeep_loop(metrics.clone()));
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<WorkerServer<WorkerService>>().await;
     health.set_service_status("", ServingStatus::Serving).await;
@@ -119,7 +151,13 @@ pub async fn run(
         .register_encoded_file_descriptor_set(mig_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
-    let service = Arc::new(WorkerService::new(engine.clone(), codec, identity, limits));
+    let service = Arc::new(WorkerService::new(
+        engine.clone(),
+        codec,
+        identity,
+        limits,
+        metrics,
+    ));
 
     let (leaving_tx, leaving) = tokio::sync::watch::channel(false);
     let heartbeats = match gateway {
@@ -175,6 +213,10 @@ pub async fn run(
     let drain = grace + Duration::from_secs(1);
     let result = mig_proto::serve::serve(listener, routes.routes(), graceful, drain).await;
     grace_timer.abort();
+    upkeep.abort();
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
     if let Some(heartbeats) = heartbeats {
         // It ends after its last (bounded) heartbeat once `leaving` is set.
         let _ = heartbeats.await;

@@ -21,6 +21,7 @@ use tonic::{Request, Response, Status};
 use crate::engine::{EmbedJob, Engine, Finish, GenEvent, GenerateJob, Job};
 use crate::error::InferenceError;
 use crate::identity::Identity;
+use crate::metrics::WorkerMetrics;
 use crate::model::{Codec, ModelKind};
 use crate::validate::{self, Limits, PromptInput};
 
@@ -29,15 +30,23 @@ pub struct WorkerService {
     codec: Codec,
     identity: Identity,
     limits: Limits,
+    metrics: Arc<WorkerMetrics>,
 }
 
 impl WorkerService {
-    pub fn new(engine: Arc<Engine>, codec: Codec, identity: Identity, limits: Limits) -> Self {
+    pub fn new(
+        engine: Arc<Engine>,
+        codec: Codec,
+        identity: Identity,
+        limits: Limits,
+        metrics: Arc<WorkerMetrics>,
+    ) -> Self {
         WorkerService {
             engine,
             codec,
             identity,
             limits,
+            metrics,
         }
     }
 }
@@ -125,113 +134,143 @@ impl Worker for WorkerService {
         &self,
         request: Request<GenerateRequest>,
     ) -> Result<Response<Self::GenerateStream>, Status> {
-        let deadline = request_timeout(request.metadata()).map(|t| Instant::now() + t);
-        let request = request.into_inner();
-        let Codec::Text(codec) = &self.codec else {
-            return Err(InferenceError::Invalid(format!(
-                "`model` `{}` is an embedding model: call Embed",
-                self.identity.model
-            ))
-            .into());
-        };
-        let valid = validate::generate(&request, &self.limits)?;
-        let prompt = match &valid.prompt {
-            PromptInput::Text(text) => codec.prompter.encode_prompt(text)?,
-            PromptInput::Chat(turns) => {
-                let turns: Vec<(&str, &str)> = turns
-                    .iter()
-                    .map(|(r, c)| (r.as_str(), c.as_str()))
-                    .collect();
-                codec.prompter.encode_chat(&turns)?
-            }
-        };
-        validate::check_prompt_fits(prompt.len(), valid.max_tokens, &self.limits)?;
+        let arrived = Instant::now();
+        let result: Result<Response<Self::GenerateStream>, Status> = async {
+            let deadline = request_timeout(request.metadata()).map(|t| Instant::now() + t);
+            let request = request.into_inner();
+            let Codec::Text(codec) = &self.codec else {
+                return Err(InferenceError::Invalid(format!(
+                    "`model` `{}` is an embedding model: call Embed",
+                    self.identity.model
+                ))
+                .into());
+            };
+            let valid = validate::generate(&request, &self.limits)?;
+            let prompt = match &valid.prompt {
+                PromptInput::Text(text) => codec.prompter.encode_prompt(text)?,
+                PromptInput::Chat(turns) => {
+                    let turns: Vec<(&str, &str)> = turns
+                        .iter()
+                        .map(|(r, c)| (r.as_str(), c.as_str()))
+                        .collect();
+                    codec.prompter.encode_chat(&turns)?
+                }
+            };
+            validate::check_prompt_fits(prompt.len(), valid.max_tokens, &self.limits)?;
 
-        let (events_tx, mut events) = mpsc::unbounded_channel();
-        self.engine.submit(Job::Generate(GenerateJob {
-            prompt,
-            max_tokens: valid.max_tokens,
-            sampling: valid.sampling,
-            stop: valid.stop,
-            deadline,
-            events: events_tx,
-        }))?;
+            let (events_tx, mut events) = mpsc::unbounded_channel();
+            self.engine.submit(Job::Generate(GenerateJob {
+                prompt,
+                max_tokens: valid.max_tokens,
+                sampling: valid.sampling,
+                stop: valid.stop,
+                deadline,
+                arrived,
+                events: events_tx,
+            }))?;
 
-        // Relay the engine's events. When the client goes away, tonic drops
-        // the response stream, `out.closed()` fires, and dropping `events`
-        // tells the engine to stop at its next token.
-        let (out, out_rx) = mpsc::channel(16);
-        let served_by = self.identity.served_by();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = out.closed() => return,
-                    event = events.recv() => {
-                        let item = match event {
-                            Some(Ok(event)) => {
-                                let done = matches!(event, GenEvent::Done { .. });
-                                let sent = out.send(Ok(to_wire(event, &served_by))).await;
-                                if done || sent.is_err() {
-                                    return;
+            // Relay the engine's events. When the client goes away, tonic drops
+            // the response stream, `out.closed()` fires, and dropping `events`
+            // tells the engine to stop at its next token.
+            let (out, out_rx) = mpsc::channel(16);
+            let served_by = self.identity.served_by();
+            let metrics = self.metrics.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = out.closed() => {
+                            metrics.request_finished(tonic::Code::Cancelled);
+                            return;
+                        }
+                        event = events.recv() => {
+                            let item = match event {
+                                Some(Ok(event)) => {
+                                    let done = matches!(event, GenEvent::Done { .. });
+                                    let sent = out.send(Ok(to_wire(event, &served_by))).await;
+                                    if sent.is_err() {
+                                        metrics.request_finished(tonic::Code::Cancelled);
+                                        return;
+                                    }
+                                    if done {
+                                        metrics.request_finished(tonic::Code::Ok);
+                                        return;
+                                    }
+                                    continue;
                                 }
-                                continue;
-                            }
-                            Some(Err(e)) => Status::from(e),
-                            // Every accepted request ends with one terminal
-                            // status, even if the engine thread died.
-                            None => Status::internal("engine ended the generation without a result"),
-                        };
-                        let _ = out.send(Err(item)).await;
-                        return;
+                                Some(Err(e)) => Status::from(e),
+                                // Every accepted request ends with one terminal
+                                // status, even if the engine thread died.
+                                None => Status::internal("engine ended the generation without a result"),
+                            };
+                            metrics.request_finished(item.code());
+                            let _ = out.send(Err(item)).await;
+                            return;
+                        }
                     }
                 }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+            });
+            let stream: Self::GenerateStream = Box::pin(ReceiverStream::new(out_rx));
+            Ok(Response::new(stream))
+        }
+        .await;
+        if let Err(status) = &result {
+            self.metrics.request_finished(status.code());
+        }
+        result
     }
 
     async fn embed(
         &self,
         request: Request<EmbedRequest>,
     ) -> Result<Response<EmbedResponse>, Status> {
-        let deadline = request_timeout(request.metadata()).map(|t| Instant::now() + t);
-        let request = request.into_inner();
-        let Codec::Embed(tokenizer) = &self.codec else {
-            return Err(InferenceError::Invalid(format!(
-                "`model` `{}` is a text-generation model: call Generate",
-                self.identity.model
-            ))
-            .into());
-        };
-        validate::embed(&request, &self.limits)?;
-        let encoded = tokenizer.encode(&request.inputs, request.truncate)?;
-        let prompt_tokens = encoded.ids.iter().map(Vec::len).sum::<usize>() as u32;
-        let (reply, answer) = oneshot::channel();
-        self.engine.submit(Job::Embed(EmbedJob {
-            inputs: encoded.ids,
-            deadline,
-            reply,
-        }))?;
-        let answer = match deadline {
-            Some(d) => tokio::time::timeout_at(d.into(), answer)
-                .await
-                .map_err(|_| InferenceError::DeadlineExceeded { generated: 0 })?,
-            None => answer.await,
-        };
-        let vectors =
-            answer.map_err(|_| Status::internal("engine dropped the embedding request"))??;
-        Ok(Response::new(EmbedResponse {
-            embeddings: vectors
-                .into_iter()
-                .map(|values| Embedding { values })
-                .collect(),
-            usage: Some(Usage {
-                prompt_tokens,
-                completion_tokens: 0,
-            }),
-            served_by: Some(self.identity.served_by()),
-            truncated_inputs: encoded.truncated,
-        }))
+        let arrived = Instant::now();
+        let result: Result<Response<EmbedResponse>, Status> = async {
+            let deadline = request_timeout(request.metadata()).map(|t| Instant::now() + t);
+            let request = request.into_inner();
+            let Codec::Embed(tokenizer) = &self.codec else {
+                return Err(InferenceError::Invalid(format!(
+                    "`model` `{}` is a text-generation model: call Generate",
+                    self.identity.model
+                ))
+                .into());
+            };
+            validate::embed(&request, &self.limits)?;
+            let encoded = tokenizer.encode(&request.inputs, request.truncate)?;
+            let prompt_tokens = encoded.ids.iter().map(Vec::len).sum::<usize>() as u32;
+            let (reply, answer) = oneshot::channel();
+            self.engine.submit(Job::Embed(EmbedJob {
+                inputs: encoded.ids,
+                deadline,
+                arrived,
+                reply,
+            }))?;
+            let answer = match deadline {
+                Some(d) => tokio::time::timeout_at(d.into(), answer)
+                    .await
+                    .map_err(|_| InferenceError::DeadlineExceeded { generated: 0 })?,
+                None => answer.await,
+            };
+            let vectors =
+                answer.map_err(|_| Status::internal("engine dropped the embedding request"))??;
+            Ok(Response::new(EmbedResponse {
+                embeddings: vectors
+                    .into_iter()
+                    .map(|values| Embedding { values })
+                    .collect(),
+                usage: Some(Usage {
+                    prompt_tokens,
+                    completion_tokens: 0,
+                }),
+                served_by: Some(self.identity.served_by()),
+                truncated_inputs: encoded.truncated,
+            }))
+        }
+        .await;
+        self.metrics.request_finished(match &result {
+            Ok(_) => tonic::Code::Ok,
+            Err(status) => status.code(),
+        });
+        result
     }
 
     async fn info(&self, _: Request<InfoRequest>) -> Result<Response<WorkerInfo>, Status> {

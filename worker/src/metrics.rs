@@ -1,0 +1,302 @@
+//! Every metric the worker exports, described in one place with its
+//! histogram buckets, and the handles the engine and service update.
+//!
+//! Each worker owns its own Prometheus recorder (no process-global one), so
+//! workers and a gateway started in one test process each expose exactly
+//! their own series. All series carry the slice's identity: `model`, `slice`,
+//! `profile`, `gpu` (empty on CPU slices): low cardinality, one value per
+//! worker. Tokens are counted as each one is produced, so
+//! `rate(mig_worker_generated_tokens_total[1m])` is the slice's throughput.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, Unit};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+use crate::identity::Identity;
+
+pub const GENERATED_TOKENS: &str = "mig_worker_generated_tokens_total";
+pub const PROMPT_TOKENS: &str = "mig_worker_prompt_tokens_total";
+pub const REQUESTS: &str = "mig_worker_requests_total";
+pub const TIME_TO_FIRST_TOKEN: &str = "mig_worker_time_to_first_token_seconds";
+pub const INTER_TOKEN_LATENCY: &str = "mig_worker_inter_token_latency_seconds";
+pub const REQUEST_DURATION: &str = "mig_worker_request_duration_seconds";
+pub const QUEUE_WAIT: &str = "mig_worker_queue_wait_seconds";
+pub const REQUESTS_IN_FLIGHT: &str = "mig_worker_requests_in_flight";
+pub const QUEUE_DEPTH: &str = "mig_worker_queue_depth";
+pub const BATCH_SIZE: &str = "mig_worker_batch_size";
+pub const STEP_DURATION: &str = "mig_worker_step_duration_seconds";
+pub const MEMORY_USED: &str = "mig_worker_memory_used_bytes";
+pub const MEMORY_TOTAL: &str = "mig_worker_memory_total_bytes";
+pub const BUILD_INFO: &str = "mig_worker_build_info";
+
+/// Time to first token and request duration: from a cached prompt on a big
+/// slice (10 ms) to a long generation on a CPU slice (2 min).
+const LATENCY_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+/// One decode step: 1 ms (a big slice) to 1 s (a busy CPU core).
+const STEP_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28,
+];
+/// Waiting for the engine: zero when idle, seconds under overload.
+const QUEUE_BUCKETS: &[f64] = &[0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0];
+/// Sequences per engine step.
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
+
+/// The metrics of one worker.
+pub struct WorkerMetrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    /// `model`, `slice`, `profile`, `gpu`: on every series.
+    labels: Vec<Label>,
+    pub generated_tokens: Counter,
+    pub prompt_tokens: Counter,
+    pub time_to_first_token: Histogram,
+    pub inter_token_latency: Histogram,
+    pub request_duration: Histogram,
+    pub queue_wait: Histogram,
+    pub requests_in_flight: Gauge,
+    pub queue_depth: Gauge,
+    pub batch_size: Histogram,
+    pub prefill_step: Histogram,
+    pub decode_step: Histogram,
+    memory_used: Gauge,
+}
+
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+/// Registers series with the slice's labels (plus any extra ones).
+struct Registrar<'a> {
+    recorder: &'a PrometheusRecorder,
+    labels: &'a [Label],
+}
+
+impl Registrar<'_> {
+    fn key(&self, name: &'static str, extra: &[(&'static str, String)]) -> Key {
+        let mut labels = self.labels.to_vec();
+        labels.extend(extra.iter().map(|(k, v)| Label::new(*k, v.clone())));
+        Key::from_parts(name, labels)
+    }
+    fn counter(&self, name: &'static str) -> Counter {
+        self.recorder
+            .register_counter(&self.key(name, &[]), &METADATA)
+    }
+    fn gauge(&self, name: &'static str, extra: &[(&'static str, String)]) -> Gauge {
+        self.recorder
+            .register_gauge(&self.key(name, extra), &METADATA)
+    }
+    fn histogram(&self, name: &'static str, extra: &[(&'static str, String)]) -> Histogram {
+        self.recorder
+            .register_histogram(&self.key(name, extra), &METADATA)
+    }
+}
+
+impl WorkerMetrics {
+    pub fn new(identity: &Identity) -> Arc<WorkerMetrics> {
+        let recorder = [
+            (TIME_TO_FIRST_TOKEN, LATENCY_BUCKETS),
+            (REQUEST_DURATION, LATENCY_BUCKETS),
+            (INTER_TOKEN_LATENCY, STEP_BUCKETS),
+            (STEP_DURATION, STEP_BUCKETS),
+            (QUEUE_WAIT, QUEUE_BUCKETS),
+            (BATCH_SIZE, BATCH_BUCKETS),
+        ]
+        .into_iter()
+        .fold(PrometheusBuilder::new(), |b, (name, buckets)| {
+            b.set_buckets_for_metric(Matcher::Full(name.to_string()), buckets)
+                .expect("bucket lists are constant and not empty")
+        })
+        .build_recorder();
+        describe(&recorder);
+        let labels = vec![
+            Label::new("model", identity.model.clone()),
+            Label::new("slice", identity.slice.clone()),
+            Label::new("profile", identity.profile.clone()),
+            Label::new("gpu", identity.gpu.clone()),
+        ];
+        let r = Registrar {
+            recorder: &recorder,
+            labels: &labels,
+        };
+        r.gauge(MEMORY_TOTAL, &[]).set(identity.memory_bytes as f64);
+        r.gauge(
+            BUILD_INFO,
+            &[
+                ("version", env!("CARGO_PKG_VERSION").to_string()),
+                ("device", identity.device.clone()),
+            ],
+        )
+        .set(1.0);
+        let phase = |p: &str| [("phase", p.to_string())];
+        let m = WorkerMetrics {
+            generated_tokens: r.counter(GENERATED_TOKENS),
+            prompt_tokens: r.counter(PROMPT_TOKENS),
+            time_to_first_token: r.histogram(TIME_TO_FIRST_TOKEN, &[]),
+            inter_token_latency: r.histogram(INTER_TOKEN_LATENCY, &[]),
+            request_duration: r.histogram(REQUEST_DURATION, &[]),
+            queue_wait: r.histogram(QUEUE_WAIT, &[]),
+            requests_in_flight: r.gauge(REQUESTS_IN_FLIGHT, &[]),
+            queue_depth: r.gauge(QUEUE_DEPTH, &[]),
+            batch_size: r.histogram(BATCH_SIZE, &[]),
+            prefill_step: r.histogram(STEP_DURATION, &phase("prefill")),
+            decode_step: r.histogram(STEP_DURATION, &phase("decode")),
+            memory_used: r.gauge(MEMORY_USED, &[]),
+            handle: recorder.handle(),
+            recorder,
+            labels,
+        };
+        Arc::new(m)
+    }
+
+    /// Counts a request that reached its terminal status, by gRPC code
+    /// (`OK`, `INVALID_ARGUMENT`, `CANCELLED` ...).
+    pub fn request_finished(&self, code: tonic::Code) {
+        let r = Registrar {
+            recorder: &self.recorder,
+            labels: &self.labels,
+        };
+        let key = r.key(REQUESTS, &[("code", code_name(code).to_string())]);
+        self.recorder.register_counter(&key, &METADATA).increment(1);
+    }
+
+    /// The text exposition, with the memory gauge read now.
+    pub fn render(&self) -> String {
+        if let Some(rss) = resident_bytes() {
+            self.memory_used.set(rss as f64);
+        }
+        self.handle.render()
+    }
+
+    /// Drains histogram samples into their buckets; call it now and then so
+    /// memory stays flat between scrapes.
+    pub fn upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+}
+
+/// Every description, in one place.
+fn describe(r: &PrometheusRecorder) {
+    let d = |name: &'static str, unit: Option<Unit>, text: &'static str| {
+        r.describe_counter(name.into(), unit, text.into());
+    };
+    d(
+        GENERATED_TOKENS,
+        Some(Unit::Count),
+        "Tokens generated, counted as each is produced.",
+    );
+    d(
+        PROMPT_TOKENS,
+        Some(Unit::Count),
+        "Prompt tokens of requests that reached the engine.",
+    );
+    d(
+        REQUESTS,
+        Some(Unit::Count),
+        "Requests by final gRPC status code.",
+    );
+    let h = |name: &'static str, unit: Unit, text: &'static str| {
+        r.describe_histogram(name.into(), Some(unit), text.into());
+    };
+    h(
+        TIME_TO_FIRST_TOKEN,
+        Unit::Seconds,
+        "From arrival to the first generated token.",
+    );
+    h(
+        INTER_TOKEN_LATENCY,
+        Unit::Seconds,
+        "Between consecutive generated tokens.",
+    );
+    h(
+        REQUEST_DURATION,
+        Unit::Seconds,
+        "From arrival to the terminal status.",
+    );
+    h(
+        QUEUE_WAIT,
+        Unit::Seconds,
+        "From arrival until the engine starts the request.",
+    );
+    h(BATCH_SIZE, Unit::Count, "Sequences per engine step.");
+    h(
+        STEP_DURATION,
+        Unit::Seconds,
+        "One engine step, by phase (prefill or decode).",
+    );
+    let g = |name: &'static str, unit: Unit, text: &'static str| {
+        r.describe_gauge(name.into(), Some(unit), text.into());
+    };
+    g(
+        REQUESTS_IN_FLIGHT,
+        Unit::Count,
+        "Requests queued or running in the engine.",
+    );
+    g(QUEUE_DEPTH, Unit::Count, "Requests waiting for the engine.");
+    g(
+        MEMORY_USED,
+        Unit::Bytes,
+        "Memory used: process RSS on a CPU slice.",
+    );
+    g(
+        MEMORY_TOTAL,
+        Unit::Bytes,
+        "Memory of the slice (the host's for a CPU slice).",
+    );
+    g(
+        BUILD_INFO,
+        Unit::Count,
+        "Always 1; the labels say the version and device.",
+    );
+}
+
+/// The canonical name of a gRPC code, as a label value.
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// Resident set size of this process (`VmRSS` of `/proc/self/status`).
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// Keeps histogram memory flat: upkeep every few seconds until dropped.
+pub async fn upkeep_loop(metrics: Arc<WorkerMetrics>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        metrics.upkeep();
+    }
+}

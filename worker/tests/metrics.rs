@@ -1,0 +1,130 @@
+//! The worker's `/metrics`: the token counter rises while a stream is still
+//! running (not when it ends), and the exposition passes `promtool check
+//! metrics` after traffic.
+
+mod common;
+
+use std::time::Duration;
+
+use clap::Parser;
+use mig_proto::inference::v1::{ChatMessage, GenerateRequest};
+use mig_proto::worker::v1::worker_client::WorkerClient;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// `GET /metrics` over plain HTTP/1.1, as Prometheus scrapes.
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: worker\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    body.to_string()
+}
+
+/// The value of the one series of `name` (all its labels are the slice's).
+fn value(exposition: &str, name: &str) -> f64 {
+    let line = exposition
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}{{")))
+        .unwrap_or_else(|| panic!("no `{name}` in:\n{exposition}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn token_counter_rises_while_the_stream_runs_and_promtool_accepts_it() {
+    let args = mig_worker::ServeArgs::parse_from([
+        "serve",
+        "--model-name",
+        "smollm2-135m",
+        "--model-path",
+        common::smollm2().to_str().unwrap(),
+        "--slice",
+        "cpu:0",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]);
+    let ready = mig_worker::load(&args).await.unwrap();
+    let metrics_addr = ready.metrics_addr().expect("--metrics-listen is set");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(mig_worker::run(ready, listener, std::future::pending()));
+
+    let before = scrape(metrics_addr).await;
+    assert_eq!(value(&before, "mig_worker_generated_tokens_total"), 0.0);
+    assert!(before.contains(
+        r#"mig_worker_build_info{model="smollm2-135m",slice="cpu:0",profile="cpu-1c",gpu="",version="#
+    ));
+
+    let mut client = WorkerClient::connect(grpc).await.unwrap();
+    let request = GenerateRequest {
+        model: "smollm2-135m".into(),
+        messages: vec![ChatMessage {
+            role: "user".into(),
+            content: "Tell me a long story about a lighthouse keeper.".into(),
+        }],
+        temperature: Some(0.0),
+        max_tokens: Some(300),
+        ..Default::default()
+    };
+    let mut stream = client.generate(request).await.unwrap().into_inner();
+    let mut received = 0u32;
+    while received < 10 {
+        let message = stream.message().await.unwrap().expect("stream still open");
+        assert_eq!(message.finish_reason, 0, "ended after {received} tokens");
+        received += message.token_count;
+    }
+    let during = value(&scrape(metrics_addr).await, "mig_worker_generated_tokens_total");
+    assert!(during >= 10.0, "{during} tokens counted after 10 streamed");
+    while received < 40 {
+        let message = stream.message().await.unwrap().expect("stream still open");
+        assert_eq!(message.finish_reason, 0, "ended after {received} tokens");
+        received += message.token_count;
+    }
+    let later = value(&scrape(metrics_addr).await, "mig_worker_generated_tokens_total");
+    assert!(
+        later >= 40.0 && later > during,
+        "counter did not rise mid-stream: {during} then {later}"
+    );
+
+    // Cancel it, then check what the exposition says.
+    drop(stream);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = scrape(metrics_addr).await;
+    assert!(
+        after.contains(
+            r#"mig_worker_requests_total{model="smollm2-135m",slice="cpu:0",profile="cpu-1c",gpu="",code="CANCELLED"} 1"#
+        ),
+        "{after}"
+    );
+    assert!(value(&after, "mig_worker_prompt_tokens_total") > 10.0);
+    for histogram in [
+        "mig_worker_time_to_first_token_seconds_count",
+        "mig_worker_inter_token_latency_seconds_count",
+        "mig_worker_queue_wait_seconds_count",
+    ] {
+        assert!(value(&after, histogram) >= 1.0, "{histogram}:\n{after}");
+    }
+    assert!(value(&after, "mig_worker_memory_used_bytes") > 50e6, "RSS of a loaded model");
+
+    let promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package `prometheus`) is missing: run `make tools`");
+    let mut stdin = promtool.stdin.as_ref().unwrap();
+    std::io::Write::write_all(&mut stdin, after.as_bytes()).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
