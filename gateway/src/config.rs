@@ -114,6 +114,10 @@ pub struct ServeArgs {
     #[arg(long, env = "MIG_GATEWAY_DRAIN_SECONDS", default_value_t = 10)]
     pub drain_seconds: u64,
 
+    /// Address of the Prometheus `/metrics` endpoint (HTTP); off unless set.
+    #[arg(long, env = "MIG_GATEWAY_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Let workers started elsewhere register themselves
     /// (`mig-worker serve --gateway`). Off by default: anyone who can reach
     /// the port could put a worker in front of users' prompts.
@@ -173,7 +177,11 @@ impl ServeArgs {
         Ok(())
     }
 
-    pub fn options(&self) -> crate::ServerOptions {
+    /// The server's options; `metrics_listener` is `--metrics-listen`, bound.
+    pub fn options(
+        &self,
+        metrics_listener: Option<tokio::net::TcpListener>,
+    ) -> crate::ServerOptions {
         crate::ServerOptions {
             health_interval: self.health_interval(),
             drain: self.drain(),
@@ -182,6 +190,7 @@ impl ServeArgs {
                 timeout: Duration::from_secs_f64(self.heartbeat_timeout),
             },
             accept_registrations: self.accept_registrations,
+            metrics_listener,
         }
     }
 

@@ -19,6 +19,8 @@
 //! - [`registry`]: the known workers by model, their reported identity and health.
 //! - [`router`]: picks a healthy worker of the requested model and kind.
 //! - [`service`]: the `Inference` service: routing, deadline, cancellation, relaying.
+//! - [`metrics`]: every exported metric in one place, and the per-request
+//!   tracker (tokens per slice as they stream, latencies, final code).
 //! - [`error`]: gateway errors and the one place they become gRPC status.
 //! - [`server`]: `run(registry, listener, options, shutdown)`.
 //! - [`client`]: `mig-gateway call`, the shell client.
@@ -29,6 +31,7 @@ pub mod config;
 pub mod error;
 pub mod fleet;
 pub mod fleet_start;
+pub mod metrics;
 pub mod model_file;
 pub mod placement;
 pub mod plan_cmd;

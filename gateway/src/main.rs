@@ -104,6 +104,18 @@ async fn serve(
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding `--listen {}`", args.listen))?;
+    let metrics_listener = match args.metrics_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding `--metrics-listen {addr}`"))?,
+        ),
+        None => None,
+    };
+    let metrics_line = match &metrics_listener {
+        Some(l) => format!("; metrics: http://{}/metrics", l.local_addr()?),
+        None => String::new(),
+    };
     let registry = match start_fleet(&models, &inventory, supervisor.as_mut()).await {
         Ok(registry) => registry,
         Err(e) => {
@@ -115,14 +127,14 @@ async fn serve(
         }
     };
     println!(
-        "mig-gateway listening on {}; models: {}",
+        "mig-gateway listening on {}; models: {}{metrics_line}",
         listener.local_addr()?,
         readiness_summary(&registry)
     );
     let served = mig_gateway::run(
         registry,
         listener,
-        args.options(),
+        args.options(metrics_listener),
         mig_gateway::shutdown::signal(),
     )
     .await;

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
 
+use crate::metrics::{self, GatewayMetrics};
 use crate::registration::{self, HeartbeatPolicy, RegistrationService};
 use crate::registry::{self, Registry};
 use crate::service::InferenceService;
@@ -24,8 +25,8 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
 }
 
-/// Timings of a running gateway.
-#[derive(Debug, Clone, Copy)]
+/// Timings and side listeners of a running gateway.
+#[derive(Debug)]
 pub struct ServerOptions {
     /// Between health probes of each worker.
     pub health_interval: Duration,
@@ -35,6 +36,8 @@ pub struct ServerOptions {
     pub heartbeat: HeartbeatPolicy,
     /// Whether workers may register themselves (`--accept-registrations`).
     pub accept_registrations: bool,
+    /// `--metrics-listen`, bound: where `/metrics` is served.
+    pub metrics_listener: Option<TcpListener>,
 }
 
 /// Serves until `shutdown` completes, then stops accepting and lets running
@@ -59,6 +62,15 @@ pub async fn run(
         options.health_interval,
     ));
     let reaper = tokio::spawn(registration::reaper(registry.clone(), options.heartbeat));
+    let gateway_metrics = GatewayMetrics::new();
+    let upkeep = tokio::spawn(metrics::upkeep_loop(gateway_metrics.clone()));
+    let metrics_server = options.metrics_listener.map(|listener| {
+        let (m, r) = (gateway_metrics.clone(), registry.clone());
+        tokio::spawn(mig_proto::serve::serve_metrics(
+            listener,
+            Arc::new(move || m.render(&r)),
+        ))
+    });
     let graceful = async move {
         shutdown.await;
         health
@@ -77,10 +89,17 @@ pub async fn run(
             options.heartbeat,
             options.accept_registrations,
         )))
-        .add_service(InferenceServer::new(InferenceService::new(registry)));
+        .add_service(InferenceServer::new(InferenceService::new(
+            registry,
+            gateway_metrics,
+        )));
     let result = mig_proto::serve::serve(listener, routes.routes(), graceful, options.drain).await;
     prober.abort();
     reaper.abort();
+    upkeep.abort();
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
     tracing::info!(drained = ?result, "gateway server stopped");
     result?;
     Ok(())

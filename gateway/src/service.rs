@@ -20,16 +20,18 @@ use tonic::codec::Streaming;
 use tonic::{Request, Response, Status};
 
 use crate::error::GatewayError;
+use crate::metrics::{GatewayMetrics, Tracked};
 use crate::registry::{InFlight, Registry, WorkerHandle};
 use crate::router;
 
 pub struct InferenceService {
     registry: Arc<Registry>,
+    metrics: Arc<GatewayMetrics>,
 }
 
 impl InferenceService {
-    pub fn new(registry: Arc<Registry>) -> Self {
-        InferenceService { registry }
+    pub fn new(registry: Arc<Registry>, metrics: Arc<GatewayMetrics>) -> Self {
+        InferenceService { registry, metrics }
     }
 
     /// Opens the worker's token stream, trying the model's other healthy
@@ -67,6 +69,87 @@ impl InferenceService {
     }
 }
 
+impl InferenceService {
+    /// Starts tracking a request. A model name the gateway does not know is
+    /// labelled `_unknown`: the label must not take whatever clients type.
+    fn track(&self, model: &str) -> Tracked {
+        if self.registry.workers(model).is_some() {
+            self.metrics.track(model)
+        } else {
+            self.metrics.track(UNKNOWN_MODEL)
+        }
+    }
+
+    /// An embedding call on a healthy worker, trying the model's others if the
+    /// chosen one cannot be reached.
+    async fn embed_routed(
+        &self,
+        request: EmbedRequest,
+        deadline: Option<Instant>,
+        tracked: &mut Tracked,
+    ) -> Result<Response<EmbedResponse>, GatewayError> {
+        let mut tried = Vec::new();
+        loop {
+            let worker = router::select(&self.registry, &request.model, ModelKind::Embed, &tried)?;
+            let _in_flight = worker.begin();
+            tracked.routed(&worker);
+            let mut client = worker.client();
+            let call = with_deadline(request.clone(), deadline)?;
+            let answer = tokio::select! {
+                answer = client.embed(call) => answer,
+                _ = until(deadline) => return Err(GatewayError::DeadlineExceeded),
+            };
+            match answer {
+                Ok(response) => return Ok(response),
+                Err(status) => match GatewayError::from_worker(&worker.id(), status) {
+                    GatewayError::WorkerUnreachable { .. } => {
+                        worker.mark_unhealthy();
+                        tried.push(worker.address());
+                    }
+                    other => return Err(other),
+                },
+            }
+        }
+    }
+
+    /// A generation answered in one message: the worker's stream, collected.
+    async fn generate_unary(
+        &self,
+        request: GenerateRequest,
+        deadline: Option<Instant>,
+        tracked: &mut Tracked,
+    ) -> Result<GenerateResponse, GatewayError> {
+        let (worker, _in_flight, mut upstream) = self.open_stream(request, deadline).await?;
+        tracked.routed(&worker);
+        let mut text = String::new();
+        let collect = async {
+            while let Some(message) = upstream
+                .message()
+                .await
+                .map_err(|s| GatewayError::from_worker(&worker.id(), s))?
+            {
+                tracked.relayed(&message);
+                text.push_str(&message.text);
+                if is_final(&message) {
+                    return Ok(GenerateResponse {
+                        text: std::mem::take(&mut text),
+                        finish_reason: message.finish_reason,
+                        usage: message.usage,
+                        served_by: message.served_by,
+                    });
+                }
+            }
+            Err(GatewayError::IncompleteStream {
+                worker: worker.id(),
+            })
+        };
+        tokio::select! {
+            answer = collect => answer,
+            _ = until(deadline) => Err(GatewayError::DeadlineExceeded),
+        }
+    }
+}
+
 /// The request for the worker, carrying what is left of the client's deadline.
 fn with_deadline<T>(message: T, deadline: Option<Instant>) -> Result<Request<T>, GatewayError> {
     let mut request = Request::new(message);
@@ -96,6 +179,9 @@ fn is_final(message: &GenerateStreamResponse) -> bool {
     message.finish_reason != FinishReason::Unspecified as i32
 }
 
+/// The `model` label of requests for models the gateway does not know.
+const UNKNOWN_MODEL: &str = "_unknown";
+
 type GenerateStream = Pin<Box<dyn Stream<Item = Result<GenerateStreamResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -105,33 +191,16 @@ impl Inference for InferenceService {
         request: Request<GenerateRequest>,
     ) -> Result<Response<GenerateResponse>, Status> {
         let deadline = deadline_of(&request);
-        let (worker, _in_flight, mut upstream) =
-            self.open_stream(request.into_inner(), deadline).await?;
-        let mut text = String::new();
-        let collect = async {
-            while let Some(message) = upstream
-                .message()
-                .await
-                .map_err(|s| GatewayError::from_worker(&worker.id(), s))?
-            {
-                text.push_str(&message.text);
-                if is_final(&message) {
-                    return Ok(GenerateResponse {
-                        text: std::mem::take(&mut text),
-                        finish_reason: message.finish_reason,
-                        usage: message.usage,
-                        served_by: message.served_by,
-                    });
-                }
-            }
-            Err(GatewayError::IncompleteStream {
-                worker: worker.id(),
-            })
-        };
-        let answer = tokio::select! {
-            answer = collect => answer,
-            _ = until(deadline) => Err(GatewayError::DeadlineExceeded),
-        };
+        let request = request.into_inner();
+        let mut tracked = self.track(&request.model);
+        let answer = self
+            .generate_unary(request, deadline, &mut tracked)
+            .await
+            .map_err(Status::from);
+        tracked.finish(match &answer {
+            Ok(_) => tonic::Code::Ok,
+            Err(status) => status.code(),
+        });
         Ok(Response::new(answer?))
     }
 
@@ -142,8 +211,17 @@ impl Inference for InferenceService {
         request: Request<GenerateRequest>,
     ) -> Result<Response<Self::GenerateStreamStream>, Status> {
         let deadline = deadline_of(&request);
-        let (worker, in_flight, mut upstream) =
-            self.open_stream(request.into_inner(), deadline).await?;
+        let request = request.into_inner();
+        let mut tracked = self.track(&request.model);
+        let (worker, in_flight, mut upstream) = match self.open_stream(request, deadline).await {
+            Ok(opened) => opened,
+            Err(e) => {
+                let status = Status::from(e);
+                tracked.finish(status.code());
+                return Err(status);
+            }
+        };
+        tracked.routed(&worker);
         let (out, out_rx) = mpsc::channel(16);
         tokio::spawn(async move {
             // Held until the relay ends, so the worker's load counts the stream.
@@ -152,13 +230,18 @@ impl Inference for InferenceService {
                 let failure = tokio::select! {
                     // The client went away: returning drops `upstream`, which
                     // resets the HTTP/2 stream, and the worker stops at its
-                    // next token.
+                    // next token. Dropping `tracked` counts it CANCELLED.
                     _ = out.closed() => return,
                     _ = until(deadline) => GatewayError::DeadlineExceeded,
                     message = upstream.message() => match message {
                         Ok(Some(message)) => {
+                            tracked.relayed(&message);
                             let last = is_final(&message);
-                            if out.send(Ok(message)).await.is_err() || last {
+                            if out.send(Ok(message)).await.is_err() {
+                                return;
+                            }
+                            if last {
+                                tracked.finish(tonic::Code::Ok);
                                 return;
                             }
                             continue;
@@ -168,7 +251,9 @@ impl Inference for InferenceService {
                     },
                 };
                 tracing::debug!(worker = %worker.id(), error = %failure, "stream failed");
-                let _ = out.send(Err(failure.into())).await;
+                let status = Status::from(failure);
+                tracked.finish(status.code());
+                let _ = out.send(Err(status)).await;
                 return;
             }
         });
@@ -181,25 +266,20 @@ impl Inference for InferenceService {
     ) -> Result<Response<EmbedResponse>, Status> {
         let deadline = deadline_of(&request);
         let request = request.into_inner();
-        let mut tried = Vec::new();
-        loop {
-            let worker = router::select(&self.registry, &request.model, ModelKind::Embed, &tried)?;
-            let _in_flight = worker.begin();
-            let mut client = worker.client();
-            let call = with_deadline(request.clone(), deadline)?;
-            let answer = tokio::select! {
-                answer = client.embed(call) => answer,
-                _ = until(deadline) => return Err(GatewayError::DeadlineExceeded.into()),
-            };
-            match answer {
-                Ok(response) => return Ok(response),
-                Err(status) => match GatewayError::from_worker(&worker.id(), status) {
-                    GatewayError::WorkerUnreachable { .. } => {
-                        worker.mark_unhealthy();
-                        tried.push(worker.address());
-                    }
-                    other => return Err(other.into()),
-                },
+        let mut tracked = self.track(&request.model);
+        let answer = self.embed_routed(request, deadline, &mut tracked).await;
+        match answer {
+            Ok(response) => {
+                if let Some(usage) = &response.get_ref().usage {
+                    tracked.embedded(usage.prompt_tokens);
+                }
+                tracked.finish(tonic::Code::Ok);
+                Ok(response)
+            }
+            Err(e) => {
+                let status = Status::from(e);
+                tracked.finish(status.code());
+                Err(status)
             }
         }
     }

@@ -6,6 +6,7 @@
 //! - [`FILE_DESCRIPTOR_SET`]: both, encoded, for gRPC reflection.
 //! - [`deadline`]: the `grpc-timeout` header, the one piece of wire format
 //!   both servers read.
+//! - [`status`]: gRPC codes by their canonical names.
 //! - [`serve`]: gRPC routes on a listener, without tonic's timeout layer
 //!   (which answers CANCELLED where gRPC says DEADLINE_EXCEEDED), and the
 //!   shutdown signals both servers wait for.
@@ -14,6 +15,7 @@
 
 pub mod deadline;
 pub mod serve;
+pub mod status;
 
 pub mod inference {
     pub mod v1 {

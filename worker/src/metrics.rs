@@ -160,7 +160,10 @@ impl WorkerMetrics {
             recorder: &self.recorder,
             labels: &self.labels,
         };
-        let key = r.key(REQUESTS, &[("code", code_name(code).to_string())]);
+        let key = r.key(
+            REQUESTS,
+            &[("code", mig_proto::status::code_name(code).to_string())],
+        );
         self.recorder.register_counter(&key, &METADATA).increment(1);
     }
 
@@ -252,30 +255,6 @@ fn describe(r: &PrometheusRecorder) {
         Unit::Count,
         "Always 1; the labels say the version and device.",
     );
-}
-
-/// The canonical name of a gRPC code, as a label value.
-pub fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code::*;
-    match code {
-        Ok => "OK",
-        Cancelled => "CANCELLED",
-        Unknown => "UNKNOWN",
-        InvalidArgument => "INVALID_ARGUMENT",
-        DeadlineExceeded => "DEADLINE_EXCEEDED",
-        NotFound => "NOT_FOUND",
-        AlreadyExists => "ALREADY_EXISTS",
-        PermissionDenied => "PERMISSION_DENIED",
-        ResourceExhausted => "RESOURCE_EXHAUSTED",
-        FailedPrecondition => "FAILED_PRECONDITION",
-        Aborted => "ABORTED",
-        OutOfRange => "OUT_OF_RANGE",
-        Unimplemented => "UNIMPLEMENTED",
-        Internal => "INTERNAL",
-        Unavailable => "UNAVAILABLE",
-        DataLoss => "DATA_LOSS",
-        Unauthenticated => "UNAUTHENTICATED",
-    }
 }
 
 /// Resident set size of this process (`VmRSS` of `/proc/self/status`).

@@ -78,14 +78,20 @@ async fn token_counter_rises_while_the_stream_runs_and_promtool_accepts_it() {
         assert_eq!(message.finish_reason, 0, "ended after {received} tokens");
         received += message.token_count;
     }
-    let during = value(&scrape(metrics_addr).await, "mig_worker_generated_tokens_total");
+    let during = value(
+        &scrape(metrics_addr).await,
+        "mig_worker_generated_tokens_total",
+    );
     assert!(during >= 10.0, "{during} tokens counted after 10 streamed");
     while received < 40 {
         let message = stream.message().await.unwrap().expect("stream still open");
         assert_eq!(message.finish_reason, 0, "ended after {received} tokens");
         received += message.token_count;
     }
-    let later = value(&scrape(metrics_addr).await, "mig_worker_generated_tokens_total");
+    let later = value(
+        &scrape(metrics_addr).await,
+        "mig_worker_generated_tokens_total",
+    );
     assert!(
         later >= 40.0 && later > during,
         "counter did not rise mid-stream: {during} then {later}"
@@ -109,7 +115,10 @@ async fn token_counter_rises_while_the_stream_runs_and_promtool_accepts_it() {
     ] {
         assert!(value(&after, histogram) >= 1.0, "{histogram}:\n{after}");
     }
-    assert!(value(&after, "mig_worker_memory_used_bytes") > 50e6, "RSS of a loaded model");
+    assert!(
+        value(&after, "mig_worker_memory_used_bytes") > 50e6,
+        "RSS of a loaded model"
+    );
 
     let promtool = std::process::Command::new("promtool")
         .args(["check", "metrics"])

@@ -103,6 +103,7 @@ pub async fn start_gateway_with(models: &[ModelPlan], heartbeat: HeartbeatPolicy
             drain: Duration::from_secs(1),
             heartbeat,
             accept_registrations: true,
+            metrics_listener: None,
         },
         std::future::pending(),
     ));

@@ -1,0 +1,288 @@
+//! Every metric the gateway exports, described in one place with its
+//! histogram buckets, and the tracker that follows one request from arrival
+//! to its terminal status.
+//!
+//! The gateway counts every token it relays per slice, so one scrape of the
+//! gateway gives every slice's throughput even when workers are not scraped:
+//! `rate(mig_gateway_generated_tokens_total[1m])` by `slice` or `profile`.
+//! Labels are low cardinality: `model`, `slice`, `profile`, `gpu`, and the
+//! final gRPC `code` on the request counter; never a request id or a prompt.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use metrics::{Key, Label, Metadata, Recorder, Unit};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+use mig_proto::inference::v1::GenerateStreamResponse;
+
+use crate::registry::{Registry, WorkerHandle};
+
+pub const GENERATED_TOKENS: &str = "mig_gateway_generated_tokens_total";
+pub const PROMPT_TOKENS: &str = "mig_gateway_prompt_tokens_total";
+pub const REQUESTS: &str = "mig_gateway_requests_total";
+pub const TIME_TO_FIRST_TOKEN: &str = "mig_gateway_time_to_first_token_seconds";
+pub const INTER_TOKEN_LATENCY: &str = "mig_gateway_inter_token_latency_seconds";
+pub const REQUEST_DURATION: &str = "mig_gateway_request_duration_seconds";
+pub const QUEUE_WAIT: &str = "mig_gateway_queue_wait_seconds";
+pub const REQUESTS_IN_FLIGHT: &str = "mig_gateway_requests_in_flight";
+pub const WORKER_UP: &str = "mig_gateway_worker_up";
+pub const BUILD_INFO: &str = "mig_gateway_build_info";
+
+/// Time to first token and request duration: 10 ms to 2 min.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+/// Between two tokens: 1 ms to 1 s.
+const TOKEN_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28,
+];
+/// Until a worker took the call: routing and connecting, sub-millisecond
+/// when healthy, seconds when retrying unreachable workers.
+const QUEUE_BUCKETS: &[f64] = &[0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
+
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+/// The gateway's recorder and the text it serves.
+pub struct GatewayMetrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+}
+
+impl GatewayMetrics {
+    pub fn new() -> Arc<GatewayMetrics> {
+        let recorder = [
+            (TIME_TO_FIRST_TOKEN, LATENCY_BUCKETS),
+            (REQUEST_DURATION, LATENCY_BUCKETS),
+            (INTER_TOKEN_LATENCY, TOKEN_BUCKETS),
+            (QUEUE_WAIT, QUEUE_BUCKETS),
+        ]
+        .into_iter()
+        .fold(PrometheusBuilder::new(), |b, (name, buckets)| {
+            b.set_buckets_for_metric(Matcher::Full(name.to_string()), buckets)
+                .expect("bucket lists are constant and not empty")
+        })
+        .build_recorder();
+        describe(&recorder);
+        let handle = recorder.handle();
+        let m = GatewayMetrics { recorder, handle };
+        m.gauge(
+            BUILD_INFO,
+            vec![Label::new("version", env!("CARGO_PKG_VERSION"))],
+        )
+        .set(1.0);
+        Arc::new(m)
+    }
+
+    fn counter(&self, name: &'static str, labels: Vec<Label>) -> metrics::Counter {
+        self.recorder
+            .register_counter(&Key::from_parts(name, labels), &METADATA)
+    }
+
+    fn gauge(&self, name: &'static str, labels: Vec<Label>) -> metrics::Gauge {
+        self.recorder
+            .register_gauge(&Key::from_parts(name, labels), &METADATA)
+    }
+
+    fn histogram(&self, name: &'static str, labels: Vec<Label>) -> metrics::Histogram {
+        self.recorder
+            .register_histogram(&Key::from_parts(name, labels), &METADATA)
+    }
+
+    /// Starts following one request for `model`.
+    pub fn track(self: &Arc<Self>, model: &str) -> Tracked {
+        let model_label = vec![Label::new("model", model.to_string())];
+        self.gauge(REQUESTS_IN_FLIGHT, model_label).increment(1.0);
+        Tracked {
+            metrics: self.clone(),
+            model: model.to_string(),
+            arrived: Instant::now(),
+            slice: None,
+            last_token: None,
+            finished: false,
+        }
+    }
+
+    /// The text exposition, with each worker's health read now.
+    pub fn render(&self, registry: &Registry) -> String {
+        for worker in registry.all() {
+            let up = if worker.is_healthy() { 1.0 } else { 0.0 };
+            self.gauge(WORKER_UP, slice_labels(&worker)).set(up);
+        }
+        self.handle.render()
+    }
+
+    /// Drains histogram samples into their buckets.
+    pub fn upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+}
+
+/// `model`, `slice`, `profile`, `gpu` of a worker, as it last reported them.
+fn slice_labels(worker: &WorkerHandle) -> Vec<Label> {
+    let info = worker.info().unwrap_or_default();
+    let slice = if info.slice.is_empty() {
+        worker.address()
+    } else {
+        info.slice
+    };
+    vec![
+        Label::new("model", worker.model.clone()),
+        Label::new("slice", slice),
+        Label::new("profile", info.profile),
+        Label::new("gpu", info.gpu),
+    ]
+}
+
+/// One request, from arrival to its one terminal status. Dropped without
+/// [`Tracked::finish`] (the client went away), it counts as `CANCELLED`.
+pub struct Tracked {
+    metrics: Arc<GatewayMetrics>,
+    model: String,
+    arrived: Instant,
+    /// The serving worker's labels, once routed.
+    slice: Option<Vec<Label>>,
+    last_token: Option<Instant>,
+    finished: bool,
+}
+
+impl Tracked {
+    /// The request reached a worker: from now on its series carry that slice.
+    pub fn routed(&mut self, worker: &WorkerHandle) {
+        self.metrics
+            .histogram(QUEUE_WAIT, vec![Label::new("model", self.model.clone())])
+            .record(self.arrived.elapsed());
+        self.slice = Some(slice_labels(worker));
+    }
+
+    /// A message relayed from the worker: its tokens count now, not at the end.
+    pub fn relayed(&mut self, message: &GenerateStreamResponse) {
+        let Some(labels) = self.slice.clone() else {
+            return;
+        };
+        if message.token_count > 0 {
+            let now = Instant::now();
+            match self.last_token.replace(now) {
+                None => self
+                    .metrics
+                    .histogram(TIME_TO_FIRST_TOKEN, labels.clone())
+                    .record(now - self.arrived),
+                Some(previous) => {
+                    // A message may carry several tokens (a multi-token
+                    // character): spread the gap over them.
+                    let gap = (now - previous) / message.token_count;
+                    let itl = self.metrics.histogram(INTER_TOKEN_LATENCY, labels.clone());
+                    for _ in 0..message.token_count {
+                        itl.record(gap);
+                    }
+                }
+            }
+            self.metrics
+                .counter(GENERATED_TOKENS, labels.clone())
+                .increment(message.token_count.into());
+        }
+        if let Some(usage) = &message.usage {
+            self.metrics
+                .counter(PROMPT_TOKENS, labels)
+                .increment(usage.prompt_tokens.into());
+        }
+    }
+
+    /// Prompt tokens of an embedding call (it has no stream).
+    pub fn embedded(&mut self, prompt_tokens: u32) {
+        if let Some(labels) = self.slice.clone() {
+            self.metrics
+                .counter(PROMPT_TOKENS, labels)
+                .increment(prompt_tokens.into());
+        }
+    }
+
+    /// The terminal status: counted once, with the request's duration.
+    pub fn finish(mut self, code: tonic::Code) {
+        self.record_end(code);
+    }
+
+    fn record_end(&mut self, code: tonic::Code) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
+        let model = Label::new("model", self.model.clone());
+        self.metrics
+            .counter(
+                REQUESTS,
+                vec![
+                    model.clone(),
+                    Label::new("code", mig_proto::status::code_name(code)),
+                ],
+            )
+            .increment(1);
+        self.metrics
+            .gauge(REQUESTS_IN_FLIGHT, vec![model.clone()])
+            .decrement(1.0);
+        let labels = self.slice.clone().unwrap_or_else(|| vec![model]);
+        self.metrics
+            .histogram(REQUEST_DURATION, labels)
+            .record(self.arrived.elapsed());
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.record_end(tonic::Code::Cancelled);
+    }
+}
+
+/// Every description, in one place.
+fn describe(r: &PrometheusRecorder) {
+    let c = |name: &'static str, text: &'static str| {
+        r.describe_counter(name.into(), Some(Unit::Count), text.into());
+    };
+    c(
+        GENERATED_TOKENS,
+        "Tokens relayed to clients, by serving slice, counted as each message streams.",
+    );
+    c(
+        PROMPT_TOKENS,
+        "Prompt tokens of finished requests, by serving slice.",
+    );
+    c(REQUESTS, "Requests by model and final gRPC status code.");
+    let h = |name: &'static str, text: &'static str| {
+        r.describe_histogram(name.into(), Some(Unit::Seconds), text.into());
+    };
+    h(
+        TIME_TO_FIRST_TOKEN,
+        "From arrival at the gateway to the first token relayed.",
+    );
+    h(INTER_TOKEN_LATENCY, "Between consecutive tokens relayed.");
+    h(
+        REQUEST_DURATION,
+        "From arrival at the gateway to the terminal status.",
+    );
+    h(
+        QUEUE_WAIT,
+        "From arrival until a worker took the call (routing, connecting, retries).",
+    );
+    let g = |name: &'static str, text: &'static str| {
+        r.describe_gauge(name.into(), Some(Unit::Count), text.into());
+    };
+    g(
+        REQUESTS_IN_FLIGHT,
+        "Requests the gateway is serving, by model.",
+    );
+    g(
+        WORKER_UP,
+        "1 if the worker on this slice answers its health probe, else 0.",
+    );
+    g(BUILD_INFO, "Always 1; the labels say the version.");
+}
+
+/// Keeps histogram memory flat: upkeep every few seconds until dropped.
+pub async fn upkeep_loop(metrics: Arc<GatewayMetrics>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        metrics.upkeep();
+    }
+}

@@ -1,0 +1,203 @@
+//! The gateway's `/metrics`: tokens counted per slice as they stream through
+//! it, requests by final code (unknown model names folded into one label),
+//! worker health per slice, and an exposition `promtool check metrics`
+//! accepts.
+
+mod common;
+
+use std::time::Duration;
+
+use mig_gateway::fleet::Fleet;
+use mig_gateway::fleet_start::start_fleet;
+use mig_gateway::placement::Inventory;
+use mig_gateway::registration::HeartbeatPolicy;
+use mig_gateway::ServerOptions;
+use mig_proto::inference::v1::EmbedRequest;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_string()
+}
+
+/// The value of the series `name{labels}` (labels as written in the
+/// exposition), or 0 if it is not there yet.
+fn value(exposition: &str, series: &str) -> f64 {
+    exposition
+        .lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+const SMOL_SLICE: &str = r#"model="smollm2-135m",slice="cpu:0",profile="cpu-1c",gpu="""#;
+const MINI_SLICE: &str = r#"model="minilm-l6",slice="cpu:1",profile="cpu-1c",gpu="""#;
+
+#[tokio::test]
+async fn tokens_are_counted_per_slice_while_they_stream() {
+    let smol = common::start_worker(
+        "smollm2-135m",
+        &common::demo_model(common::SMOLLM2),
+        "cpu:0",
+    )
+    .await;
+    let mini =
+        common::start_worker("minilm-l6", &common::demo_model(common::MINILM), "cpu:1").await;
+    let fleet = format!(
+        "[[model]]\nname = \"smollm2-135m\"\naddresses = [\"{smol}\"]\n\
+         [[model]]\nname = \"minilm-l6\"\naddresses = [\"{mini}\"]\n"
+    );
+    let models = Fleet::parse(&fleet, std::path::Path::new("metrics-fleet.toml")).unwrap();
+    let registry = start_fleet(&models, &Inventory::default(), None)
+        .await
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway = format!("http://{}", listener.local_addr().unwrap());
+    let metrics_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics = metrics_listener.local_addr().unwrap();
+    tokio::spawn(mig_gateway::run(
+        registry,
+        listener,
+        ServerOptions {
+            health_interval: Duration::from_millis(200),
+            drain: Duration::from_secs(1),
+            heartbeat: HeartbeatPolicy {
+                interval: Duration::from_millis(200),
+                timeout: Duration::from_secs(1),
+            },
+            accept_registrations: false,
+            metrics_listener: Some(metrics_listener),
+        },
+        std::future::pending(),
+    ));
+    let mut client = common::gateway_client(&gateway).await;
+
+    let up = scrape(metrics).await;
+    assert_eq!(
+        value(&up, &format!("mig_gateway_worker_up{{{SMOL_SLICE}}}")),
+        1.0,
+        "{up}"
+    );
+    assert_eq!(
+        value(&up, &format!("mig_gateway_worker_up{{{MINI_SLICE}}}")),
+        1.0,
+        "{up}"
+    );
+
+    // Streamed: the slice's counter rises before the stream ends.
+    let tokens = format!("mig_gateway_generated_tokens_total{{{SMOL_SLICE}}}");
+    // Counting goes on without an end-of-sequence, so the stream lasts.
+    let request = mig_proto::inference::v1::GenerateRequest {
+        model: "smollm2-135m".into(),
+        prompt: "1, 2, 3, 4, 5, 6, 7, 8,".into(),
+        temperature: Some(0.0),
+        max_tokens: Some(200),
+        ..Default::default()
+    };
+    let mut stream = client.generate_stream(request).await.unwrap().into_inner();
+    let mut received = 0u32;
+    while received < 20 {
+        let message = stream.message().await.unwrap().expect("stream open");
+        assert_eq!(message.finish_reason, 0, "ended after {received} tokens");
+        received += message.token_count;
+    }
+    // The gateway counts a message before the client reads it, so it may be
+    // a few messages ahead of `received`, never behind.
+    let during = value(&scrape(metrics).await, &tokens);
+    assert!(during >= 20.0, "{during} counted after {received} relayed");
+    while let Some(message) = stream.message().await.unwrap() {
+        received += message.token_count;
+    }
+    let after = scrape(metrics).await;
+    assert_eq!(
+        value(&after, &tokens),
+        received as f64,
+        "every relayed token, once"
+    );
+    assert!(
+        during < received as f64,
+        "counted {during} mid-stream of {received}: the counter must rise before the end"
+    );
+
+    // An embedding, a bad request and an unknown model.
+    let embed = |model: &str, inputs: Vec<String>| EmbedRequest {
+        model: model.into(),
+        inputs,
+        ..Default::default()
+    };
+    client
+        .embed(embed("minilm-l6", vec!["hello".into()]))
+        .await
+        .unwrap();
+    let bad = client.embed(embed("minilm-l6", vec![])).await.unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    let unknown = client
+        .embed(embed("no-such-model", vec!["x".into()]))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+
+    let end = scrape(metrics).await;
+    let requests = |labels: &str| value(&end, &format!("mig_gateway_requests_total{{{labels}}}"));
+    assert_eq!(requests(r#"model="smollm2-135m",code="OK""#), 1.0, "{end}");
+    assert_eq!(requests(r#"model="minilm-l6",code="OK""#), 1.0, "{end}");
+    assert_eq!(
+        requests(r#"model="minilm-l6",code="INVALID_ARGUMENT""#),
+        1.0,
+        "{end}"
+    );
+    assert_eq!(
+        requests(r#"model="_unknown",code="NOT_FOUND""#),
+        1.0,
+        "{end}"
+    );
+    assert!(
+        !end.contains("no-such-model"),
+        "client text became a label:\n{end}"
+    );
+    assert!(
+        value(
+            &end,
+            &format!("mig_gateway_prompt_tokens_total{{{MINI_SLICE}}}")
+        ) >= 1.0
+    );
+    assert_eq!(
+        value(
+            &end,
+            &format!("mig_gateway_time_to_first_token_seconds_count{{{SMOL_SLICE}}}")
+        ),
+        1.0,
+        "{end}"
+    );
+    assert_eq!(
+        value(
+            &end,
+            r#"mig_gateway_requests_in_flight{model="smollm2-135m"}"#
+        ),
+        0.0
+    );
+
+    let promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package `prometheus`) is missing: run `make tools`");
+    std::io::Write::write_all(&mut promtool.stdin.as_ref().unwrap(), end.as_bytes()).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
