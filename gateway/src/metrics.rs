@@ -27,8 +27,27 @@ pub const INTER_TOKEN_LATENCY: &str = "mig_gateway_inter_token_latency_seconds";
 pub const REQUEST_DURATION: &str = "mig_gateway_request_duration_seconds";
 pub const QUEUE_WAIT: &str = "mig_gateway_queue_wait_seconds";
 pub const REQUESTS_IN_FLIGHT: &str = "mig_gateway_requests_in_flight";
+pub const SLICE_GENERATIONS_IN_FLIGHT: &str = "mig_gateway_slice_generations_in_flight";
 pub const WORKER_UP: &str = "mig_gateway_worker_up";
+pub const SLICE_COMPUTE_UNITS: &str = "mig_gateway_slice_compute_units";
 pub const BUILD_INFO: &str = "mig_gateway_build_info";
+
+/// Every metric this module exports (histograms add `_bucket`, `_sum` and
+/// `_count` series). Dashboards and rules may use only these.
+pub const NAMES: &[&str] = &[
+    GENERATED_TOKENS,
+    PROMPT_TOKENS,
+    REQUESTS,
+    TIME_TO_FIRST_TOKEN,
+    INTER_TOKEN_LATENCY,
+    REQUEST_DURATION,
+    QUEUE_WAIT,
+    REQUESTS_IN_FLIGHT,
+    SLICE_GENERATIONS_IN_FLIGHT,
+    WORKER_UP,
+    SLICE_COMPUTE_UNITS,
+    BUILD_INFO,
+];
 
 /// Time to first token and request duration: 10 ms to 2 min.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -101,15 +120,27 @@ impl GatewayMetrics {
             arrived: Instant::now(),
             slice: None,
             last_token: None,
+            generating: None,
             finished: false,
         }
     }
 
-    /// The text exposition, with each worker's health read now.
+    /// The text exposition, with each worker's health read now. Every known
+    /// slice's token counters exist from its first scrape on, at zero, so
+    /// `rate()` and `increase()` see the whole of the first request.
     pub fn render(&self, registry: &Registry) -> String {
         for worker in registry.all() {
+            let labels = slice_labels(&worker);
             let up = if worker.is_healthy() { 1.0 } else { 0.0 };
-            self.gauge(WORKER_UP, slice_labels(&worker)).set(up);
+            self.gauge(WORKER_UP, labels.clone()).set(up);
+            let profile = worker.info().map(|i| i.profile).unwrap_or_default();
+            if let Some(units) = compute_units(&profile) {
+                self.gauge(SLICE_COMPUTE_UNITS, labels.clone()).set(units);
+            }
+            self.gauge(SLICE_GENERATIONS_IN_FLIGHT, labels.clone())
+                .increment(0.0);
+            self.counter(GENERATED_TOKENS, labels.clone()).increment(0);
+            self.counter(PROMPT_TOKENS, labels).increment(0);
         }
         self.handle.render()
     }
@@ -118,6 +149,23 @@ impl GatewayMetrics {
     pub fn upkeep(&self) {
         self.handle.run_upkeep();
     }
+}
+
+/// A slice's size in compute units, from its profile: the GPU-instance
+/// slices of a MIG profile (`3g.40gb`: 3; `1c.3g.40gb`: 1) or the cores of a
+/// CPU slice (`cpu-2c`: 2). Dashboards divide tokens/s by it.
+pub fn compute_units(profile: &str) -> Option<f64> {
+    if let Some(cores) = profile
+        .strip_prefix("cpu-")
+        .and_then(|c| c.strip_suffix('c'))
+    {
+        return cores.parse().ok();
+    }
+    let first = profile.split('.').next()?;
+    let number = first
+        .strip_suffix('c')
+        .or_else(|| first.strip_suffix('g'))?;
+    number.parse().ok()
 }
 
 /// `model`, `slice`, `profile`, `gpu` of a worker, as it last reported them.
@@ -145,6 +193,8 @@ pub struct Tracked {
     /// The serving worker's labels, once routed.
     slice: Option<Vec<Label>>,
     last_token: Option<Instant>,
+    /// The slice a generation counts against, until it ends.
+    generating: Option<Vec<Label>>,
     finished: bool,
 }
 
@@ -155,6 +205,18 @@ impl Tracked {
             .histogram(QUEUE_WAIT, vec![Label::new("model", self.model.clone())])
             .record(self.arrived.elapsed());
         self.slice = Some(slice_labels(worker));
+    }
+
+    /// A generation reached a worker: it counts in the slice's generations in
+    /// flight until it ends, so an alert can see a slice that has work and
+    /// produces no token.
+    pub fn generating(&mut self, worker: &WorkerHandle) {
+        self.routed(worker);
+        let labels = slice_labels(worker);
+        self.metrics
+            .gauge(SLICE_GENERATIONS_IN_FLIGHT, labels.clone())
+            .increment(1.0);
+        self.generating = Some(labels);
     }
 
     /// A message relayed from the worker: its tokens count now, not at the end.
@@ -221,6 +283,11 @@ impl Tracked {
         self.metrics
             .gauge(REQUESTS_IN_FLIGHT, vec![model.clone()])
             .decrement(1.0);
+        if let Some(labels) = self.generating.take() {
+            self.metrics
+                .gauge(SLICE_GENERATIONS_IN_FLIGHT, labels)
+                .decrement(1.0);
+        }
         let labels = self.slice.clone().unwrap_or_else(|| vec![model]);
         self.metrics
             .histogram(REQUEST_DURATION, labels)
@@ -275,6 +342,14 @@ fn describe(r: &PrometheusRecorder) {
         WORKER_UP,
         "1 if the worker on this slice answers its health probe, else 0.",
     );
+    g(
+        SLICE_GENERATIONS_IN_FLIGHT,
+        "Generations running on each slice.",
+    );
+    g(
+        SLICE_COMPUTE_UNITS,
+        "Size of the slice: MIG compute slices, or cores of a CPU slice.",
+    );
     g(BUILD_INFO, "Always 1; the labels say the version.");
 }
 
@@ -284,5 +359,21 @@ pub async fn upkeep_loop(metrics: Arc<GatewayMetrics>) {
     loop {
         tick.tick().await;
         metrics.upkeep();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compute_units_of_mig_and_cpu_profiles() {
+        assert_eq!(compute_units("1g.10gb"), Some(1.0));
+        assert_eq!(compute_units("3g.40gb"), Some(3.0));
+        assert_eq!(compute_units("1g.10gb+me"), Some(1.0));
+        assert_eq!(compute_units("1c.3g.40gb"), Some(1.0));
+        assert_eq!(compute_units("cpu-2c"), Some(2.0));
+        assert_eq!(compute_units("gpu.80gb"), None);
+        assert_eq!(compute_units(""), None);
     }
 }

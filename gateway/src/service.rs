@@ -120,7 +120,7 @@ impl InferenceService {
         tracked: &mut Tracked,
     ) -> Result<GenerateResponse, GatewayError> {
         let (worker, _in_flight, mut upstream) = self.open_stream(request, deadline).await?;
-        tracked.routed(&worker);
+        tracked.generating(&worker);
         let mut text = String::new();
         let collect = async {
             while let Some(message) = upstream
@@ -221,7 +221,7 @@ impl Inference for InferenceService {
                 return Err(status);
             }
         };
-        tracked.routed(&worker);
+        tracked.generating(&worker);
         let (out, out_rx) = mpsc::channel(16);
         tokio::spawn(async move {
             // Held until the relay ends, so the worker's load counts the stream.

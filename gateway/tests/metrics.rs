@@ -185,6 +185,13 @@ async fn tokens_are_counted_per_slice_while_they_stream() {
         0.0
     );
 
+    for name in mig_gateway::metrics::NAMES {
+        assert!(
+            end.contains(&format!("# TYPE {name} ")),
+            "`{name}` is not in the exposition:\n{end}"
+        );
+    }
+
     let promtool = std::process::Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())

@@ -33,6 +33,25 @@ pub const MEMORY_USED: &str = "mig_worker_memory_used_bytes";
 pub const MEMORY_TOTAL: &str = "mig_worker_memory_total_bytes";
 pub const BUILD_INFO: &str = "mig_worker_build_info";
 
+/// Every metric this module exports (histograms add `_bucket`, `_sum` and
+/// `_count` series). Dashboards and rules may use only these.
+pub const NAMES: &[&str] = &[
+    GENERATED_TOKENS,
+    PROMPT_TOKENS,
+    REQUESTS,
+    TIME_TO_FIRST_TOKEN,
+    INTER_TOKEN_LATENCY,
+    REQUEST_DURATION,
+    QUEUE_WAIT,
+    REQUESTS_IN_FLIGHT,
+    QUEUE_DEPTH,
+    BATCH_SIZE,
+    STEP_DURATION,
+    MEMORY_USED,
+    MEMORY_TOTAL,
+    BUILD_INFO,
+];
+
 /// Time to first token and request duration: from a cached prompt on a big
 /// slice (10 ms) to a long generation on a CPU slice (2 min).
 const LATENCY_BUCKETS: &[f64] = &[

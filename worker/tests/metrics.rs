@@ -120,6 +120,13 @@ async fn token_counter_rises_while_the_stream_runs_and_promtool_accepts_it() {
         "RSS of a loaded model"
     );
 
+    for name in mig_worker::metrics::NAMES {
+        assert!(
+            after.contains(&format!("# TYPE {name} ")),
+            "`{name}` is not in the exposition:\n{after}"
+        );
+    }
+
     let promtool = std::process::Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
