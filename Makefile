@@ -4,13 +4,14 @@
 MODELS_DIR ?= models
 FLEET      ?= deploy/fleet.toml
 LISTEN     ?= 127.0.0.1:50051
+METRICS    ?= 127.0.0.1:9400
 PYTHON     ?= python3
 
 .PHONY: run test tools models build build-debug bench fmt clippy check
 
 ## Fetch the demo models, build, start the gateway and its workers.
 run: models build
-	./target/release/mig-gateway up --fleet $(FLEET) --listen $(LISTEN)
+	./target/release/mig-gateway up --fleet $(FLEET) --listen $(LISTEN) --metrics-listen $(METRICS)
 
 ## Fetch the demo models, install the test tools, and run every test.
 test: tools models build-debug
