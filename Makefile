@@ -11,7 +11,8 @@ PYTHON     ?= python3
 
 ## Fetch the demo models, build, start the gateway and its workers.
 run: models build
-	./target/release/mig-gateway up --fleet $(FLEET) --listen $(LISTEN) --metrics-listen $(METRICS)
+	./target/release/mig-gateway up --fleet $(FLEET) --listen $(LISTEN) --metrics-listen $(METRICS) \
+		--worker-metrics-sd deploy/prometheus/workers.json
 
 ## Fetch the demo models, install the test tools, and run every test.
 test: tools models build-debug

@@ -147,6 +147,11 @@ pub struct UpArgs {
     #[arg(long, env = "MIG_GATEWAY_GRACE_SECONDS", default_value_t = 10)]
     pub grace_seconds: u64,
 
+    /// Have every worker serve `/metrics` on a free port, and keep this
+    /// Prometheus `file_sd` file listing them (rewritten on each restart).
+    #[arg(long, env = "MIG_GATEWAY_WORKER_METRICS_SD")]
+    pub worker_metrics_sd: Option<PathBuf>,
+
     /// Seconds a worker may take to load its model and report ready.
     #[arg(long, env = "MIG_GATEWAY_WORKER_READY_TIMEOUT", default_value_t = 300)]
     pub ready_timeout_seconds: u64,

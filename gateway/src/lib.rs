@@ -11,6 +11,8 @@
 //! - [`placement`]: fleet + slices found → which worker goes on which slice.
 //! - [`plan_cmd`]: `mig-gateway plan`: MIG layout for a fleet on a GPU model.
 //! - [`fleet_start`]: placed fleet to registry: connect, or start via the supervisor.
+//! - [`scrape_targets`]: the workers' `/metrics` addresses as a Prometheus
+//!   `file_sd` file (`up --worker-metrics-sd`).
 //! - [`supervisor`]: starts worker processes pinned to their slices, reads
 //!   their ready line, restarts them with backoff, stops them (SIGTERM,
 //!   grace, SIGKILL).
@@ -38,6 +40,7 @@ pub mod plan_cmd;
 pub mod registration;
 pub mod registry;
 pub mod router;
+pub mod scrape_targets;
 pub mod server;
 pub mod service;
 pub mod shutdown;

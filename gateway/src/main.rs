@@ -10,6 +10,7 @@ use mig_gateway::config::{Cli, Command, ServeArgs};
 use mig_gateway::fleet::{Fleet, ModelPlan};
 use mig_gateway::fleet_start::{readiness_summary, start_fleet};
 use mig_gateway::placement::Inventory;
+use mig_gateway::scrape_targets::ScrapeTargets;
 use mig_gateway::slices::Detected;
 use mig_gateway::supervisor::{default_worker_bin, Supervisor};
 use tokio::net::TcpListener;
@@ -83,11 +84,16 @@ async fn main() -> anyhow::Result<()> {
             let models = Fleet::load(path)?;
             let inventory = Detected::detect().inventory();
             let bin = args.worker_bin.clone().unwrap_or_else(default_worker_bin);
-            let supervisor = Supervisor::new(
+            let mut supervisor = Supervisor::new(
                 bin,
                 Duration::from_secs(args.grace_seconds),
                 Duration::from_secs(args.ready_timeout_seconds),
             );
+            if let Some(path) = &args.worker_metrics_sd {
+                let targets = ScrapeTargets::create(path)
+                    .with_context(|| format!("writing `--worker-metrics-sd {}`", path.display()))?;
+                supervisor = supervisor.with_scrape_targets(targets);
+            }
             tracing::info!(worker_bin = %supervisor.worker_bin().display(), "starting workers");
             serve(args.serve, models, inventory, Some(supervisor)).await
         }

@@ -126,8 +126,8 @@ impl GatewayMetrics {
     }
 
     /// The text exposition, with each worker's health read now. Every known
-    /// slice's token counters exist from its first scrape on, at zero, so
-    /// `rate()` and `increase()` see the whole of the first request.
+    /// slice's counters and histograms exist from its first scrape on, at
+    /// zero, so `rate()` and `increase()` see the whole of the first request.
     pub fn render(&self, registry: &Registry) -> String {
         for worker in registry.all() {
             let labels = slice_labels(&worker);
@@ -140,6 +140,11 @@ impl GatewayMetrics {
             self.gauge(SLICE_GENERATIONS_IN_FLIGHT, labels.clone())
                 .increment(0.0);
             self.counter(GENERATED_TOKENS, labels.clone()).increment(0);
+            // Histograms too: a quantile over `rate()` needs the series to
+            // exist before the first observation.
+            for name in [TIME_TO_FIRST_TOKEN, INTER_TOKEN_LATENCY, REQUEST_DURATION] {
+                self.histogram(name, labels.clone());
+            }
             self.counter(PROMPT_TOKENS, labels).increment(0);
         }
         self.handle.render()

@@ -26,6 +26,7 @@ use tokio::task::JoinHandle;
 
 use crate::placement::Launch;
 use crate::registry::WorkerHandle;
+use crate::scrape_targets::ScrapeTargets;
 
 /// First wait before restarting a dead worker; doubles per failed restart.
 const BACKOFF_INITIAL: Duration = Duration::from_millis(500);
@@ -86,6 +87,9 @@ struct Launcher {
     bin: PathBuf,
     grace: Duration,
     ready_timeout: Duration,
+    /// Set by `--worker-metrics-sd`: workers serve `/metrics` on a free port,
+    /// listed here for Prometheus.
+    scrape_targets: Option<Arc<ScrapeTargets>>,
 }
 
 /// Owns the worker processes; [`Supervisor::shutdown`] stops them all.
@@ -114,9 +118,16 @@ impl Supervisor {
                 bin,
                 grace,
                 ready_timeout,
+                scrape_targets: None,
             },
             children: Vec::new(),
         }
+    }
+
+    /// Workers serve `/metrics` on a free port each, listed in `targets`.
+    pub fn with_scrape_targets(mut self, targets: Arc<ScrapeTargets>) -> Self {
+        self.launcher.scrape_targets = Some(targets);
+        self
     }
 
     pub fn worker_bin(&self) -> &Path {
@@ -183,6 +194,13 @@ impl Launcher {
             .arg("--listen")
             .arg("127.0.0.1:0")
             .args(&launch.args)
+            .args(
+                self.scrape_targets
+                    .as_ref()
+                    .map(|_| ["--metrics-listen", "127.0.0.1:0"])
+                    .into_iter()
+                    .flatten(),
+            )
             // candle's matrix kernels size their parallelism from this.
             .env("RAYON_NUM_THREADS", threads.to_string())
             .stdin(Stdio::null())
@@ -251,17 +269,19 @@ impl Launcher {
                 }
                 let text = String::from_utf8_lossy(&line);
                 if let Some(rest) = text.trim_end().strip_prefix(READY_PREFIX) {
-                    if let Some(addr) = rest
-                        .split_whitespace()
-                        .find_map(|kv| kv.strip_prefix("listen="))
-                    {
-                        return Some(format!("http://{addr}"));
+                    let field = |key: &str| {
+                        rest.split_whitespace()
+                            .find_map(|kv| kv.strip_prefix(key))
+                            .map(str::to_string)
+                    };
+                    if let Some(addr) = field("listen=") {
+                        return Some((format!("http://{addr}"), field("metrics=")));
                     }
                 }
             }
         };
-        let address = match tokio::time::timeout(self.ready_timeout, wait_ready).await {
-            Ok(Some(address)) => address,
+        let (address, metrics) = match tokio::time::timeout(self.ready_timeout, wait_ready).await {
+            Ok(Some(ready)) => ready,
             Ok(None) => {
                 // stdout closed: the child is exiting. Bounded, in case it
                 // closed stdout and lives on (dropping it then kills it).
@@ -285,7 +305,10 @@ impl Launcher {
                 })
             }
         };
-        tracing::info!(model = %launch.model, %slice, pid, %address, "worker ready");
+        tracing::info!(model = %launch.model, %slice, pid, %address, metrics = ?metrics, "worker ready");
+        if let (Some(targets), Some(metrics)) = (&self.scrape_targets, &metrics) {
+            targets.set(&slice, metrics);
+        }
         Ok(Running {
             child,
             pid,
@@ -387,6 +410,7 @@ mod tests {
             bin: "mig-worker".into(),
             grace: Duration::from_secs(1),
             ready_timeout: Duration::from_secs(1),
+            scrape_targets: None,
         };
         let launch = Launch {
             model: "m".into(),

@@ -6,7 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::process::{alive, arg_of, child_pids, cpus_allowed, env_of, interrupt_group, start_up};
+use common::process::{
+    alive, arg_of, child_pids, cpus_allowed, env_of, interrupt_group, start_up_with,
+};
 use mig_proto::inference::v1::{
     EmbedRequest, ListModelsRequest, WorkerHealth, WorkerOrigin, WorkerStatus,
 };
@@ -57,6 +59,31 @@ fn assert_pinned(pid: u32, status: &WorkerStatus) -> Vec<usize> {
     cores
 }
 
+/// The scrape file's targets, each scraped: slice (from its series) to address.
+async fn scrape_targets(path: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut found = std::collections::BTreeMap::new();
+    for target in json[0]["targets"].as_array().unwrap() {
+        let addr = target.as_str().unwrap();
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut body = String::new();
+        tcp.read_to_string(&mut body).await.unwrap();
+        let slice = body
+            .split("mig_worker_build_info{")
+            .nth(1)
+            .and_then(|rest| rest.split("slice=\"").nth(1))
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_else(|| panic!("{addr} serves no worker metrics:\n{body}"));
+        found.insert(slice.to_string(), addr.to_string());
+    }
+    found
+}
+
 fn embed(text: &str) -> EmbedRequest {
     EmbedRequest {
         model: "minilm-l6".into(),
@@ -73,10 +100,13 @@ async fn auto_cpu_slices_are_pinned_restarted_and_cleaned_up() {
         common::demo_model(common::SMOLLM2).display(),
         common::demo_model(common::MINILM).display()
     );
-    let (mut gateway, addr) = start_up(
+    let sd = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("workers-{}.json", std::process::id()));
+    let (mut gateway, addr) = start_up_with(
         "auto",
         &fleet,
         "minilm-l6 (1/1 workers), smollm2-135m (1/1 workers)",
+        &["--worker-metrics-sd", sd.to_str().unwrap()],
     );
     let gateway_pid = gateway.0.id();
 
@@ -94,6 +124,11 @@ async fn auto_cpu_slices_are_pinned_restarted_and_cleaned_up() {
         mini.slice
     );
     assert!(mini.memory_bytes > 0, "a CPU slice reports host memory");
+
+    // Each worker serves /metrics on the port the scrape file lists.
+    let targets = scrape_targets(&sd).await;
+    assert_eq!(targets.len(), 2, "{targets:?}");
+    assert!(targets.contains_key(&smol.slice) && targets.contains_key(&mini.slice));
 
     let mut client = common::gateway_client(&addr).await;
     let before = client.embed(embed("before")).await.unwrap().into_inner();
@@ -126,6 +161,12 @@ async fn auto_cpu_slices_are_pinned_restarted_and_cleaned_up() {
         after.embeddings[0].values, before.embeddings[0].values,
         "the restarted worker computes the same embedding"
     );
+    // The scrape file follows the restart to the new port.
+    let after_restart = scrape_targets(&sd).await;
+    assert_eq!(after_restart.len(), 2, "{after_restart:?}");
+    assert_ne!(after_restart[&mini.slice], targets[&mini.slice]);
+    assert_eq!(after_restart[&smol.slice], targets[&smol.slice]);
+
     // The other slice's worker was not disturbed.
     assert_eq!(worker_status(&addr, "smollm2-135m").await.restarts, 0);
 

@@ -27,6 +27,16 @@ impl Drop for Gateway {
 /// repository root; returns it and its `http://` address once it printed its
 /// listening line (all workers ready). `expect_models` must appear in that line.
 pub fn start_up(name: &str, fleet: &str, expect_models: &str) -> (Gateway, String) {
+    start_up_with(name, fleet, expect_models, &[])
+}
+
+/// [`start_up`] with more `mig-gateway up` flags.
+pub fn start_up_with(
+    name: &str,
+    fleet: &str,
+    expect_models: &str,
+    extra: &[&str],
+) -> (Gateway, String) {
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let fleet_path = dir.join(format!("fleet-{name}-{}.toml", std::process::id()));
     std::fs::write(&fleet_path, fleet).unwrap();
@@ -46,6 +56,7 @@ pub fn start_up(name: &str, fleet: &str, expect_models: &str) -> (Gateway, Strin
         ])
         .arg("--fleet")
         .arg(&fleet_path)
+        .args(extra)
         .current_dir(super::repo_root())
         .stdout(Stdio::piped())
         .stderr(log)
