@@ -143,7 +143,8 @@ impl GatewayMetrics {
             // Histograms too: a quantile over `rate()` needs the series to
             // exist before the first observation.
             for name in [TIME_TO_FIRST_TOKEN, INTER_TOKEN_LATENCY, REQUEST_DURATION] {
-                self.histogram(name, labels.clone());
+                // Registering creates the series; the handle is not needed.
+                drop(self.histogram(name, labels.clone()));
             }
             self.counter(PROMPT_TOKENS, labels).increment(0);
         }

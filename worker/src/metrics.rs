@@ -16,6 +16,8 @@ use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
+use mig_slices::discovery::MemoryProbe;
+
 use crate::identity::Identity;
 
 pub const GENERATED_TOKENS: &str = "mig_worker_generated_tokens_total";
@@ -84,6 +86,9 @@ pub struct WorkerMetrics {
     pub prefill_step: Histogram,
     pub decode_step: Histogram,
     memory_used: Gauge,
+    /// NVML and the slice's UUID, for a GPU slice on a machine with the
+    /// driver; otherwise the process's RSS is reported.
+    memory_probe: Option<(MemoryProbe, String)>,
 }
 
 static METADATA: Metadata<'static> =
@@ -165,6 +170,7 @@ impl WorkerMetrics {
             prefill_step: r.histogram(STEP_DURATION, &phase("prefill")),
             decode_step: r.histogram(STEP_DURATION, &phase("decode")),
             memory_used: r.gauge(MEMORY_USED, &[]),
+            memory_probe: gpu_memory_probe(&identity.slice),
             handle: recorder.handle(),
             recorder,
             labels,
@@ -188,8 +194,12 @@ impl WorkerMetrics {
 
     /// The text exposition, with the memory gauge read now.
     pub fn render(&self) -> String {
-        if let Some(rss) = resident_bytes() {
-            self.memory_used.set(rss as f64);
+        let used = match &self.memory_probe {
+            Some((probe, uuid)) => probe.used_bytes(uuid),
+            None => resident_bytes(),
+        };
+        if let Some(used) = used {
+            self.memory_used.set(used as f64);
         }
         self.handle.render()
     }
@@ -274,6 +284,20 @@ fn describe(r: &PrometheusRecorder) {
         Unit::Count,
         "Always 1; the labels say the version and device.",
     );
+}
+
+/// NVML for a GPU slice (`MIG-…`/`GPU-…`), when the driver is there.
+fn gpu_memory_probe(slice: &str) -> Option<(MemoryProbe, String)> {
+    if !(slice.starts_with("MIG-") || slice.starts_with("GPU-")) {
+        return None;
+    }
+    match MemoryProbe::open() {
+        Ok(probe) => Some((probe, slice.to_string())),
+        Err(e) => {
+            tracing::warn!(%slice, error = %e, "no NVML: slice memory in use reported as process RSS");
+            None
+        }
+    }
 }
 
 /// Resident set size of this process (`VmRSS` of `/proc/self/status`).

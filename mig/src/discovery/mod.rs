@@ -20,7 +20,7 @@ use tracing::{info, warn};
 use crate::SliceId;
 
 pub use map::{slices, Discovered, DiscoveredSlice};
-pub use nvml::{read_snapshot, DiscoveryError};
+pub use nvml::{read_snapshot, DiscoveryError, MemoryProbe};
 pub use snapshot::{GpuRecord, MigAttributesRecord, MigDeviceRecord, MigModeRecord, NvmlSnapshot};
 
 /// The outcome of looking for GPUs.

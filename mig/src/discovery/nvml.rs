@@ -212,3 +212,31 @@ fn instance_id(mig: &Device<'_>, which: Instance) -> Result<u32, NvmlError> {
     nvml_try(code)?;
     Ok(id)
 }
+
+/// Reads a slice's memory in use, for the worker's memory gauge. Keeps NVML
+/// loaded between reads (a scrape every few seconds must not re-initialise
+/// it). A MIG device's handle is looked up by its own UUID, so the figure is
+/// the slice's, never the whole card's.
+pub struct MemoryProbe {
+    nvml: Nvml,
+}
+
+impl MemoryProbe {
+    /// Loads NVML; an error (no driver) means "use another source".
+    pub fn open() -> Result<MemoryProbe, DiscoveryError> {
+        Nvml::init()
+            .map(|nvml| MemoryProbe { nvml })
+            .map_err(DiscoveryError::from_init)
+    }
+
+    /// Bytes in use on the device `uuid` (`MIG-…` or `GPU-…`), if NVML can say.
+    pub fn used_bytes(&self, uuid: &str) -> Option<u64> {
+        match self.nvml.device_by_uuid(uuid).and_then(|d| d.memory_info()) {
+            Ok(memory) => Some(memory.used),
+            Err(e) => {
+                tracing::debug!(%uuid, error = %e, "NVML memory read failed");
+                None
+            }
+        }
+    }
+}
