@@ -30,6 +30,10 @@ pub const REQUESTS_IN_FLIGHT: &str = "mig_gateway_requests_in_flight";
 pub const SLICE_GENERATIONS_IN_FLIGHT: &str = "mig_gateway_slice_generations_in_flight";
 pub const WORKER_UP: &str = "mig_gateway_worker_up";
 pub const SLICE_COMPUTE_UNITS: &str = "mig_gateway_slice_compute_units";
+/// Written by hand in [`GatewayMetrics::render`], from the registry.
+const WORKER_UP_HELP: &str = "1 if the worker on this slice answers its health probe, else 0.";
+const SLICE_COMPUTE_UNITS_HELP: &str =
+    "Size of the slice: MIG compute slices, or cores of a CPU slice.";
 pub const BUILD_INFO: &str = "mig_gateway_build_info";
 
 /// Every metric this module exports (histograms add `_bucket`, `_sum` and
@@ -125,17 +129,28 @@ impl GatewayMetrics {
         }
     }
 
-    /// The text exposition, with each worker's health read now. Every known
-    /// slice's counters and histograms exist from its first scrape on, at
-    /// zero, so `rate()` and `increase()` see the whole of the first request.
+    /// The text exposition. Worker health and slice size are written from
+    /// the registry as it is now, so a worker that left, or whose labels
+    /// changed (a first answer, a restart), leaves no stale series behind.
+    /// Each generation slice's counters and histograms exist from its first
+    /// scrape on, at zero, so `rate()` and `increase()` see the whole of the
+    /// first request.
     pub fn render(&self, registry: &Registry) -> String {
+        let mut up = String::new();
+        let mut units = String::new();
         for worker in registry.all() {
             let labels = slice_labels(&worker);
-            let up = if worker.is_healthy() { 1.0 } else { 0.0 };
-            self.gauge(WORKER_UP, labels.clone()).set(up);
-            let profile = worker.info().map(|i| i.profile).unwrap_or_default();
-            if let Some(units) = compute_units(&profile) {
-                self.gauge(SLICE_COMPUTE_UNITS, labels.clone()).set(units);
+            let text = exposition_labels(&labels);
+            let healthy = if worker.is_healthy() { 1 } else { 0 };
+            up.push_str(&format!("{WORKER_UP}{{{text}}} {healthy}\n"));
+            let info = worker.info().unwrap_or_default();
+            if let Some(n) = compute_units(&info.profile) {
+                units.push_str(&format!("{SLICE_COMPUTE_UNITS}{{{text}}} {n}\n"));
+            }
+            // Embedding slices generate no token: no zero series for them,
+            // which would drag per-profile averages down.
+            if info.kind() != mig_proto::inference::v1::ModelKind::Generate {
+                continue;
             }
             self.gauge(SLICE_GENERATIONS_IN_FLIGHT, labels.clone())
                 .increment(0.0);
@@ -148,13 +163,40 @@ impl GatewayMetrics {
             }
             self.counter(PROMPT_TOKENS, labels).increment(0);
         }
-        self.handle.render()
+        let mut out = self.handle.render();
+        for (name, help, body) in [
+            (WORKER_UP, WORKER_UP_HELP, up),
+            (SLICE_COMPUTE_UNITS, SLICE_COMPUTE_UNITS_HELP, units),
+        ] {
+            if !body.is_empty() {
+                out.push_str(&format!(
+                    "# HELP {name} {help}\n# TYPE {name} gauge\n{body}\n"
+                ));
+            }
+        }
+        out
     }
 
     /// Drains histogram samples into their buckets.
     pub fn upkeep(&self) {
         self.handle.run_upkeep();
     }
+}
+
+/// Label pairs as the exposition writes them, values escaped.
+fn exposition_labels(labels: &[Label]) -> String {
+    labels
+        .iter()
+        .map(|l| {
+            let value = l
+                .value()
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
+            format!("{}=\"{value}\"", l.key())
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A slice's size in compute units, from its profile: the GPU-instance
@@ -205,19 +247,21 @@ pub struct Tracked {
 }
 
 impl Tracked {
-    /// The request reached a worker: from now on its series carry that slice.
-    pub fn routed(&mut self, worker: &WorkerHandle) {
+    /// The worker that serves the request took it; the call was sent to it
+    /// at `dispatched` (after routing and any retries: the gateway's queue
+    /// wait). From now on the request's series carry that slice.
+    pub fn routed(&mut self, worker: &WorkerHandle, dispatched: Instant) {
         self.metrics
             .histogram(QUEUE_WAIT, vec![Label::new("model", self.model.clone())])
-            .record(self.arrived.elapsed());
+            .record(dispatched.saturating_duration_since(self.arrived));
         self.slice = Some(slice_labels(worker));
     }
 
-    /// A generation reached a worker: it counts in the slice's generations in
-    /// flight until it ends, so an alert can see a slice that has work and
-    /// produces no token.
-    pub fn generating(&mut self, worker: &WorkerHandle) {
-        self.routed(worker);
+    /// [`Tracked::routed`] for a generation: it also counts in the slice's
+    /// generations in flight until it ends, so an alert can see a slice that
+    /// has work and produces no token.
+    pub fn generating(&mut self, worker: &WorkerHandle, dispatched: Instant) {
+        self.routed(worker, dispatched);
         let labels = slice_labels(worker);
         self.metrics
             .gauge(SLICE_GENERATIONS_IN_FLIGHT, labels.clone())
@@ -345,16 +389,8 @@ fn describe(r: &PrometheusRecorder) {
         "Requests the gateway is serving, by model.",
     );
     g(
-        WORKER_UP,
-        "1 if the worker on this slice answers its health probe, else 0.",
-    );
-    g(
         SLICE_GENERATIONS_IN_FLIGHT,
         "Generations running on each slice.",
-    );
-    g(
-        SLICE_COMPUTE_UNITS,
-        "Size of the slice: MIG compute slices, or cores of a CPU slice.",
     );
     g(BUILD_INFO, "Always 1; the labels say the version.");
 }

@@ -45,6 +45,7 @@ impl InferenceService {
             Arc<WorkerHandle>,
             InFlight,
             Streaming<GenerateStreamResponse>,
+            Instant,
         ),
         GatewayError,
     > {
@@ -55,8 +56,9 @@ impl InferenceService {
             let guard = worker.begin();
             let mut client = worker.client();
             let call = with_deadline(request.clone(), deadline)?;
+            let dispatched = Instant::now();
             match client.generate(call).await {
-                Ok(stream) => return Ok((worker, guard, stream.into_inner())),
+                Ok(stream) => return Ok((worker, guard, stream.into_inner(), dispatched)),
                 Err(status) => match GatewayError::from_worker(&worker.id(), status) {
                     GatewayError::WorkerUnreachable { .. } => {
                         worker.mark_unhealthy();
@@ -92,15 +94,18 @@ impl InferenceService {
         loop {
             let worker = router::select(&self.registry, &request.model, ModelKind::Embed, &tried)?;
             let _in_flight = worker.begin();
-            tracked.routed(&worker);
             let mut client = worker.client();
             let call = with_deadline(request.clone(), deadline)?;
+            let dispatched = Instant::now();
             let answer = tokio::select! {
                 answer = client.embed(call) => answer,
                 _ = until(deadline) => return Err(GatewayError::DeadlineExceeded),
             };
             match answer {
-                Ok(response) => return Ok(response),
+                Ok(response) => {
+                    tracked.routed(&worker, dispatched);
+                    return Ok(response);
+                }
                 Err(status) => match GatewayError::from_worker(&worker.id(), status) {
                     GatewayError::WorkerUnreachable { .. } => {
                         worker.mark_unhealthy();
@@ -119,8 +124,9 @@ impl InferenceService {
         deadline: Option<Instant>,
         tracked: &mut Tracked,
     ) -> Result<GenerateResponse, GatewayError> {
-        let (worker, _in_flight, mut upstream) = self.open_stream(request, deadline).await?;
-        tracked.generating(&worker);
+        let (worker, _in_flight, mut upstream, dispatched) =
+            self.open_stream(request, deadline).await?;
+        tracked.generating(&worker, dispatched);
         let mut text = String::new();
         let collect = async {
             while let Some(message) = upstream
@@ -213,15 +219,16 @@ impl Inference for InferenceService {
         let deadline = deadline_of(&request);
         let request = request.into_inner();
         let mut tracked = self.track(&request.model);
-        let (worker, in_flight, mut upstream) = match self.open_stream(request, deadline).await {
-            Ok(opened) => opened,
-            Err(e) => {
-                let status = Status::from(e);
-                tracked.finish(status.code());
-                return Err(status);
-            }
-        };
-        tracked.generating(&worker);
+        let (worker, in_flight, mut upstream, dispatched) =
+            match self.open_stream(request, deadline).await {
+                Ok(opened) => opened,
+                Err(e) => {
+                    let status = Status::from(e);
+                    tracked.finish(status.code());
+                    return Err(status);
+                }
+            };
+        tracked.generating(&worker, dispatched);
         let (out, out_rx) = mpsc::channel(16);
         tokio::spawn(async move {
             // Held until the relay ends, so the worker's load counts the stream.

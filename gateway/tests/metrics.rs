@@ -29,13 +29,33 @@ async fn scrape(addr: std::net::SocketAddr) -> String {
 }
 
 /// The value of the series `name{labels}` (labels as written in the
-/// exposition), or 0 if it is not there yet.
+/// exposition); fails if the series is not there.
 fn value(exposition: &str, series: &str) -> f64 {
     exposition
         .lines()
         .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
         .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
-        .unwrap_or(0.0)
+        .unwrap_or_else(|| panic!("no series `{series}` in:\n{exposition}"))
+}
+
+/// Scrapes until `series` has `expected`, for at most 10 s.
+async fn wait_for(metrics: std::net::SocketAddr, series: &str, expected: f64) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let exposition = scrape(metrics).await;
+        let has = exposition
+            .lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+        if has == Some(expected) {
+            return exposition;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "`{series}` is {has:?}, not {expected}:\n{exposition}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 const SMOL_SLICE: &str = r#"model="smollm2-135m",slice="cpu:0",profile="cpu-1c",gpu="""#;
@@ -127,6 +147,34 @@ async fn tokens_are_counted_per_slice_while_they_stream() {
         "counted {during} mid-stream of {received}: the counter must rise before the end"
     );
 
+    // A client that leaves mid-stream: counted once, as CANCELLED, and the
+    // slice's generations in flight fall back to zero.
+    let request = mig_proto::inference::v1::GenerateRequest {
+        model: "smollm2-135m".into(),
+        prompt: "1, 2, 3, 4, 5, 6, 7, 8,".into(),
+        temperature: Some(0.0),
+        max_tokens: Some(200),
+        ..Default::default()
+    };
+    let mut stream = client.generate_stream(request).await.unwrap().into_inner();
+    for _ in 0..3 {
+        stream.message().await.unwrap().expect("stream open");
+    }
+    drop(stream);
+    let cancelled = wait_for(
+        metrics,
+        r#"mig_gateway_requests_total{model="smollm2-135m",code="CANCELLED"}"#,
+        1.0,
+    )
+    .await;
+    assert_eq!(
+        value(
+            &cancelled,
+            &format!("mig_gateway_slice_generations_in_flight{{{SMOL_SLICE}}}")
+        ),
+        0.0
+    );
+
     // An embedding, a bad request and an unknown model.
     let embed = |model: &str, inputs: Vec<String>| EmbedRequest {
         model: model.into(),
@@ -174,7 +222,7 @@ async fn tokens_are_counted_per_slice_while_they_stream() {
             &end,
             &format!("mig_gateway_time_to_first_token_seconds_count{{{SMOL_SLICE}}}")
         ),
-        1.0,
+        2.0,
         "{end}"
     );
     assert_eq!(

@@ -29,6 +29,7 @@ pub const REQUEST_DURATION: &str = "mig_worker_request_duration_seconds";
 pub const QUEUE_WAIT: &str = "mig_worker_queue_wait_seconds";
 pub const REQUESTS_IN_FLIGHT: &str = "mig_worker_requests_in_flight";
 pub const QUEUE_DEPTH: &str = "mig_worker_queue_depth";
+pub const QUEUE_CAPACITY: &str = "mig_worker_queue_capacity";
 pub const BATCH_SIZE: &str = "mig_worker_batch_size";
 pub const STEP_DURATION: &str = "mig_worker_step_duration_seconds";
 pub const MEMORY_USED: &str = "mig_worker_memory_used_bytes";
@@ -47,6 +48,7 @@ pub const NAMES: &[&str] = &[
     QUEUE_WAIT,
     REQUESTS_IN_FLIGHT,
     QUEUE_DEPTH,
+    QUEUE_CAPACITY,
     BATCH_SIZE,
     STEP_DURATION,
     MEMORY_USED,
@@ -121,7 +123,8 @@ impl Registrar<'_> {
 }
 
 impl WorkerMetrics {
-    pub fn new(identity: &Identity) -> Arc<WorkerMetrics> {
+    /// `queue_capacity` is `--max-queue`, exported so alerts can use a ratio.
+    pub fn new(identity: &Identity, queue_capacity: usize) -> Arc<WorkerMetrics> {
         let recorder = [
             (TIME_TO_FIRST_TOKEN, LATENCY_BUCKETS),
             (REQUEST_DURATION, LATENCY_BUCKETS),
@@ -148,6 +151,7 @@ impl WorkerMetrics {
             labels: &labels,
         };
         r.gauge(MEMORY_TOTAL, &[]).set(identity.memory_bytes as f64);
+        r.gauge(QUEUE_CAPACITY, &[]).set(queue_capacity as f64);
         r.gauge(
             BUILD_INFO,
             &[
@@ -178,9 +182,17 @@ impl WorkerMetrics {
         Arc::new(m)
     }
 
-    /// Counts a request that reached its terminal status, by gRPC code
-    /// (`OK`, `INVALID_ARGUMENT`, `CANCELLED` ...).
-    pub fn request_finished(&self, code: tonic::Code) {
+    /// Starts counting one request: it ends in `mig_worker_requests_total`
+    /// exactly once, with the code given to [`RequestOutcome::finish`], or
+    /// `CANCELLED` if dropped unfinished (the client went away).
+    pub fn begin(self: &Arc<Self>) -> RequestOutcome {
+        RequestOutcome {
+            metrics: self.clone(),
+            finished: false,
+        }
+    }
+
+    fn request_finished(&self, code: tonic::Code) {
         let r = Registrar {
             recorder: &self.recorder,
             labels: &self.labels,
@@ -208,6 +220,27 @@ impl WorkerMetrics {
     /// memory stays flat between scrapes.
     pub fn upkeep(&self) {
         self.handle.run_upkeep();
+    }
+}
+
+/// One request's terminal status, counted once (see [`WorkerMetrics::begin`]).
+pub struct RequestOutcome {
+    metrics: Arc<WorkerMetrics>,
+    finished: bool,
+}
+
+impl RequestOutcome {
+    pub fn finish(mut self, code: tonic::Code) {
+        self.finished = true;
+        self.metrics.request_finished(code);
+    }
+}
+
+impl Drop for RequestOutcome {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.metrics.request_finished(tonic::Code::Cancelled);
+        }
     }
 }
 
@@ -269,6 +302,11 @@ fn describe(r: &PrometheusRecorder) {
         "Requests queued or running in the engine.",
     );
     g(QUEUE_DEPTH, Unit::Count, "Requests waiting for the engine.");
+    g(
+        QUEUE_CAPACITY,
+        Unit::Count,
+        "Requests that may wait (--max-queue); more are refused with RESOURCE_EXHAUSTED.",
+    );
     g(
         MEMORY_USED,
         Unit::Bytes,

@@ -80,7 +80,7 @@ pub async fn load(args: &ServeArgs) -> Result<Ready, StartupError> {
         None => None,
     };
     let identity = Identity::resolve(args);
-    let metrics = WorkerMetrics::new(&identity);
+    let metrics = WorkerMetrics::new(&identity, capacity);
     let engine_metrics = metrics.clone();
     let (engine, codec) =
         tokio::task::spawn_blocking(move || Engine::start(spec, capacity, engine_metrics))

@@ -135,6 +135,9 @@ impl Worker for WorkerService {
         request: Request<GenerateRequest>,
     ) -> Result<Response<Self::GenerateStream>, Status> {
         let arrived = Instant::now();
+        // Counted once: by the relay task once queued, here if refused, or
+        // as CANCELLED if the client leaves before either.
+        let mut outcome = Some(self.metrics.begin());
         let result: Result<Response<Self::GenerateStream>, Status> = async {
             let deadline = request_timeout(request.metadata()).map(|t| Instant::now() + t);
             let request = request.into_inner();
@@ -174,26 +177,23 @@ impl Worker for WorkerService {
             // tells the engine to stop at its next token.
             let (out, out_rx) = mpsc::channel(16);
             let served_by = self.identity.served_by();
-            let metrics = self.metrics.clone();
+            let outcome = outcome
+                .take()
+                .expect("taken once, when the generation is queued");
             tokio::spawn(async move {
-                loop {
+                let code = loop {
                     tokio::select! {
-                        _ = out.closed() => {
-                            metrics.request_finished(tonic::Code::Cancelled);
-                            return;
-                        }
+                        _ = out.closed() => break tonic::Code::Cancelled,
                         event = events.recv() => {
                             let item = match event {
                                 Some(Ok(event)) => {
                                     let done = matches!(event, GenEvent::Done { .. });
                                     let sent = out.send(Ok(to_wire(event, &served_by))).await;
                                     if sent.is_err() {
-                                        metrics.request_finished(tonic::Code::Cancelled);
-                                        return;
+                                        break tonic::Code::Cancelled;
                                     }
                                     if done {
-                                        metrics.request_finished(tonic::Code::Ok);
-                                        return;
+                                        break tonic::Code::Ok;
                                     }
                                     continue;
                                 }
@@ -202,19 +202,20 @@ impl Worker for WorkerService {
                                 // status, even if the engine thread died.
                                 None => Status::internal("engine ended the generation without a result"),
                             };
-                            metrics.request_finished(item.code());
+                            let code = item.code();
                             let _ = out.send(Err(item)).await;
-                            return;
+                            break code;
                         }
                     }
-                }
+                };
+                outcome.finish(code);
             });
             let stream: Self::GenerateStream = Box::pin(ReceiverStream::new(out_rx));
             Ok(Response::new(stream))
         }
         .await;
-        if let Err(status) = &result {
-            self.metrics.request_finished(status.code());
+        if let (Err(status), Some(outcome)) = (&result, outcome) {
+            outcome.finish(status.code());
         }
         result
     }
@@ -224,6 +225,8 @@ impl Worker for WorkerService {
         request: Request<EmbedRequest>,
     ) -> Result<Response<EmbedResponse>, Status> {
         let arrived = Instant::now();
+        // Dropped with this future if the client leaves: counted CANCELLED.
+        let outcome = self.metrics.begin();
         let result: Result<Response<EmbedResponse>, Status> = async {
             let deadline = request_timeout(request.metadata()).map(|t| Instant::now() + t);
             let request = request.into_inner();
@@ -266,7 +269,7 @@ impl Worker for WorkerService {
             }))
         }
         .await;
-        self.metrics.request_finished(match &result {
+        outcome.finish(match &result {
             Ok(_) => tonic::Code::Ok,
             Err(status) => status.code(),
         });

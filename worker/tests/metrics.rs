@@ -97,15 +97,27 @@ async fn token_counter_rises_while_the_stream_runs_and_promtool_accepts_it() {
         "counter did not rise mid-stream: {during} then {later}"
     );
 
-    // Cancel it, then check what the exposition says.
+    // Cancel it: counted once as CANCELLED, and the engine lets go of it.
     drop(stream);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = scrape(metrics_addr).await;
+    let cancelled = r#"mig_worker_requests_total{model="smollm2-135m",slice="cpu:0",profile="cpu-1c",gpu="",code="CANCELLED"} 1"#;
+    let started = std::time::Instant::now();
+    let after = loop {
+        let exposition = scrape(metrics_addr).await;
+        if exposition.contains(cancelled)
+            && value(&exposition, "mig_worker_requests_in_flight") == 0.0
+        {
+            break exposition;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no CANCELLED count, or the request still in flight:\n{exposition}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(value(&after, "mig_worker_queue_depth"), 0.0);
     assert!(
-        after.contains(
-            r#"mig_worker_requests_total{model="smollm2-135m",slice="cpu:0",profile="cpu-1c",gpu="",code="CANCELLED"} 1"#
-        ),
-        "{after}"
+        !after.contains(r#"code="OK""#),
+        "one terminal status only:\n{after}"
     );
     assert!(value(&after, "mig_worker_prompt_tokens_total") > 10.0);
     for histogram in [
