@@ -7,26 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use mig_gateway::fleet::Fleet;
-use mig_gateway::fleet_start::start_fleet;
-use mig_gateway::placement::Inventory;
-use mig_gateway::registration::HeartbeatPolicy;
-use mig_gateway::ServerOptions;
 use mig_proto::inference::v1::EmbedRequest;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-async fn scrape(addr: std::net::SocketAddr) -> String {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    tcp.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    body.to_string()
-}
 
 /// The value of the series `name{labels}` (labels as written in the
 /// exposition); fails if the series is not there.
@@ -42,7 +23,7 @@ fn value(exposition: &str, series: &str) -> f64 {
 async fn wait_for(metrics: std::net::SocketAddr, series: &str, expected: f64) -> String {
     let started = std::time::Instant::now();
     loop {
-        let exposition = scrape(metrics).await;
+        let exposition = common::scrape(metrics).await;
         let has = exposition
             .lines()
             .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
@@ -55,6 +36,18 @@ async fn wait_for(metrics: std::net::SocketAddr, series: &str, expected: f64) ->
             "`{series}` is {has:?}, not {expected}:\n{exposition}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A generation that goes on counting (no early end-of-sequence), so the
+/// stream lasts.
+fn counting() -> mig_proto::inference::v1::GenerateRequest {
+    mig_proto::inference::v1::GenerateRequest {
+        model: "smollm2-135m".into(),
+        prompt: "1, 2, 3, 4, 5, 6, 7, 8,".into(),
+        temperature: Some(0.0),
+        max_tokens: Some(200),
+        ..Default::default()
     }
 }
 
@@ -75,32 +68,10 @@ async fn tokens_are_counted_per_slice_while_they_stream() {
         "[[model]]\nname = \"smollm2-135m\"\naddresses = [\"{smol}\"]\n\
          [[model]]\nname = \"minilm-l6\"\naddresses = [\"{mini}\"]\n"
     );
-    let models = Fleet::parse(&fleet, std::path::Path::new("metrics-fleet.toml")).unwrap();
-    let registry = start_fleet(&models, &Inventory::default(), None)
-        .await
-        .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gateway = format!("http://{}", listener.local_addr().unwrap());
-    let metrics_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let metrics = metrics_listener.local_addr().unwrap();
-    tokio::spawn(mig_gateway::run(
-        registry,
-        listener,
-        ServerOptions {
-            health_interval: Duration::from_millis(200),
-            drain: Duration::from_secs(1),
-            heartbeat: HeartbeatPolicy {
-                interval: Duration::from_millis(200),
-                timeout: Duration::from_secs(1),
-            },
-            accept_registrations: false,
-            metrics_listener: Some(metrics_listener),
-        },
-        std::future::pending(),
-    ));
+    let (gateway, metrics) = common::start_gateway_with_metrics(&fleet).await;
     let mut client = common::gateway_client(&gateway).await;
 
-    let up = scrape(metrics).await;
+    let up = common::scrape(metrics).await;
     assert_eq!(
         value(&up, &format!("mig_gateway_worker_up{{{SMOL_SLICE}}}")),
         1.0,
@@ -114,14 +85,7 @@ async fn tokens_are_counted_per_slice_while_they_stream() {
 
     // Streamed: the slice's counter rises before the stream ends.
     let tokens = format!("mig_gateway_generated_tokens_total{{{SMOL_SLICE}}}");
-    // Counting goes on without an end-of-sequence, so the stream lasts.
-    let request = mig_proto::inference::v1::GenerateRequest {
-        model: "smollm2-135m".into(),
-        prompt: "1, 2, 3, 4, 5, 6, 7, 8,".into(),
-        temperature: Some(0.0),
-        max_tokens: Some(200),
-        ..Default::default()
-    };
+    let request = counting();
     let mut stream = client.generate_stream(request).await.unwrap().into_inner();
     let mut received = 0u32;
     while received < 20 {
@@ -131,12 +95,12 @@ async fn tokens_are_counted_per_slice_while_they_stream() {
     }
     // The gateway counts a message before the client reads it, so it may be
     // a few messages ahead of `received`, never behind.
-    let during = value(&scrape(metrics).await, &tokens);
+    let during = value(&common::scrape(metrics).await, &tokens);
     assert!(during >= 20.0, "{during} counted after {received} relayed");
     while let Some(message) = stream.message().await.unwrap() {
         received += message.token_count;
     }
-    let after = scrape(metrics).await;
+    let after = common::scrape(metrics).await;
     assert_eq!(
         value(&after, &tokens),
         received as f64,
@@ -149,13 +113,7 @@ async fn tokens_are_counted_per_slice_while_they_stream() {
 
     // A client that leaves mid-stream: counted once, as CANCELLED, and the
     // slice's generations in flight fall back to zero.
-    let request = mig_proto::inference::v1::GenerateRequest {
-        model: "smollm2-135m".into(),
-        prompt: "1, 2, 3, 4, 5, 6, 7, 8,".into(),
-        temperature: Some(0.0),
-        max_tokens: Some(200),
-        ..Default::default()
-    };
+    let request = counting();
     let mut stream = client.generate_stream(request).await.unwrap().into_inner();
     for _ in 0..3 {
         stream.message().await.unwrap().expect("stream open");
@@ -193,7 +151,7 @@ async fn tokens_are_counted_per_slice_while_they_stream() {
         .unwrap_err();
     assert_eq!(unknown.code(), tonic::Code::NotFound);
 
-    let end = scrape(metrics).await;
+    let end = common::scrape(metrics).await;
     let requests = |labels: &str| value(&end, &format!("mig_gateway_requests_total{{{labels}}}"));
     assert_eq!(requests(r#"model="smollm2-135m",code="OK""#), 1.0, "{end}");
     assert_eq!(requests(r#"model="minilm-l6",code="OK""#), 1.0, "{end}");
@@ -240,19 +198,5 @@ async fn tokens_are_counted_per_slice_while_they_stream() {
         );
     }
 
-    let promtool = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package `prometheus`) is missing: run `make tools`");
-    std::io::Write::write_all(&mut promtool.stdin.as_ref().unwrap(), end.as_bytes()).unwrap();
-    let out = promtool.wait_with_output().unwrap();
-    assert!(
-        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-        "promtool check metrics: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::promtool_check_metrics(&end);
 }

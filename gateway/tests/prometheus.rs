@@ -11,15 +11,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mig_gateway::fleet::Fleet;
-use mig_gateway::fleet_start::start_fleet;
-use mig_gateway::placement::Inventory;
-use mig_gateway::registration::HeartbeatPolicy;
-use mig_gateway::ServerOptions;
 use mig_proto::inference::v1::GenerateRequest;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 /// Stops Prometheus however the test ends.
 struct Prometheus(Child);
@@ -29,40 +22,6 @@ impl Drop for Prometheus {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// `GET path` on loopback HTTP/1.1; the status code and body.
-async fn get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut tcp = TcpStream::connect(addr).await.ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    tcp.write_all(request.as_bytes()).await.ok()?;
-    let mut response = String::new();
-    tcp.read_to_string(&mut response).await.ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    let code = head.split_whitespace().nth(1)?.parse().ok()?;
-    // Prometheus answers small bodies whole, larger ones chunked.
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    Some((code, body))
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = &rest[n + 2..];
-    }
-    out
 }
 
 /// Percent-encodes a PromQL query for a URL.
@@ -84,7 +43,9 @@ async fn query(prometheus: &str, promql: &str, time: Option<f64>) -> Vec<Value> 
     if let Some(t) = time {
         path.push_str(&format!("&time={t:.3}"));
     }
-    let (code, body) = get(prometheus, &path).await.expect("Prometheus answers");
+    let (code, body) = common::http_get(prometheus, &path)
+        .await
+        .expect("Prometheus answers");
     assert_eq!(code, 200, "{promql}: {body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     v["data"]["result"].as_array().unwrap().clone()
@@ -123,29 +84,7 @@ async fn prometheus_records_per_slice_tokens_as_the_client_counted_them() {
         "[[model]]\nname = \"smollm2-a\"\naddresses = [\"{a}\"]\n\
          [[model]]\nname = \"smollm2-b\"\naddresses = [\"{b}\"]\n"
     );
-    let models = Fleet::parse(&fleet, std::path::Path::new("prom-fleet.toml")).unwrap();
-    let registry = start_fleet(&models, &Inventory::default(), None)
-        .await
-        .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gateway = format!("http://{}", listener.local_addr().unwrap());
-    let metrics_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let metrics = metrics_listener.local_addr().unwrap();
-    tokio::spawn(mig_gateway::run(
-        registry,
-        listener,
-        ServerOptions {
-            health_interval: Duration::from_millis(500),
-            drain: Duration::from_secs(1),
-            heartbeat: HeartbeatPolicy {
-                interval: Duration::from_secs(1),
-                timeout: Duration::from_secs(5),
-            },
-            accept_registrations: false,
-            metrics_listener: Some(metrics_listener),
-        },
-        std::future::pending(),
-    ));
+    let (gateway, metrics) = common::start_gateway_with_metrics(&fleet).await;
 
     // Prometheus, scraping every second, with the project's recording rules.
     let dir =
@@ -184,7 +123,7 @@ async fn prometheus_records_per_slice_tokens_as_the_client_counted_them() {
         .expect("prometheus (Debian package `prometheus`) is missing: run `make tools`");
     let _prometheus = Prometheus(child);
     let started = Instant::now();
-    while get(&web, "/-/ready").await.map(|(c, _)| c) != Some(200) {
+    while common::http_get(&web, "/-/ready").await.map(|(c, _)| c) != Some(200) {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "Prometheus not ready"

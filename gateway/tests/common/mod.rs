@@ -88,8 +88,31 @@ pub async fn start_gateway(fleet_toml: &str) -> String {
 }
 
 /// A gateway for `models` (possibly none: registered workers only) with the
-/// given heartbeat policy.
+/// given heartbeat policy; it accepts registrations.
 pub async fn start_gateway_with(models: &[ModelPlan], heartbeat: HeartbeatPolicy) -> String {
+    serve_gateway(models, heartbeat, true, None).await
+}
+
+/// A gateway for the fleet text that also serves `/metrics` on
+/// `127.0.0.1:0`; returns its gRPC address and its metrics address.
+pub async fn start_gateway_with_metrics(fleet_toml: &str) -> (String, std::net::SocketAddr) {
+    let models = Fleet::parse(fleet_toml, Path::new("test-fleet.toml")).unwrap();
+    let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_addr = metrics.local_addr().unwrap();
+    let heartbeat = HeartbeatPolicy {
+        interval: Duration::from_secs(1),
+        timeout: Duration::from_secs(5),
+    };
+    let gateway = serve_gateway(&models, heartbeat, false, Some(metrics)).await;
+    (gateway, metrics_addr)
+}
+
+async fn serve_gateway(
+    models: &[ModelPlan],
+    heartbeat: HeartbeatPolicy,
+    accept_registrations: bool,
+    metrics_listener: Option<TcpListener>,
+) -> String {
     let registry = start_fleet(models, &Inventory::default(), None)
         .await
         .unwrap();
@@ -102,12 +125,76 @@ pub async fn start_gateway_with(models: &[ModelPlan], heartbeat: HeartbeatPolicy
             health_interval: Duration::from_millis(200),
             drain: Duration::from_secs(1),
             heartbeat,
-            accept_registrations: true,
-            metrics_listener: None,
+            accept_registrations,
+            metrics_listener,
         },
         std::future::pending(),
     ));
     format!("http://{addr}")
+}
+
+/// `GET path` on loopback HTTP/1.1: the status code and the body (chunked
+/// bodies reassembled).
+pub async fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let code = head.split_whitespace().nth(1)?.parse().ok()?;
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Some((code, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = &rest[n + 2..];
+    }
+    out
+}
+
+/// A `/metrics` scrape; fails unless it answers 200.
+pub async fn scrape(addr: std::net::SocketAddr) -> String {
+    let (code, body) = http_get(&addr.to_string(), "/metrics")
+        .await
+        .expect("/metrics answers");
+    assert_eq!(code, 200, "{body}");
+    body
+}
+
+/// `promtool check metrics` on an exposition: no error, no lint.
+pub fn promtool_check_metrics(exposition: &str) {
+    let promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package `prometheus`) is missing: run `make tools`");
+    std::io::Write::write_all(&mut promtool.stdin.as_ref().unwrap(), exposition.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 pub struct Fixture {
