@@ -232,14 +232,24 @@ fn slice_labels(worker: &WorkerHandle) -> Vec<Label> {
     ]
 }
 
+/// The per-slice series a request updates.
+struct SliceSeries {
+    generated_tokens: metrics::Counter,
+    prompt_tokens: metrics::Counter,
+    time_to_first_token: metrics::Histogram,
+    inter_token_latency: metrics::Histogram,
+    request_duration: metrics::Histogram,
+}
+
 /// One request, from arrival to its one terminal status. Dropped without
 /// [`Tracked::finish`] (the client went away), it counts as `CANCELLED`.
 pub struct Tracked {
     metrics: Arc<GatewayMetrics>,
     model: String,
     arrived: Instant,
-    /// The serving worker's labels, once routed.
-    slice: Option<Vec<Label>>,
+    /// The serving slice's series, registered once when routed so relaying
+    /// a message costs no lookup.
+    slice: Option<SliceSeries>,
     last_token: Option<Instant>,
     /// The slice a generation counts against, until it ends.
     generating: Option<Vec<Label>>,
@@ -254,7 +264,15 @@ impl Tracked {
         self.metrics
             .histogram(QUEUE_WAIT, vec![Label::new("model", self.model.clone())])
             .record(dispatched.saturating_duration_since(self.arrived));
-        self.slice = Some(slice_labels(worker));
+        let labels = slice_labels(worker);
+        let m = &self.metrics;
+        self.slice = Some(SliceSeries {
+            generated_tokens: m.counter(GENERATED_TOKENS, labels.clone()),
+            prompt_tokens: m.counter(PROMPT_TOKENS, labels.clone()),
+            time_to_first_token: m.histogram(TIME_TO_FIRST_TOKEN, labels.clone()),
+            inter_token_latency: m.histogram(INTER_TOKEN_LATENCY, labels.clone()),
+            request_duration: m.histogram(REQUEST_DURATION, labels),
+        });
     }
 
     /// [`Tracked::routed`] for a generation: it also counts in the slice's
@@ -271,43 +289,35 @@ impl Tracked {
 
     /// A message relayed from the worker: its tokens count now, not at the end.
     pub fn relayed(&mut self, message: &GenerateStreamResponse) {
-        let Some(labels) = self.slice.clone() else {
+        let Some(series) = &self.slice else {
             return;
         };
         if message.token_count > 0 {
             let now = Instant::now();
             match self.last_token.replace(now) {
-                None => self
-                    .metrics
-                    .histogram(TIME_TO_FIRST_TOKEN, labels.clone())
-                    .record(now - self.arrived),
+                None => series.time_to_first_token.record(now - self.arrived),
                 Some(previous) => {
                     // A message may carry several tokens (a multi-token
                     // character): spread the gap over them.
                     let gap = (now - previous) / message.token_count;
-                    let itl = self.metrics.histogram(INTER_TOKEN_LATENCY, labels.clone());
                     for _ in 0..message.token_count {
-                        itl.record(gap);
+                        series.inter_token_latency.record(gap);
                     }
                 }
             }
-            self.metrics
-                .counter(GENERATED_TOKENS, labels.clone())
+            series
+                .generated_tokens
                 .increment(message.token_count.into());
         }
         if let Some(usage) = &message.usage {
-            self.metrics
-                .counter(PROMPT_TOKENS, labels)
-                .increment(usage.prompt_tokens.into());
+            series.prompt_tokens.increment(usage.prompt_tokens.into());
         }
     }
 
     /// Prompt tokens of an embedding call (it has no stream).
     pub fn embedded(&mut self, prompt_tokens: u32) {
-        if let Some(labels) = self.slice.clone() {
-            self.metrics
-                .counter(PROMPT_TOKENS, labels)
-                .increment(prompt_tokens.into());
+        if let Some(series) = &self.slice {
+            series.prompt_tokens.increment(prompt_tokens.into());
         }
     }
 
@@ -338,10 +348,11 @@ impl Tracked {
                 .gauge(SLICE_GENERATIONS_IN_FLIGHT, labels)
                 .decrement(1.0);
         }
-        let labels = self.slice.clone().unwrap_or_else(|| vec![model]);
-        self.metrics
-            .histogram(REQUEST_DURATION, labels)
-            .record(self.arrived.elapsed());
+        let duration = match &self.slice {
+            Some(series) => series.request_duration.clone(),
+            None => self.metrics.histogram(REQUEST_DURATION, vec![model]),
+        };
+        duration.record(self.arrived.elapsed());
     }
 }
 

@@ -106,32 +106,26 @@ pub fn resolve(
     need: impl Fn(&ModelPlan) -> Result<u64, String>,
 ) -> Result<Resolved, ResolveError> {
     let mut out = Resolved::default();
-    // slice id -> model holding it
-    let mut taken: Vec<(String, String)> = Vec::new();
+    // Each slice taken so far, and the model holding it.
+    let mut taken: Vec<(SliceId, String)> = Vec::new();
     let mut take = |slice: &SliceId, model: &str| -> Result<(), ResolveError> {
-        let key = slice.to_string();
-        if let Some((_, first)) = taken.iter().find(|(s, _)| *s == key) {
+        let clash = taken.iter().find(|(held, _)| match (slice, held) {
+            // CPU slices may not even share a core.
+            (SliceId::Cpu(a), SliceId::Cpu(b)) => a.cores().iter().any(|c| b.cores().contains(c)),
+            _ => held == slice,
+        });
+        if let Some((held, first)) = clash {
             return Err(ResolveError::SliceTwice {
-                slice: key,
+                slice: if held == slice {
+                    slice.to_string()
+                } else {
+                    format!("{slice} (overlaps {held})")
+                },
                 first: first.clone(),
                 second: model.to_string(),
             });
         }
-        // CPU slices also may not share a core.
-        if let SliceId::Cpu(cores) = slice {
-            for (other, holder) in &taken {
-                if let Ok(SliceId::Cpu(held)) = other.parse::<SliceId>() {
-                    if cores.cores().iter().any(|c| held.cores().contains(c)) {
-                        return Err(ResolveError::SliceTwice {
-                            slice: format!("{key} (overlaps {other})"),
-                            first: holder.clone(),
-                            second: model.to_string(),
-                        });
-                    }
-                }
-            }
-        }
-        taken.push((key, model.to_string()));
+        taken.push((slice.clone(), model.to_string()));
         Ok(())
     };
     let found = || {

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mig_gateway::registration::HeartbeatPolicy;
-use mig_proto::inference::v1::{EmbedRequest, ListModelsRequest, WorkerHealth, WorkerOrigin};
+use mig_proto::inference::v1::{EmbedRequest, WorkerHealth, WorkerOrigin};
 
 /// Kills the worker if the test fails half-way.
 struct Worker(Child);
@@ -38,18 +38,7 @@ fn start_worker_process(gateway: &str) -> Worker {
 
 /// Workers the gateway lists for `minilm-l6` (none if it does not know it).
 async fn listed(gateway: &str) -> Vec<mig_proto::inference::v1::WorkerStatus> {
-    let mut client = common::gateway_client(gateway).await;
-    let models = client
-        .list_models(ListModelsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .models;
-    models
-        .into_iter()
-        .find(|m| m.name == "minilm-l6")
-        .map(|m| m.workers)
-        .unwrap_or_default()
+    common::list_workers(gateway, "minilm-l6").await
 }
 
 /// Polls `listed` until `done` holds; fails after `limit`. Returns how long it took.

@@ -9,23 +9,14 @@ use std::time::{Duration, Instant};
 use common::process::{
     alive, arg_of, child_pids, cpus_allowed, env_of, interrupt_group, start_up_with,
 };
-use mig_proto::inference::v1::{
-    EmbedRequest, ListModelsRequest, WorkerHealth, WorkerOrigin, WorkerStatus,
-};
+use mig_proto::inference::v1::{EmbedRequest, WorkerHealth, WorkerOrigin, WorkerStatus};
 use mig_slices::SliceId;
 
 /// The gateway's view of a model's one worker.
 async fn worker_status(addr: &str, model: &str) -> WorkerStatus {
-    let mut client = common::gateway_client(addr).await;
-    let models = client
-        .list_models(ListModelsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .models;
-    let m = models.iter().find(|m| m.name == model).unwrap();
-    assert_eq!(m.workers.len(), 1, "{m:?}");
-    m.workers[0].clone()
+    let workers = common::list_workers(addr, model).await;
+    assert_eq!(workers.len(), 1, "{model}: {workers:?}");
+    workers[0].clone()
 }
 
 /// The gateway's child process serving `model`.
@@ -61,18 +52,12 @@ fn assert_pinned(pid: u32, status: &WorkerStatus) -> Vec<usize> {
 
 /// The scrape file's targets, each scraped: slice (from its series) to address.
 async fn scrape_targets(path: &std::path::Path) -> std::collections::BTreeMap<String, String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let mut found = std::collections::BTreeMap::new();
     for target in json[0]["targets"].as_array().unwrap() {
         let addr = target.as_str().unwrap();
-        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut body = String::new();
-        tcp.read_to_string(&mut body).await.unwrap();
+        let body = common::scrape(addr.parse().unwrap()).await;
         let slice = body
             .split("mig_worker_build_info{")
             .nth(1)

@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::process::{alive, child_pids, start_up, terminate};
-use mig_proto::inference::v1::{GenerateRequest, ListModelsRequest, WorkerHealth};
+use mig_proto::inference::v1::{GenerateRequest, WorkerHealth};
 use mig_proto::worker::v1::InfoRequest;
 
 /// The worker's generated-token counter once it has stopped moving; fails
@@ -47,13 +47,8 @@ async fn cancel_deadline_and_shutdown_with_real_processes() {
     );
     let (mut gateway, addr) = start_up("cancel", &fleet, "smollm2-135m (1/1 workers)");
     let mut client = common::gateway_client(&addr).await;
-    let models = client
-        .list_models(ListModelsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .models;
-    let worker = &models[0].workers[0];
+    let workers = common::list_workers(&addr, "smollm2-135m").await;
+    let worker = &workers[0];
     assert_eq!(worker.health, WorkerHealth::Serving as i32);
     assert_eq!(worker.profile, "cpu-1c");
     let worker_addr = worker.address.clone();

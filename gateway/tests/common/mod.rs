@@ -252,6 +252,25 @@ pub async fn gateway_client(addr: &str) -> InferenceClient<Channel> {
     InferenceClient::connect(addr.to_string()).await.unwrap()
 }
 
+/// The workers a gateway lists for `model` (none if it does not know it).
+pub async fn list_workers(
+    gateway: &str,
+    model: &str,
+) -> Vec<mig_proto::inference::v1::WorkerStatus> {
+    let mut client = gateway_client(gateway).await;
+    let models = client
+        .list_models(mig_proto::inference::v1::ListModelsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .models;
+    models
+        .into_iter()
+        .find(|m| m.name == model)
+        .map(|m| m.workers)
+        .unwrap_or_default()
+}
+
 pub async fn worker_client(addr: &str) -> WorkerClient<Channel> {
     WorkerClient::connect(addr.to_string()).await.unwrap()
 }
