@@ -68,6 +68,12 @@ pub struct GenerateArgs {
     pub stop: Vec<String>,
     #[arg(long)]
     pub repetition_penalty: Option<f32>,
+    /// Generate to `--max-tokens` even past the model's end-of-sequence token.
+    #[arg(long)]
+    pub ignore_eos: bool,
+    /// Only a worker on a slice of this profile (`cpu-2c`, `1g.10gb`).
+    #[arg(long, default_value = "")]
+    pub profile: String,
     /// Print tokens as they arrive (GenerateStream) instead of the whole answer.
     #[arg(long)]
     pub stream: bool,
@@ -160,6 +166,8 @@ pub async fn run(args: CallArgs) -> Result<(), tonic::Status> {
                 seed: g.seed,
                 stop: g.stop,
                 repetition_penalty: g.repetition_penalty,
+                ignore_eos: g.ignore_eos,
+                profile: g.profile,
             };
             if g.stream {
                 let mut stream = client
@@ -257,10 +265,11 @@ pub async fn run(args: CallArgs) -> Result<(), tonic::Status> {
                         format!(" gpu={}", w.gpu)
                     };
                     println!(
-                        "  worker={} slice={} profile={}{gpu} memory={:.1}GiB health={} origin={} restarts={} address={}",
+                        "  worker={} slice={} profile={}{gpu} engine={:?} memory={:.1}GiB health={} origin={} restarts={} address={}",
                         w.worker_id,
                         w.slice,
                         w.profile,
+                        w.engine,
                         w.memory_bytes as f64 / (1u64 << 30) as f64,
                         health
                             .as_str_name()

@@ -7,6 +7,14 @@ pub enum GatewayError {
     /// No worker of the fleet serves this model name.
     #[error("model `{model}` is not served here; known models: {}", known.join(", "))]
     UnknownModel { model: String, known: Vec<String> },
+    /// The model has workers, but none on a slice of the requested profile.
+    #[error("`profile` `{profile}`: model `{model}` has workers on {}", profiles.join(", "))]
+    UnknownProfile {
+        model: String,
+        profile: String,
+        /// The profiles the model's workers run on, sorted.
+        profiles: Vec<String>,
+    },
     /// A request field is out of range; the message names the field.
     #[error("{0}")]
     Invalid(String),
@@ -48,6 +56,7 @@ impl GatewayError {
     pub fn error_type(&self) -> &'static str {
         match self {
             GatewayError::UnknownModel { .. } => "unknown_model",
+            GatewayError::UnknownProfile { .. } => "unknown_profile",
             GatewayError::Invalid(_) => "validation",
             GatewayError::NoHealthyWorker { .. } => "no_healthy_worker",
             GatewayError::DeadlineExceeded => "deadline",
@@ -62,7 +71,9 @@ impl From<GatewayError> for Status {
     fn from(e: GatewayError) -> Self {
         let message = e.to_string();
         match e {
-            GatewayError::UnknownModel { .. } => Status::not_found(message),
+            GatewayError::UnknownModel { .. } | GatewayError::UnknownProfile { .. } => {
+                Status::not_found(message)
+            }
             GatewayError::Invalid(_) => Status::invalid_argument(message),
             GatewayError::NoHealthyWorker { .. }
             | GatewayError::WorkerUnreachable { .. }
@@ -88,6 +99,19 @@ mod tests {
         assert_eq!(
             s.message(),
             "model `x` is not served here; known models: a, b"
+        );
+        let s: Status = GatewayError::UnknownProfile {
+            model: "m".into(),
+            profile: "cpu-4c".into(),
+            profiles: vec!["cpu-1c".into(), "cpu-2c".into()],
+        }
+        .into();
+        assert_eq!(
+            (s.code(), s.message()),
+            (
+                Code::NotFound,
+                "`profile` `cpu-4c`: model `m` has workers on cpu-1c, cpu-2c"
+            )
         );
         let s: Status = GatewayError::NoHealthyWorker {
             model: "a".into(),

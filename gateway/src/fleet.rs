@@ -23,6 +23,17 @@
 //! [[model]]
 //! name = "remote"
 //! addresses = ["http://10.0.0.7:50061"]   # workers that run already
+//!
+//! [[model]]
+//! name = "identity"
+//! identity = true          # the echo model (no `path`): serving overhead only
+//! slices = ["cpu:0"]
+//!
+//! [[model]]
+//! name = "noisy"
+//! path = "models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf"
+//! slices = ["cpu:0"]
+//! shared = true            # its slices may overlap other workers' (no isolation)
 //! ```
 //!
 //! `context` and `concurrency` size the KV-cache headroom the planner reserves
@@ -33,6 +44,10 @@ use std::path::{Path, PathBuf};
 
 use mig_slices::SliceId;
 use serde::Deserialize;
+
+/// An identity model's name must contain this (as `mig-worker serve
+/// --identity` requires of `--model-name`).
+pub const IDENTITY_NAME_MARK: &str = "identity";
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -48,6 +63,16 @@ pub struct ModelEntry {
     pub name: String,
     /// The model file (`.gguf`) or folder (BERT) for workers the gateway starts.
     pub path: Option<PathBuf>,
+    /// Start the identity model (`mig-worker serve --identity`) instead of a
+    /// file: it echoes the prompt, to measure the serving overhead. The name
+    /// must contain `identity`.
+    #[serde(default)]
+    pub identity: bool,
+    /// With an explicit `slices` list: these slices may overlap other
+    /// workers' (and each other), on purpose: time-sharing for isolation
+    /// experiments, or slices of several sizes on a small machine.
+    #[serde(default)]
+    pub shared: bool,
     /// `"auto"` or a list of slices (`cpu:0`, `MIG-<uuid>`, `GPU-<uuid>`).
     pub slices: Option<Slices>,
     /// A MIG profile (`1g.10gb`): take `count` free slices of it.
@@ -92,12 +117,24 @@ pub enum Want {
     Auto { replicas: u32 },
 }
 
+/// What the workers the gateway starts for a model serve.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelSource {
+    /// A `.gguf` file or a BERT folder (`path`).
+    File(PathBuf),
+    /// The identity model (`identity = true`).
+    Identity,
+}
+
 /// A model entry, checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelPlan {
     pub name: String,
-    pub path: Option<PathBuf>,
+    /// What to start; `None` for running workers (`addresses`).
+    pub source: Option<ModelSource>,
     pub want: Want,
+    /// `shared = true`: its slices may overlap other workers'.
+    pub shared: bool,
     pub context: Option<u64>,
     pub concurrency: u64,
     pub threads: Option<usize>,
@@ -191,10 +228,16 @@ impl Fleet {
                 if m.threads == Some(0) {
                     return Err(err("`threads` must be at least 1".into()));
                 }
+                let source = match (&want, &m.path) {
+                    (Want::Remote { .. }, _) => None,
+                    (_, Some(path)) => Some(ModelSource::File(path.clone())),
+                    (_, None) => Some(ModelSource::Identity),
+                };
                 Ok(ModelPlan {
                     name: m.name.clone(),
-                    path: m.path.clone(),
+                    source,
                     want,
+                    shared: m.shared,
                     context: m.context,
                     concurrency: m.concurrency.unwrap_or(1),
                     threads: m.threads,
@@ -210,7 +253,9 @@ impl ModelEntry {
         if !self.addresses.is_empty() {
             let extra = [
                 ("path", self.path.is_some()),
+                ("identity", self.identity),
                 ("slices", self.slices.is_some()),
+                ("shared", self.shared),
                 ("profile", self.profile.is_some()),
                 ("count", self.count.is_some()),
                 ("replicas", self.replicas.is_some()),
@@ -228,9 +273,32 @@ impl ModelEntry {
                 addresses: self.addresses.clone(),
             });
         }
-        if self.path.is_none() {
+        match (&self.path, self.identity) {
+            (None, false) => {
+                return Err(
+                    "set `path` (a model for the gateway to start), `identity = true` (the echo \
+                     model) or `addresses` (running workers)"
+                        .into(),
+                )
+            }
+            (Some(_), true) => return Err(
+                "set either `path` or `identity = true`, not both: the identity model has no file"
+                    .into(),
+            ),
+            _ => {}
+        }
+        // The worker refuses such a name too; said here, before anything starts.
+        if self.identity && !self.name.contains(IDENTITY_NAME_MARK) {
+            return Err(format!(
+                "`name` `{}` must contain `{IDENTITY_NAME_MARK}` with `identity = true`, so \
+                 that the echo model's figures are never taken for a real model's in metrics \
+                 and reports",
+                self.name
+            ));
+        }
+        if self.shared && !matches!(self.slices, Some(Slices::List(_))) {
             return Err(
-                "set `path` (a model for the gateway to start) or `addresses` (running workers)"
+                "`shared` goes with an explicit `slices` list: it lets those slices overlap others'"
                     .into(),
             );
         }
@@ -262,6 +330,13 @@ impl ModelEntry {
                     .iter()
                     .map(|s| s.parse::<SliceId>().map_err(|e| format!("`slices`: {e}")))
                     .collect::<Result<Vec<_>, _>>()?;
+                // Two workers of one model on one slice would report the
+                // same worker id and the same metric series.
+                for (i, slice) in slices.iter().enumerate() {
+                    if slices[..i].contains(slice) {
+                        return Err(format!("`slices` lists `{slice}` twice"));
+                    }
+                }
                 Ok(Want::Slices(slices))
             }
             (None, Some(profile)) => {
@@ -392,6 +467,30 @@ mod tests {
                 "[[model]]\nname = \"a\"\npath = \"x\"\n[[model]]\nname = \"a\"\npath = \"y\"\n",
                 "appears twice",
             ),
+            (
+                "[[model]]\nname = \"identity\"\npath = \"x\"\nidentity = true\n",
+                "set either `path` or `identity = true`, not both",
+            ),
+            (
+                "[[model]]\nname = \"echo\"\nidentity = true\n",
+                "`name` `echo` must contain `identity`",
+            ),
+            (
+                "[[model]]\nname = \"identity\"\nidentity = true\naddresses = [\"http://h:1\"]\n",
+                "`identity` is for workers the gateway starts",
+            ),
+            (
+                "[[model]]\nname = \"a\"\npath = \"x\"\nshared = true\n",
+                "`shared` goes with an explicit `slices` list",
+            ),
+            (
+                "[[model]]\nname = \"a\"\npath = \"x\"\nslices = \"auto\"\nshared = true\n",
+                "`shared` goes with an explicit `slices` list",
+            ),
+            (
+                "[[model]]\nname = \"a\"\npath = \"x\"\nslices = [\"cpu:0\", \"cpu:0\"]\nshared = true\n",
+                "`slices` lists `cpu:0` twice",
+            ),
         ];
         for (text, needle) in cases {
             let e = parse(text).unwrap_err().to_string();
@@ -408,6 +507,29 @@ mod tests {
     }
 
     #[test]
+    fn identity_and_shared_entries() {
+        let p = parse(
+            r#"
+            [[model]]
+            name = "identity"
+            identity = true
+            slices = ["cpu:0"]
+            [[model]]
+            name = "b"
+            path = "m.gguf"
+            slices = ["cpu:0", "cpu:0-1"]
+            shared = true
+            "#,
+        )
+        .unwrap();
+        assert_eq!(p[0].source, Some(ModelSource::Identity));
+        assert!(!p[0].shared);
+        assert_eq!(p[1].source, Some(ModelSource::File("m.gguf".into())));
+        assert!(p[1].shared);
+        assert_eq!(p[1].replicas(), 2);
+    }
+
+    #[test]
     fn every_fleet_example_in_deploy_parses() {
         let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
         let mut checked = 0;
@@ -419,6 +541,6 @@ mod tests {
                 checked += 1;
             }
         }
-        assert!(checked >= 4, "{checked} fleet examples found");
+        assert!(checked >= 7, "{checked} fleet examples found");
     }
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use candle_core::quantized::{gguf_file, GgmlDType};
 use mig_slices::need::{memory_need, MemoryNeed, ModelShape};
 
-use crate::fleet::ModelPlan;
+use crate::fleet::{ModelPlan, ModelSource};
 
 /// The worker serves at most this many positions (see the worker's
 /// `model/llama.rs`); the default reservation follows it.
@@ -111,12 +111,16 @@ fn read_bert(dir: &Path) -> Result<FileShape, String> {
 }
 
 /// The memory one replica of a fleet model needs: weights plus KV cache for
-/// its `context` and `concurrency`.
+/// its `context` and `concurrency`, plus the fixed overhead.
+///
+/// The identity model holds no weights and no KV cache: its need is the
+/// fixed overhead alone.
 pub fn replica_need(plan: &ModelPlan) -> Result<MemoryNeed, String> {
-    let path = plan
-        .path
-        .as_deref()
-        .ok_or_else(|| format!("`{}` has no `path` to read", plan.name))?;
+    let path = match &plan.source {
+        Some(ModelSource::File(path)) => path,
+        Some(ModelSource::Identity) => return Ok(MemoryNeed::weights(0)),
+        None => return Err(format!("`{}` has no `path` to read", plan.name)),
+    };
     let native = plan
         .args
         .windows(2)

@@ -5,6 +5,8 @@
 //! Rules:
 //! - A slice serves one worker. Explicit slices are taken first, then
 //!   `profile`/`count` requests, then `auto`.
+//! - Except on purpose: the slices of a `shared = true` model may overlap
+//!   any other (a note says which workers share what: they do not isolate).
 //! - `auto` uses free MIG slices when the machine has any (the planner gives
 //!   each replica the smallest slice its memory need fits). Otherwise it cuts
 //!   the free CPU cores into equal slices, one per replica (on a 2-core
@@ -13,13 +15,12 @@
 //!   an unpartitioned GPU is the operator's call, not the planner's.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 
 use mig_slices::discovery::DiscoveredSlice;
 use mig_slices::planner::{self, Demand, ExistingSlice};
 use mig_slices::{CoreSet, SliceId};
 
-use crate::fleet::{ModelPlan, Want};
+use crate::fleet::{ModelPlan, ModelSource, Want};
 
 /// The slices a machine offers.
 #[derive(Debug, Clone, Default)]
@@ -40,7 +41,7 @@ impl Inventory {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Launch {
     pub model: String,
-    pub path: PathBuf,
+    pub source: ModelSource,
     pub slice: SliceId,
     /// The slice's profile when NVML named it (GPU slices).
     pub profile: Option<String>,
@@ -61,7 +62,8 @@ pub struct Resolved {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ResolveError {
     #[error(
-        "slice `{slice}` is given to both `{first}` and `{second}`; a slice serves one worker"
+        "slice `{slice}` is given to both `{first}` and `{second}`; a slice serves one worker \
+         (unless `shared = true`)"
     )]
     SliceTwice {
         slice: String,
@@ -97,6 +99,61 @@ pub enum ResolveError {
     NeedsSupervisor { model: String },
 }
 
+/// Each slice taken so far, by which model, and whether it may be shared.
+#[derive(Default)]
+struct Taken(Vec<(SliceId, String, bool)>);
+
+impl Taken {
+    /// Takes `slice` for `model`. A slice that overlaps one already taken (a
+    /// CPU slice sharing a core, the same GPU slice) is an error, unless
+    /// either side is `shared`: then it is allowed, and the returned notes
+    /// say who shares what.
+    fn take(
+        &mut self,
+        slice: &SliceId,
+        model: &str,
+        shared: bool,
+    ) -> Result<Vec<String>, ResolveError> {
+        let mut notes = Vec::new();
+        for (held, holder, held_shared) in &self.0 {
+            let what = match (slice, held) {
+                (SliceId::Cpu(a), SliceId::Cpu(b)) => {
+                    let common: Vec<usize> = a
+                        .cores()
+                        .iter()
+                        .copied()
+                        .filter(|c| b.cores().contains(c))
+                        .collect();
+                    match CoreSet::from_cores(&common) {
+                        Some(cores) if common.len() == 1 => format!("core {cores}"),
+                        Some(cores) => format!("cores {cores}"),
+                        None => continue,
+                    }
+                }
+                _ if held == slice => format!("slice {slice}"),
+                _ => continue,
+            };
+            if !(shared || *held_shared) {
+                return Err(ResolveError::SliceTwice {
+                    slice: if held == slice {
+                        slice.to_string()
+                    } else {
+                        format!("{slice} (overlaps {held})")
+                    },
+                    first: holder.clone(),
+                    second: model.to_string(),
+                });
+            }
+            notes.push(format!(
+                "`{holder}` on {held} and `{model}` on {slice} share {what} (`shared = true`): \
+                 they do not isolate"
+            ));
+        }
+        self.0.push((slice.clone(), model.to_string(), shared));
+        Ok(notes)
+    }
+}
+
 /// Places every model of the fleet. `need` gives a model's memory need in
 /// bytes per replica (read from its file); it is called only for `auto`
 /// models on machines with MIG slices.
@@ -106,28 +163,7 @@ pub fn resolve(
     need: impl Fn(&ModelPlan) -> Result<u64, String>,
 ) -> Result<Resolved, ResolveError> {
     let mut out = Resolved::default();
-    // Each slice taken so far, and the model holding it.
-    let mut taken: Vec<(SliceId, String)> = Vec::new();
-    let mut take = |slice: &SliceId, model: &str| -> Result<(), ResolveError> {
-        let clash = taken.iter().find(|(held, _)| match (slice, held) {
-            // CPU slices may not even share a core.
-            (SliceId::Cpu(a), SliceId::Cpu(b)) => a.cores().iter().any(|c| b.cores().contains(c)),
-            _ => held == slice,
-        });
-        if let Some((held, first)) = clash {
-            return Err(ResolveError::SliceTwice {
-                slice: if held == slice {
-                    slice.to_string()
-                } else {
-                    format!("{slice} (overlaps {held})")
-                },
-                first: first.clone(),
-                second: model.to_string(),
-            });
-        }
-        taken.push((slice.clone(), model.to_string()));
-        Ok(())
-    };
+    let mut taken = Taken::default();
     let found = || {
         let ids: Vec<String> = inventory.gpu.iter().map(|s| s.id.to_string()).collect();
         if ids.is_empty() {
@@ -138,7 +174,10 @@ pub fn resolve(
     };
     let launch = |m: &ModelPlan, slice: SliceId, profile: Option<String>| Launch {
         model: m.name.clone(),
-        path: m.path.clone().expect("checked: spawned models have a path"),
+        source: m
+            .source
+            .clone()
+            .expect("checked: models the gateway starts have a source"),
         slice,
         profile,
         threads: m.threads,
@@ -182,7 +221,7 @@ pub fn resolve(
                             }
                         },
                     };
-                    take(slice, &m.name)?;
+                    out.notes.extend(taken.take(slice, &m.name, m.shared)?);
                     out.launches.push(launch(m, slice.clone(), profile));
                 }
             }
@@ -210,7 +249,7 @@ pub fn resolve(
             });
         }
         for s in free.into_iter().take(*count as usize) {
-            take(&s.id, &m.name)?;
+            out.notes.extend(taken.take(&s.id, &m.name, false)?);
             out.launches
                 .push(launch(m, s.id.clone(), Some(s.profile.clone())));
         }
@@ -292,7 +331,7 @@ pub fn resolve(
                 .slice
                 .parse()
                 .expect("the planner returns the slice ids it was given");
-            take(&slice, &m.name)?;
+            out.notes.extend(taken.take(&slice, &m.name, false)?);
             out.launches.push(launch(m, slice, Some(a.profile.clone())));
         }
         return Ok(out);
@@ -568,5 +607,87 @@ mod tests {
         let text = "[[model]]\nname = \"a\"\npath = \"a\"\nslices = [\"GPU-aaaa\"]\n";
         let r = resolve(&fleet(text), &inventory, no_need).unwrap();
         assert_eq!(r.launches[0].profile.as_deref(), Some("gpu.80gb"));
+    }
+
+    #[test]
+    fn shared_slices_may_overlap_on_purpose_with_a_note() {
+        let text = "[[model]]\nname = \"victim\"\npath = \"m\"\nslices = [\"cpu:0\"]\n\
+                    [[model]]\nname = \"noisy\"\npath = \"m\"\nslices = [\"cpu:1\"]\n\
+                    [[model]]\nname = \"victim-shared\"\npath = \"m\"\nslices = [\"cpu:0\"]\nshared = true\n\
+                    [[model]]\nname = \"noisy-shared\"\npath = \"m\"\nslices = [\"cpu:0\"]\nshared = true\n";
+        let r = resolve(&fleet(text), &cpu(&[0, 1]), no_need).unwrap();
+        assert_eq!(r.launches.len(), 4);
+        assert_eq!(
+            r.notes,
+            [
+                "`victim` on cpu:0 and `victim-shared` on cpu:0 share core 0 (`shared = true`): they do not isolate",
+                "`victim` on cpu:0 and `noisy-shared` on cpu:0 share core 0 (`shared = true`): they do not isolate",
+                "`victim-shared` on cpu:0 and `noisy-shared` on cpu:0 share core 0 (`shared = true`): they do not isolate",
+            ]
+        );
+
+        // Slices of several sizes for one model on a small machine.
+        let text = "[[model]]\nname = \"m\"\npath = \"m\"\nslices = [\"cpu:0\", \"cpu:0-1\"]\nshared = true\n";
+        let r = resolve(&fleet(text), &cpu(&[0, 1]), no_need).unwrap();
+        assert_eq!(
+            slices_of(&r),
+            [("m".into(), "cpu:0".into()), ("m".into(), "cpu:0-1".into())]
+        );
+        assert_eq!(r.notes.len(), 1);
+        assert!(r.notes[0].contains("share core 0 "), "{:?}", r.notes);
+
+        // Without `shared` the same lists are refused, either side first.
+        let text = "[[model]]\nname = \"m\"\npath = \"m\"\nslices = [\"cpu:0\", \"cpu:0-1\"]\n";
+        let e = resolve(&fleet(text), &cpu(&[0, 1]), no_need).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "slice `cpu:0-1 (overlaps cpu:0)` is given to both `m` and `m`; a slice serves one \
+             worker (unless `shared = true`)"
+        );
+        let text = "[[model]]\nname = \"a\"\npath = \"a\"\nslices = [\"cpu:0-1\"]\nshared = true\n\
+                    [[model]]\nname = \"b\"\npath = \"b\"\nslices = [\"cpu:1\"]\n";
+        let r = resolve(&fleet(text), &cpu(&[0, 1]), no_need).unwrap();
+        assert!(r.notes[0].contains("share core 1 "), "{:?}", r.notes);
+    }
+
+    #[test]
+    fn the_deploy_isolation_and_compare_fleets_fit_two_cores() {
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+        let load = |name: &str| Fleet::load(&deploy.join(name)).unwrap();
+        let r = resolve(&load("fleet-isolation.toml"), &cpu(&[0, 1]), no_need).unwrap();
+        assert_eq!(
+            slices_of(&r),
+            [
+                ("victim".into(), "cpu:0".into()),
+                ("noisy".into(), "cpu:1".into()),
+                ("victim-shared".into(), "cpu:0".into()),
+                ("noisy-shared".into(), "cpu:0".into()),
+            ]
+        );
+        assert!(r.launches.iter().all(|l| l.threads == Some(1)));
+        let r = resolve(&load("fleet-compare.toml"), &cpu(&[0, 1]), no_need).unwrap();
+        assert_eq!(
+            slices_of(&r),
+            [
+                ("smollm2-135m".into(), "cpu:0".into()),
+                ("smollm2-135m".into(), "cpu:0-1".into()),
+            ]
+        );
+        let r = resolve(&load("fleet-identity.toml"), &cpu(&[0, 1]), no_need).unwrap();
+        assert_eq!(r.launches[0].source, ModelSource::Identity);
+        assert!(r.notes.is_empty(), "{:?}", r.notes);
+    }
+
+    #[test]
+    fn the_identity_model_needs_only_the_fixed_overhead() {
+        let text = "[[model]]\nname = \"identity\"\nidentity = true\n";
+        let plans = fleet(text);
+        assert_eq!(
+            crate::model_file::replica_need_bytes(&plans[0]),
+            Ok(mig_slices::need::OVERHEAD_BYTES)
+        );
+        let r = resolve(&plans, &a100_mixed(), crate::model_file::replica_need_bytes).unwrap();
+        assert_eq!(r.launches[0].source, ModelSource::Identity);
+        assert_eq!(r.launches[0].profile.as_deref(), Some("1g.10gb"));
     }
 }

@@ -11,7 +11,7 @@ use mig_slices::planner::{self, Demand, Plan, PlanOptions};
 use mig_slices::render;
 
 use crate::config::PlanArgs;
-use crate::fleet::{Fleet, FleetError, ModelPlan, Want};
+use crate::fleet::{Fleet, FleetError, ModelPlan, ModelSource, Want};
 use crate::model_file;
 
 #[derive(Debug, thiserror::Error)]
@@ -129,8 +129,9 @@ fn model_arg(arg: &str, context: Option<u64>, concurrency: u64) -> Result<Demand
     }
     let plan = ModelPlan {
         name: name.to_string(),
-        path: Some(PathBuf::from(what)),
+        source: Some(ModelSource::File(PathBuf::from(what))),
         want: Want::Auto { replicas },
+        shared: false,
         context,
         concurrency,
         threads: None,

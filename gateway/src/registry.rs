@@ -142,6 +142,11 @@ impl WorkerHandle {
         self.read().info.clone()
     }
 
+    /// The profile of the worker's slice, once it has reported one.
+    pub fn profile(&self) -> Option<String> {
+        self.read().info.as_ref().map(|i| i.profile.clone())
+    }
+
     pub fn is_healthy(&self) -> bool {
         self.read().healthy
     }

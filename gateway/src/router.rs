@@ -1,5 +1,6 @@
-//! Picks the worker for a request: by model name, among healthy workers, the
-//! one with the fewest requests in flight.
+//! Picks the worker for a request: by model name (and slice profile, when the
+//! request names one), among healthy workers, the one with the fewest
+//! requests in flight.
 
 use std::sync::Arc;
 
@@ -8,18 +9,42 @@ use mig_proto::inference::v1::ModelKind;
 use crate::error::GatewayError;
 use crate::registry::{Registry, WorkerHandle};
 
-/// The worker to send a request for `model` to. `wanted` is the kind of call
-/// (generate or embed); `skip` lists addresses already tried for this request.
+/// Longest `profile` a request may name, in bytes; the worker's own limit
+/// (`mig_worker::validate::MAX_PROFILE_BYTES`, a test keeps them equal).
+pub const MAX_PROFILE_BYTES: usize = 64;
+
+/// What a request asks to be routed to.
+#[derive(Debug, Clone, Copy)]
+pub struct Route<'a> {
+    pub model: &'a str,
+    /// The kind of call (generate or embed).
+    pub kind: ModelKind,
+    /// Only workers on slices of this profile; empty means any.
+    pub profile: &'a str,
+}
+
+/// The worker to send a request to. `skip` lists addresses already tried for
+/// this request.
 pub fn select(
     registry: &Registry,
-    model: &str,
-    wanted: ModelKind,
+    route: Route<'_>,
     skip: &[String],
 ) -> Result<Arc<WorkerHandle>, GatewayError> {
+    let Route {
+        model,
+        kind: wanted,
+        profile,
+    } = route;
     if model.trim().is_empty() {
         return Err(GatewayError::Invalid(format!(
             "`model` is empty; models served here: {}",
             registry.model_names().join(", ")
+        )));
+    }
+    if profile.len() > MAX_PROFILE_BYTES {
+        return Err(GatewayError::Invalid(format!(
+            "`profile` is {} bytes, limit {MAX_PROFILE_BYTES}",
+            profile.len()
         )));
     }
     let workers = registry
@@ -41,14 +66,45 @@ pub fn select(
         }
         _ => {}
     }
-    workers
+    let total = workers.len();
+    let candidates: Vec<Arc<WorkerHandle>> = if profile.is_empty() {
+        workers
+    } else {
+        let profiles: Vec<Option<String>> = workers.iter().map(|w| w.profile()).collect();
+        // A worker that never answered has no known profile (and is not
+        // healthy): it may be of this profile, so with one of those about
+        // the answer is UNAVAILABLE below, not NOT_FOUND.
+        if !profiles.iter().any(|p| p.as_deref() == Some(profile))
+            && profiles.iter().all(Option::is_some)
+        {
+            let mut known: Vec<String> = profiles.into_iter().flatten().collect();
+            known.sort();
+            known.dedup();
+            return Err(GatewayError::UnknownProfile {
+                model: model.to_string(),
+                profile: profile.to_string(),
+                profiles: known,
+            });
+        }
+        workers
+            .into_iter()
+            .zip(profiles)
+            .filter(|(_, p)| p.as_deref() == Some(profile))
+            .map(|(w, _)| w)
+            .collect()
+    };
+    candidates
         .iter()
         .filter(|w| w.is_healthy() && !skip.contains(&w.address()))
         .min_by_key(|w| w.in_flight())
         .cloned()
         .ok_or(GatewayError::NoHealthyWorker {
             model: model.to_string(),
-            workers: workers.len(),
+            workers: if candidates.is_empty() {
+                total
+            } else {
+                candidates.len()
+            },
         })
 }
 
@@ -59,6 +115,16 @@ mod tests {
     use mig_proto::worker::v1::WorkerInfo;
 
     fn worker(registry: &Registry, model: &str, port: u16, kind: ModelKind) -> Arc<WorkerHandle> {
+        worker_on(registry, model, port, kind, "cpu-1c")
+    }
+
+    fn worker_on(
+        registry: &Registry,
+        model: &str,
+        port: u16,
+        kind: ModelKind,
+        profile: &str,
+    ) -> Arc<WorkerHandle> {
         let w = Arc::new(
             WorkerHandle::new(
                 model.into(),
@@ -70,10 +136,19 @@ mod tests {
         w.record_probe(Some(WorkerInfo {
             model: model.into(),
             kind: kind as i32,
+            profile: profile.into(),
             ..Default::default()
         }));
         registry.add(w.clone());
         w
+    }
+
+    fn route(model: &str, kind: ModelKind) -> Route<'_> {
+        Route {
+            model,
+            kind,
+            profile: "",
+        }
     }
 
     #[tokio::test]
@@ -83,7 +158,7 @@ mod tests {
         let b = worker(&registry, "m", 2, ModelKind::Generate);
         let _busy = a.begin();
         assert_eq!(
-            select(&registry, "m", ModelKind::Generate, &[])
+            select(&registry, route("m", ModelKind::Generate), &[])
                 .unwrap()
                 .address(),
             b.address()
@@ -91,20 +166,20 @@ mod tests {
         let _busier = b.begin();
         let _busiest = b.begin();
         assert_eq!(
-            select(&registry, "m", ModelKind::Generate, &[])
+            select(&registry, route("m", ModelKind::Generate), &[])
                 .unwrap()
                 .address(),
             a.address()
         );
         assert_eq!(
-            select(&registry, "m", ModelKind::Generate, &[a.address()])
+            select(&registry, route("m", ModelKind::Generate), &[a.address()])
                 .unwrap()
                 .address(),
             b.address()
         );
         b.mark_unhealthy();
         assert!(matches!(
-            select(&registry, "m", ModelKind::Generate, &[a.address()]),
+            select(&registry, route("m", ModelKind::Generate), &[a.address()]),
             Err(GatewayError::NoHealthyWorker { workers: 2, .. })
         ));
     }
@@ -114,19 +189,67 @@ mod tests {
         let registry = Registry::default();
         worker(&registry, "embedder", 1, ModelKind::Embed);
         worker(&registry, "writer", 2, ModelKind::Generate);
-        match select(&registry, "other", ModelKind::Generate, &[]) {
+        match select(&registry, route("other", ModelKind::Generate), &[]) {
             Err(GatewayError::UnknownModel { known, .. }) => {
                 assert_eq!(known, ["embedder", "writer"])
             }
             other => panic!("{other:?}"),
         }
-        let e = select(&registry, "embedder", ModelKind::Generate, &[]).unwrap_err();
+        let e = select(&registry, route("embedder", ModelKind::Generate), &[]).unwrap_err();
         assert!(e
             .to_string()
             .contains("`model` `embedder` is an embedding model"));
-        let e = select(&registry, "writer", ModelKind::Embed, &[]).unwrap_err();
+        let e = select(&registry, route("writer", ModelKind::Embed), &[]).unwrap_err();
         assert!(e.to_string().contains("is a text-generation model"));
-        let e = select(&registry, " ", ModelKind::Embed, &[]).unwrap_err();
+        let e = select(&registry, route(" ", ModelKind::Embed), &[]).unwrap_err();
         assert!(e.to_string().contains("`model` is empty"));
+    }
+
+    #[tokio::test]
+    async fn a_profile_narrows_the_choice_to_its_workers() {
+        let registry = Registry::default();
+        let small = worker_on(&registry, "m", 1, ModelKind::Generate, "cpu-1c");
+        let big = worker_on(&registry, "m", 2, ModelKind::Generate, "cpu-2c");
+        let _busy = big.begin();
+        fn on(profile: &str) -> Route<'_> {
+            Route {
+                model: "m",
+                kind: ModelKind::Generate,
+                profile,
+            }
+        }
+        // Busier, but the only one of its profile.
+        assert_eq!(
+            select(&registry, on("cpu-2c"), &[]).unwrap().address(),
+            big.address()
+        );
+        assert_eq!(
+            select(&registry, on(""), &[]).unwrap().address(),
+            small.address()
+        );
+        let e = select(&registry, on("cpu-4c"), &[]).unwrap_err();
+        assert!(matches!(e, GatewayError::UnknownProfile { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "`profile` `cpu-4c`: model `m` has workers on cpu-1c, cpu-2c"
+        );
+        // Known but down: UNAVAILABLE, counting the workers of that profile.
+        big.mark_unhealthy();
+        assert!(matches!(
+            select(&registry, on("cpu-2c"), &[]),
+            Err(GatewayError::NoHealthyWorker { workers: 1, .. })
+        ));
+        // A worker that never answered might be of any profile.
+        registry.add(Arc::new(
+            WorkerHandle::new("m".into(), "http://127.0.0.1:3".into(), WorkerOrigin::Fleet)
+                .unwrap(),
+        ));
+        assert!(matches!(
+            select(&registry, on("cpu-4c"), &[]),
+            Err(GatewayError::NoHealthyWorker { workers: 3, .. })
+        ));
+        let e = select(&registry, on(&"p".repeat(65)), &[]).unwrap_err();
+        assert_eq!(e.to_string(), "`profile` is 65 bytes, limit 64");
+        assert_eq!(MAX_PROFILE_BYTES, mig_worker::validate::MAX_PROFILE_BYTES);
     }
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug)]
 pub struct ScrapeTargets {
     path: PathBuf,
-    /// Slice to `host:port` of its worker's `/metrics`.
+    /// Worker (`model@slice`) to `host:port` of its `/metrics`.
     targets: Mutex<BTreeMap<String, String>>,
 }
 
@@ -25,10 +25,11 @@ impl ScrapeTargets {
         Ok(targets)
     }
 
-    /// Records the worker of `slice` at `addr` and rewrites the file.
-    pub fn set(&self, slice: &str, addr: &str) {
+    /// Records `worker`'s `/metrics` at `addr` (a restart replaces it) and
+    /// rewrites the file.
+    pub fn set(&self, worker: &str, addr: &str) {
         let mut targets = self.targets.lock().unwrap_or_else(|e| e.into_inner());
-        targets.insert(slice.to_string(), addr.to_string());
+        targets.insert(worker.to_string(), addr.to_string());
         if let Err(e) = self.write(&targets) {
             tracing::warn!(path = %self.path.display(), error = %e, "cannot write the worker scrape targets");
         }
@@ -51,16 +52,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn file_lists_one_target_per_slice_and_follows_restarts() {
+    fn file_lists_one_target_per_worker_and_follows_restarts() {
         let path = std::env::temp_dir().join(format!("mig-sd-{}.json", std::process::id()));
         let targets = ScrapeTargets::create(&path).unwrap();
         let read = || -> serde_json::Value {
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
         };
         assert_eq!(read(), serde_json::json!([{ "targets": [] }]));
-        targets.set("cpu:0", "127.0.0.1:1000");
-        targets.set("cpu:1", "127.0.0.1:1001");
-        targets.set("cpu:0", "127.0.0.1:2000");
+        targets.set("a@cpu:0", "127.0.0.1:1000");
+        targets.set("b@cpu:1", "127.0.0.1:1001");
+        targets.set("a@cpu:0", "127.0.0.1:2000");
         assert_eq!(
             read(),
             serde_json::json!([{ "targets": ["127.0.0.1:2000", "127.0.0.1:1001"] }])

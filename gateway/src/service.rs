@@ -22,7 +22,7 @@ use tonic::{Request, Response, Status};
 use crate::error::GatewayError;
 use crate::metrics::{GatewayMetrics, Tracked};
 use crate::registry::{InFlight, Registry, WorkerHandle};
-use crate::router;
+use crate::router::{self, Route};
 
 pub struct InferenceService {
     registry: Arc<Registry>,
@@ -51,8 +51,12 @@ impl InferenceService {
     > {
         let mut tried = Vec::new();
         loop {
-            let worker =
-                router::select(&self.registry, &request.model, ModelKind::Generate, &tried)?;
+            let route = Route {
+                model: &request.model,
+                kind: ModelKind::Generate,
+                profile: &request.profile,
+            };
+            let worker = router::select(&self.registry, route, &tried)?;
             let guard = worker.begin();
             let mut client = worker.client();
             let call = with_deadline(request.clone(), deadline)?;
@@ -92,7 +96,12 @@ impl InferenceService {
     ) -> Result<Response<EmbedResponse>, GatewayError> {
         let mut tried = Vec::new();
         loop {
-            let worker = router::select(&self.registry, &request.model, ModelKind::Embed, &tried)?;
+            let route = Route {
+                model: &request.model,
+                kind: ModelKind::Embed,
+                profile: "",
+            };
+            let worker = router::select(&self.registry, route, &tried)?;
             let _in_flight = worker.begin();
             let mut client = worker.client();
             let call = with_deadline(request.clone(), deadline)?;
@@ -328,6 +337,7 @@ impl Inference for InferenceService {
                                 memory_bytes: info.memory_bytes,
                                 origin: w.origin as i32,
                                 restarts: w.restarts(),
+                                engine: info.engine,
                             }
                         })
                         .collect(),

@@ -24,6 +24,7 @@ use tokio::process::{Child, ChildStdout, Command};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::fleet::ModelSource;
 use crate::placement::Launch;
 use crate::registry::WorkerHandle;
 use crate::scrape_targets::ScrapeTargets;
@@ -182,12 +183,12 @@ impl Launcher {
             .or_else(|| launch.slice.cores().map(|c| c.len()))
             .unwrap_or(1);
         let mut cmd = Command::new(&self.bin);
-        cmd.arg("serve")
-            .arg("--model-name")
-            .arg(&launch.model)
-            .arg("--model-path")
-            .arg(&launch.path)
-            .arg("--slice")
+        cmd.arg("serve").arg("--model-name").arg(&launch.model);
+        match &launch.source {
+            ModelSource::File(path) => cmd.arg("--model-path").arg(path),
+            ModelSource::Identity => cmd.arg("--identity"),
+        };
+        cmd.arg("--slice")
             .arg(launch.slice.to_string())
             .arg("--threads")
             .arg(threads.to_string())
@@ -307,7 +308,8 @@ impl Launcher {
         };
         tracing::info!(model = %launch.model, %slice, pid, %address, metrics = ?metrics, "worker ready");
         if let (Some(targets), Some(metrics)) = (&self.scrape_targets, &metrics) {
-            targets.set(&slice, metrics);
+            // By worker, not slice: `shared = true` puts several on one slice.
+            targets.set(&format!("{}@{slice}", launch.model), metrics);
         }
         Ok(Running {
             child,
@@ -406,6 +408,14 @@ mod tests {
     use super::*;
 
     fn command_for(slice: &str, profile: Option<&str>) -> (Vec<String>, Vec<(String, String)>) {
+        command_with(ModelSource::File("m.gguf".into()), slice, profile)
+    }
+
+    fn command_with(
+        source: ModelSource,
+        slice: &str,
+        profile: Option<&str>,
+    ) -> (Vec<String>, Vec<(String, String)>) {
         let launcher = Launcher {
             bin: "mig-worker".into(),
             grace: Duration::from_secs(1),
@@ -414,7 +424,7 @@ mod tests {
         };
         let launch = Launch {
             model: "m".into(),
-            path: "m.gguf".into(),
+            source,
             slice: slice.parse().unwrap(),
             profile: profile.map(str::to_string),
             threads: None,
@@ -457,6 +467,18 @@ mod tests {
         assert_eq!(value_of(&args, "--profile"), Some("1g.10gb"));
         assert_eq!(value_of(&args, "--threads"), Some("1"));
         assert_eq!(value_of(&args, "--weights"), Some("native"));
+    }
+
+    #[test]
+    fn the_identity_model_is_started_without_a_file() {
+        let (args, _) = command_for("cpu:0", None);
+        assert_eq!(value_of(&args, "--model-path"), Some("m.gguf"));
+        assert!(!args.contains(&"--identity".to_string()));
+        let (args, _) = command_with(ModelSource::Identity, "cpu:0", None);
+        assert!(args.contains(&"--identity".to_string()), "{args:?}");
+        assert_eq!(value_of(&args, "--model-path"), None);
+        assert_eq!(value_of(&args, "--model-name"), Some("m"));
+        assert_eq!(value_of(&args, "--slice"), Some("cpu:0"));
     }
 
     #[test]

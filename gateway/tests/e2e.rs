@@ -70,6 +70,23 @@ async fn greedy_generate_and_stream_agree_through_gateway_and_worker() {
 }
 
 #[tokio::test]
+async fn ignore_eos_and_profile_reach_the_worker() {
+    let f = fixture();
+    let mut gw = gateway_client(&f.gateway).await;
+    // Greedy, this chat ends with end-of-sequence after a few tokens
+    // (worker/tests/generate.rs); with `ignore_eos` it runs to `max_tokens`.
+    let mut req = common::chat("smollm2-135m", "Say hi.", 64);
+    req.profile = "cpu-1c".into();
+    let r = gw.generate(req.clone()).await.unwrap().into_inner();
+    assert_eq!(r.finish_reason, FinishReason::Eos as i32, "{:?}", r.text);
+    req.ignore_eos = true;
+    let r = gw.generate(req).await.unwrap().into_inner();
+    assert_eq!(r.finish_reason, FinishReason::Length as i32, "{:?}", r.text);
+    assert_eq!(r.usage.unwrap().completion_tokens, 64);
+    assert_eq!(r.served_by.unwrap().profile, "cpu-1c");
+}
+
+#[tokio::test]
 async fn stop_string_ends_generation_and_is_not_returned() {
     let f = fixture();
     let mut gw = gateway_client(&f.gateway).await;
@@ -205,6 +222,8 @@ async fn list_models_shows_kinds_and_worker_health() {
     assert_eq!(smol.workers[0].health, WorkerHealth::Serving as i32);
     assert_eq!(smol.workers[0].slice, "cpu:0");
     assert_eq!(smol.workers[0].profile, "cpu-1c");
+    assert_eq!(smol.workers[0].engine, "llama gguf q8_0");
+    assert_eq!(models[1].workers[0].engine, "bert safetensors f32");
     assert_eq!(models[1].kind, ModelKind::Embed as i32);
     assert_eq!(models[1].context_length, 512);
     assert_eq!(models[0].workers[0].health, WorkerHealth::NotServing as i32);
@@ -346,6 +365,24 @@ async fn errors_have_their_code_and_name_the_field() {
             },
             Code::InvalidArgument,
             "`model` `minilm-l6` is an embedding model",
+        ),
+        (
+            "no worker of that profile",
+            GenerateRequest {
+                profile: "cpu-4c".into(),
+                ..base.clone()
+            },
+            Code::NotFound,
+            "`profile` `cpu-4c`: model `smollm2-135m` has workers on cpu-1c",
+        ),
+        (
+            "profile too long",
+            GenerateRequest {
+                profile: "x".repeat(65),
+                ..base.clone()
+            },
+            Code::InvalidArgument,
+            "`profile` is 65 bytes, limit 64",
         ),
         (
             "no healthy worker",

@@ -100,3 +100,26 @@ async fn cancel_deadline_and_shutdown_with_real_processes() {
         "worker left running: {workers:?}"
     );
 }
+
+#[tokio::test]
+async fn an_identity_entry_starts_the_echo_model() {
+    let fleet = "[[model]]\nname = \"identity\"\nidentity = true\nslices = [\"cpu:0\"]\n";
+    let (mut gateway, addr) = start_up("identity", fleet, "identity (1/1 workers)");
+    let workers = common::list_workers(&addr, "identity").await;
+    assert_eq!(workers[0].engine, "identity (echo, no model)");
+    assert_eq!(workers[0].health, WorkerHealth::Serving as i32);
+    let mut client = common::gateway_client(&addr).await;
+    let answer = client
+        .generate(GenerateRequest {
+            model: "identity".into(),
+            prompt: "abc".into(),
+            max_tokens: Some(7),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.text, "abcabca");
+    assert_eq!(answer.usage.unwrap().completion_tokens, 7);
+    terminate(&mut gateway);
+}

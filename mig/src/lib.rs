@@ -25,4 +25,4 @@ pub mod planner;
 pub mod render;
 pub mod slice;
 
-pub use slice::{CoreSet, SliceId, SliceParseError};
+pub use slice::{compute_units, CoreSet, SliceId, SliceParseError};

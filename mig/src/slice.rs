@@ -150,6 +150,23 @@ impl fmt::Display for SliceId {
     }
 }
 
+/// A slice's size in compute units, from its profile: the GPU-instance
+/// slices of a MIG profile (`3g.40gb`: 3; `1c.3g.40gb`: 1) or the cores of a
+/// CPU slice (`cpu-2c`: 2). Dashboards divide tokens/s by it.
+pub fn compute_units(profile: &str) -> Option<f64> {
+    if let Some(cores) = profile
+        .strip_prefix("cpu-")
+        .and_then(|c| c.strip_suffix('c'))
+    {
+        return cores.parse().ok();
+    }
+    let first = profile.split('.').next()?;
+    let number = first
+        .strip_suffix('c')
+        .or_else(|| first.strip_suffix('g'))?;
+    number.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,5 +214,16 @@ mod tests {
             "0".parse::<SliceId>(),
             Err(SliceParseError::Unknown(_))
         ));
+    }
+
+    #[test]
+    fn compute_units_of_mig_and_cpu_profiles() {
+        assert_eq!(compute_units("1g.10gb"), Some(1.0));
+        assert_eq!(compute_units("3g.40gb"), Some(3.0));
+        assert_eq!(compute_units("1g.10gb+me"), Some(1.0));
+        assert_eq!(compute_units("1c.3g.40gb"), Some(1.0));
+        assert_eq!(compute_units("cpu-2c"), Some(2.0));
+        assert_eq!(compute_units("gpu.80gb"), None);
+        assert_eq!(compute_units(""), None);
     }
 }

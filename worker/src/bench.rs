@@ -8,7 +8,7 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::config::{DeviceKind, WeightFormat};
-use crate::model::{self, Backend, Codec};
+use crate::model::{self, Backend, Codec, ModelSource};
 use crate::sampling::{Sampler, SamplingParams};
 
 #[derive(Debug, Clone, Args)]
@@ -61,9 +61,13 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<BenchReport> {
     );
     let device = model::device(args.device)?;
     let started = Instant::now();
-    let (backend, codec) = model::load(&args.model_path, &device, args.weights)?;
+    let loaded = model::load(
+        &ModelSource::File(args.model_path.clone()),
+        &device,
+        args.weights,
+    )?;
     let load_seconds = started.elapsed().as_secs_f64();
-    let (Backend::Generate(mut model), Codec::Text(text)) = (backend, codec) else {
+    let (Backend::Generate(mut model), Codec::Text(text)) = (loaded.backend, loaded.codec) else {
         anyhow::bail!("`--model-path` is not a generation model");
     };
     anyhow::ensure!(

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use clap::{Parser, ValueEnum};
 use mig_slices::SliceId;
 
+use crate::model::{identity, ModelSource};
+
 /// How GGUF weights stored as Q4_0/Q4_1 are held in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum WeightFormat {
@@ -39,8 +41,14 @@ pub struct ServeArgs {
 
     /// A `.gguf` file (text generation) or a folder with `config.json`,
     /// `model.safetensors` and `tokenizer.json` (BERT embeddings).
-    #[arg(long, env = "MIG_WORKER_MODEL_PATH")]
-    pub model_path: PathBuf,
+    #[arg(long, env = "MIG_WORKER_MODEL_PATH", conflicts_with = "identity")]
+    pub model_path: Option<PathBuf>,
+
+    /// Serve the identity model instead of a file: it echoes the prompt
+    /// byte by byte and computes nothing, to measure the serving overhead.
+    /// `--model-name` must contain `identity`.
+    #[arg(long, env = "MIG_WORKER_IDENTITY")]
+    pub identity: bool,
 
     /// The slice this worker is pinned to: `cpu:0`, `cpu:0-1`, `MIG-<uuid>`, `GPU-<uuid>`.
     #[arg(long, env = "MIG_WORKER_SLICE", default_value = "cpu:0")]
@@ -117,6 +125,26 @@ impl ServeArgs {
         if self.model_name.trim().is_empty() {
             return Err("`--model-name` must not be empty".into());
         }
+        match (&self.model_path, self.identity) {
+            (None, false) => {
+                return Err(
+                    "give `--model-path` (a model file or folder) or `--identity` (the echo model)"
+                        .into(),
+                )
+            }
+            (Some(_), true) => {
+                return Err("`--model-path` and `--identity` are mutually exclusive".into())
+            }
+            _ => {}
+        }
+        if self.identity && !self.model_name.contains(identity::NAME_MARK) {
+            return Err(format!(
+                "`--model-name` `{}` must contain `{}` with `--identity`, so that the echo \
+                 model's figures are never taken for a real model's in metrics and reports",
+                self.model_name,
+                identity::NAME_MARK
+            ));
+        }
         if self.threads == Some(0) {
             return Err("`--threads` must be at least 1".into());
         }
@@ -147,6 +175,15 @@ impl ServeArgs {
         Ok(())
     }
 
+    /// What to load: the file of `--model-path`, or the identity model (read
+    /// after [`ServeArgs::validate`], which makes sure it is one of them).
+    pub fn model_source(&self) -> ModelSource {
+        match &self.model_path {
+            Some(path) if !self.identity => ModelSource::File(path.clone()),
+            _ => ModelSource::Identity,
+        }
+    }
+
     /// The profile this worker reports.
     pub fn profile(&self) -> String {
         self.profile
@@ -168,5 +205,58 @@ impl ServeArgs {
         self.threads
             .or_else(|| self.slice.cores().map(|c| c.len()))
             .unwrap_or(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<ServeArgs, clap::Error> {
+        ServeArgs::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn exactly_one_of_model_path_and_identity() {
+        let file = parse(&["--model-name", "m", "--model-path", "m.gguf"]).unwrap();
+        assert!(file.validate().is_ok());
+        assert_eq!(file.model_source(), ModelSource::File("m.gguf".into()));
+
+        let echo = parse(&["--model-name", "identity", "--identity"]).unwrap();
+        assert!(echo.validate().is_ok());
+        assert_eq!(echo.model_source(), ModelSource::Identity);
+
+        let e = parse(&["--model-name", "m"])
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(
+            e.contains("`--model-path`") && e.contains("`--identity`"),
+            "{e}"
+        );
+        let e = parse(&[
+            "--model-name",
+            "identity",
+            "--identity",
+            "--model-path",
+            "m.gguf",
+        ])
+        .unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn an_identity_worker_says_so_in_its_model_name() {
+        let e = parse(&["--model-name", "smollm2-135m", "--identity"])
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(
+            e.contains("`--model-name` `smollm2-135m` must contain `identity`")
+                && e.contains("metrics"),
+            "{e}"
+        );
+        let ok = parse(&["--model-name", "identity-cpu", "--identity"]).unwrap();
+        assert!(ok.validate().is_ok());
     }
 }

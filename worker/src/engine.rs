@@ -6,7 +6,6 @@
 //! deadline has passed and whether the worker is shutting down, so a
 //! cancelled request stops at the next token.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -17,14 +16,14 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::{DeviceKind, WeightFormat};
 use crate::error::{InferenceError, StartupError};
 use crate::metrics::WorkerMetrics;
-use crate::model::{self, Backend, Codec, Embedder, Generator, TextCodec};
+use crate::model::{self, Backend, Codec, Embedder, Generator, ModelSource, TextCodec};
 use crate::sampling::{Sampler, SamplingParams};
 use crate::stop::StopMatcher;
 
 /// What to load, and where.
 #[derive(Debug, Clone)]
 pub struct ModelSpec {
-    pub path: PathBuf,
+    pub source: ModelSource,
     pub device: DeviceKind,
     pub weights: WeightFormat,
 }
@@ -61,6 +60,9 @@ pub struct GenerateJob {
     pub max_tokens: u32,
     pub sampling: SamplingParams,
     pub stop: Vec<String>,
+    /// The model's end-of-sequence ids do not end the generation: it runs to
+    /// `max_tokens` (benchmarks compare runs of equal length).
+    pub ignore_eos: bool,
     pub deadline: Option<Instant>,
     /// When the request reached the worker: queue wait, time to first token
     /// and duration are measured from here.
@@ -112,6 +114,9 @@ pub struct Engine {
     /// next token instead of running to `max_tokens`.
     stopping: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    /// What computes the answers (`llama gguf q8_0`), as the model loader
+    /// named it; reported in `Info`.
+    description: String,
 }
 
 impl Engine {
@@ -134,12 +139,19 @@ impl Engine {
                 let metrics = metrics.clone();
                 move || {
                     let loaded = model::device(spec.device)
-                        .and_then(|device| model::load(&spec.path, &device, spec.weights));
+                        .and_then(|device| model::load(&spec.source, &device, spec.weights));
                     match loaded {
-                        Ok((backend, codec)) => {
+                        Ok(loaded) => {
                             // The receiver waits in `start`; it cannot be gone.
-                            let _ = ready_tx.send(Ok(codec.clone()));
-                            run_loop(backend, codec, queue_rx, &stats, &metrics, &stopping);
+                            let _ = ready_tx.send(Ok((loaded.codec.clone(), loaded.engine)));
+                            run_loop(
+                                loaded.backend,
+                                loaded.codec,
+                                queue_rx,
+                                &stats,
+                                &metrics,
+                                &stopping,
+                            );
                         }
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
@@ -148,7 +160,7 @@ impl Engine {
                 }
             })
             .map_err(|e| StartupError::Engine(e.to_string()))?;
-        let codec = ready_rx
+        let (codec, description) = ready_rx
             .recv()
             .map_err(|_| StartupError::Engine("engine thread exited while loading".into()))??;
         Ok((
@@ -159,6 +171,7 @@ impl Engine {
                 metrics,
                 stopping,
                 thread: Some(thread),
+                description,
             },
             codec,
         ))
@@ -188,6 +201,12 @@ impl Engine {
 
     pub fn stats(&self) -> &Arc<EngineStats> {
         &self.stats
+    }
+
+    /// What computes the answers: `llama gguf q8_0`, `bert safetensors f32`,
+    /// `identity (echo, no model)`.
+    pub fn description(&self) -> &str {
+        &self.description
     }
 
     /// Ends the running generation at its next token and refuses new jobs.
@@ -278,6 +297,7 @@ fn generate(
         max_tokens,
         sampling,
         stop,
+        ignore_eos,
         deadline,
         arrived,
         events,
@@ -335,7 +355,9 @@ fn generate(
             Some(previous) => metrics.inter_token_latency.record(now - previous),
         }
         first_token_at.get_or_insert(now);
-        if codec.stop_ids.contains(&next) {
+        // With `ignore_eos` the end-of-sequence token is generated like any
+        // other; the decoder skips special tokens, so it adds no text.
+        if !ignore_eos && codec.stop_ids.contains(&next) {
             break Finish::Eos;
         }
         generated += 1;

@@ -49,6 +49,9 @@ pub enum InferenceError {
     /// backticks and its limit.
     #[error("{0}")]
     Invalid(String),
+    /// The request asks for a slice profile this worker does not run on.
+    #[error("`profile` is `{asked}`, but this worker runs on a `{serves}` slice")]
+    OtherProfile { asked: String, serves: String },
     /// The engine queue is full.
     #[error("worker queue is full ({limit} requests waiting); retry later")]
     QueueFull { limit: usize },
@@ -71,6 +74,7 @@ impl InferenceError {
     pub fn error_type(&self) -> &'static str {
         match self {
             InferenceError::Invalid(_) => "validation",
+            InferenceError::OtherProfile { .. } => "other_profile",
             InferenceError::QueueFull { .. } => "overloaded",
             InferenceError::DeadlineExceeded { .. } => "deadline",
             InferenceError::ShuttingDown => "shutting_down",
@@ -84,6 +88,8 @@ impl From<InferenceError> for tonic::Status {
         let msg = e.to_string();
         match e {
             InferenceError::Invalid(_) => tonic::Status::invalid_argument(msg),
+            // As the gateway answers when no worker of the model has it.
+            InferenceError::OtherProfile { .. } => tonic::Status::not_found(msg),
             InferenceError::QueueFull { .. } => tonic::Status::resource_exhausted(msg),
             InferenceError::DeadlineExceeded { .. } => tonic::Status::deadline_exceeded(msg),
             InferenceError::ShuttingDown => tonic::Status::unavailable(msg),

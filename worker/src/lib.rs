@@ -4,10 +4,12 @@
 //! # Layout
 //! - [`bench`]: `mig-worker bench`, prefill and decode speed without a server.
 //! - [`config`]: the `serve` command line (clap) and its cross-field checks.
-//! - [`model`]: model files to running backends: the sync [`model::Generator`]
-//!   and [`model::Embedder`] traits, the GGUF llama ([`model::llama`]), BERT
-//!   embeddings ([`model::bert`]), the GGUF tokenizer ([`model::gguf_tokenizer`])
-//!   and the chat template ([`model::chat_template`]).
+//! - [`model`]: what to load ([`model::ModelSource`]) to running backends: the
+//!   sync [`model::Generator`] and [`model::Embedder`] traits, the GGUF llama
+//!   ([`model::llama`]), BERT embeddings ([`model::bert`]), the identity model
+//!   that echoes the prompt to measure serving overhead ([`model::identity`]),
+//!   the GGUF tokenizer ([`model::gguf_tokenizer`]) and the chat template
+//!   ([`model::chat_template`]).
 //! - [`prompt`]: turns a request into prompt token ids (template, control-token
 //!   safety, limits).
 //! - [`sampling`]: request parameters to a seeded sampler with repetition penalty.

@@ -92,7 +92,7 @@ pub async fn heartbeat_loop(
                     Ok(Err(status)) => status.to_string(),
                     _ => format!("no answer within {CALL_TIMEOUT:?}"),
                 };
-                if failures % LOG_EVERY == 0 {
+                if failures.is_multiple_of(LOG_EVERY) {
                     tracing::warn!(gateway = %registration.gateway, %reason, failures = failures + 1,
                         "heartbeat failed; retrying");
                 }

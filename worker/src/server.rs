@@ -67,7 +67,7 @@ pub enum ServeError {
 pub async fn load(args: &ServeArgs) -> Result<Ready, StartupError> {
     args.validate().map_err(StartupError::Config)?;
     let spec = ModelSpec {
-        path: args.model_path.clone(),
+        source: args.model_source(),
         device: args.device,
         weights: args.weights,
     };
@@ -88,7 +88,8 @@ pub async fn load(args: &ServeArgs) -> Result<Ready, StartupError> {
             .map_err(|e| StartupError::Engine(e.to_string()))??;
     tracing::info!(
         model = %identity.model,
-        path = %args.model_path.display(),
+        source = %args.model_source(),
+        engine = engine.description(),
         kind = ?codec.kind(),
         context_length = codec.context_length(),
         slice = %identity.slice,
@@ -101,6 +102,7 @@ pub async fn load(args: &ServeArgs) -> Result<Ready, StartupError> {
     );
     let limits = Limits {
         model: args.model_name.clone(),
+        profile: identity.profile.clone(),
         context_length: codec.context_length(),
         max_embed_inputs: args.max_embed_inputs,
     };

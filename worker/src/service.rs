@@ -74,6 +74,7 @@ impl WorkerService {
             },
             gpu: self.identity.gpu.clone(),
             memory_bytes: self.identity.memory_bytes,
+            engine: self.engine.description().to_string(),
         }
     }
 }
@@ -167,6 +168,7 @@ impl Worker for WorkerService {
                 max_tokens: valid.max_tokens,
                 sampling: valid.sampling,
                 stop: valid.stop,
+                ignore_eos: valid.ignore_eos,
                 deadline,
                 arrived,
                 events: events_tx,

@@ -16,11 +16,17 @@ pub const MAX_STOP_BYTES: usize = 256;
 pub const MAX_MESSAGES: usize = 256;
 /// Largest accepted repetition penalty.
 pub const MAX_REPETITION_PENALTY: f32 = 10.0;
+/// Longest `profile`, in bytes (MIG profiles are like `7g.80gb`, CPU ones
+/// `cpu-16c`).
+pub const MAX_PROFILE_BYTES: usize = 64;
 
 /// What the worker's model allows.
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub model: String,
+    /// The slice profile this worker runs on: a request that names another
+    /// one is not for it.
+    pub profile: String,
     /// Prompt plus generated tokens.
     pub context_length: usize,
     pub max_embed_inputs: usize,
@@ -40,6 +46,7 @@ pub struct ValidGenerate {
     pub max_tokens: u32,
     pub sampling: SamplingParams,
     pub stop: Vec<String>,
+    pub ignore_eos: bool,
 }
 
 fn invalid(msg: impl Into<String>) -> InferenceError {
@@ -72,10 +79,29 @@ fn finite_in(
     }
 }
 
+/// An empty `profile` means any; a set one must be this worker's, so that a
+/// client calling a worker directly gets the gateway's meaning.
+fn check_profile(requested: &str, limits: &Limits) -> Result<(), InferenceError> {
+    if requested.len() > MAX_PROFILE_BYTES {
+        return Err(invalid(format!(
+            "`profile` is {} bytes, limit {MAX_PROFILE_BYTES}",
+            requested.len()
+        )));
+    }
+    if !requested.is_empty() && requested != limits.profile {
+        return Err(InferenceError::OtherProfile {
+            asked: requested.to_string(),
+            serves: limits.profile.clone(),
+        });
+    }
+    Ok(())
+}
+
 /// Checks a generate request; the prompt length is checked after tokenizing
 /// ([`check_prompt_fits`]).
 pub fn generate(req: &GenerateRequest, limits: &Limits) -> Result<ValidGenerate, InferenceError> {
     check_model(&req.model, limits)?;
+    check_profile(&req.profile, limits)?;
     let prompt = match (req.prompt.is_empty(), req.messages.is_empty()) {
         (false, false) => {
             return Err(invalid(
@@ -171,6 +197,7 @@ pub fn generate(req: &GenerateRequest, limits: &Limits) -> Result<ValidGenerate,
             repetition_penalty,
         },
         stop: req.stop.clone(),
+        ignore_eos: req.ignore_eos,
     })
 }
 
@@ -217,6 +244,7 @@ mod tests {
     fn limits() -> Limits {
         Limits {
             model: "m".into(),
+            profile: "cpu-1c".into(),
             context_length: 100,
             max_embed_inputs: 4,
         }
@@ -307,6 +335,32 @@ mod tests {
         let mut r = req();
         r.model = "other".into();
         assert!(err(r).contains("`model` is `other`"));
+    }
+
+    #[test]
+    fn profile_is_this_workers_or_empty() {
+        let mut r = req();
+        r.ignore_eos = true;
+        assert!(generate(&r, &limits()).unwrap().ignore_eos);
+        r.profile = "cpu-1c".into();
+        assert!(generate(&r, &limits()).is_ok());
+        r.profile = "cpu-2c".into();
+        let e = generate(&r, &limits()).unwrap_err();
+        assert_eq!(
+            e,
+            InferenceError::OtherProfile {
+                asked: "cpu-2c".into(),
+                serves: "cpu-1c".into()
+            }
+        );
+        let status = tonic::Status::from(e);
+        assert_eq!(status.code(), tonic::Code::NotFound);
+        assert_eq!(
+            status.message(),
+            "`profile` is `cpu-2c`, but this worker runs on a `cpu-1c` slice"
+        );
+        r.profile = "x".repeat(65);
+        assert_eq!(err(r), "`profile` is 65 bytes, limit 64");
     }
 
     #[test]

@@ -10,7 +10,7 @@ mod common;
 
 use candle_core::Device;
 use mig_worker::config::WeightFormat;
-use mig_worker::model::{self, Backend};
+use mig_worker::model::{self, Backend, ModelSource};
 use mig_worker::sampling::{Sampler, SamplingParams};
 
 /// Largest difference allowed between our first-step logits and llama.cpp's,
@@ -30,8 +30,14 @@ fn logit_tolerance(weights: WeightFormat) -> f32 {
 }
 
 fn check(weights: WeightFormat) {
-    let (backend, _) = model::load(&common::smollm2(), &Device::Cpu, weights).unwrap();
-    let Backend::Generate(mut model) = backend else {
+    let loaded = model::load(&ModelSource::File(common::smollm2()), &Device::Cpu, weights).unwrap();
+    // `Info` reports what computes: the file's Q4_1, or the Q8_0 copy.
+    let engine = match weights {
+        WeightFormat::Native => "llama gguf q4_1",
+        WeightFormat::Q8_0 => "llama gguf q8_0",
+    };
+    assert_eq!(loaded.engine, engine);
+    let Backend::Generate(mut model) = loaded.backend else {
         panic!("generation model expected")
     };
     let tolerance = logit_tolerance(weights);

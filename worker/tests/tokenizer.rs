@@ -6,13 +6,17 @@ mod common;
 
 use candle_core::Device;
 use mig_worker::config::WeightFormat;
-use mig_worker::model::{self, Codec, TextCodec};
+use mig_worker::model::{self, Codec, ModelSource, TextCodec};
 use std::sync::Arc;
 
 fn codec() -> Arc<TextCodec> {
-    match model::load(&common::smollm2(), &Device::Cpu, WeightFormat::Native)
-        .expect("SmolLM2 loads")
-        .1
+    match model::load(
+        &ModelSource::File(common::smollm2()),
+        &Device::Cpu,
+        WeightFormat::Native,
+    )
+    .expect("SmolLM2 loads")
+    .codec
     {
         Codec::Text(t) => t,
         Codec::Embed(_) => panic!("SmolLM2 is a generation model"),

@@ -102,6 +102,10 @@ impl Embedder for BertEmbedder {
     }
 }
 
+/// What computes a BERT embedder's answers, as `Info` reports it: the
+/// weights are loaded as f32 whatever the file holds.
+pub const ENGINE: &str = "bert safetensors f32";
+
 /// Loads `config.json`, `model.safetensors` and `tokenizer.json` from `dir`.
 pub fn load(dir: &Path, device: &Device) -> Result<(BertEmbedder, EmbedTokenizer), StartupError> {
     let read = |name: &str| {

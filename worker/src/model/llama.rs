@@ -19,6 +19,16 @@ use crate::prompt::TextPrompter;
 pub struct QuantizedLlama {
     model: ModelWeights,
     device: Device,
+    /// The type holding most weights as loaded (`q8_0` after re-quantizing).
+    weights_dtype: String,
+}
+
+impl QuantizedLlama {
+    /// The weights' main type as held in memory: `q4_1`, or `q8_0` with
+    /// `--weights q8-0`.
+    pub fn weights_dtype(&self) -> &str {
+        &self.weights_dtype
+    }
 }
 
 impl Generator for QuantizedLlama {
@@ -75,17 +85,21 @@ pub fn load(
     // candle's quantized llama precomputes RoPE for MAX_SEQ_LEN positions.
     let context_length = trained_context.min(MAX_SEQ_LEN);
 
-    let model = match weights {
-        WeightFormat::Native => ModelWeights::from_gguf(content, &mut file, device),
+    let (model, weights_dtype) = match weights {
+        WeightFormat::Native => {
+            let dtype = main_dtype(&content);
+            (ModelWeights::from_gguf(content, &mut file, device), dtype)
+        }
         WeightFormat::Q8_0 => {
             let requantized = requantize_q4_to_q8(content, &mut file)
                 .map_err(|e| StartupError::model(path, format!("re-quantizing to Q8_0: {e}")))?;
             let mut cursor = Cursor::new(requantized);
             let content = Content::read(&mut cursor).map_err(|e| StartupError::model(path, e))?;
-            ModelWeights::from_gguf(content, &mut cursor, device)
+            let dtype = main_dtype(&content);
+            (ModelWeights::from_gguf(content, &mut cursor, device), dtype)
         }
-    }
-    .map_err(|e| StartupError::model(path, e))?;
+    };
+    let model = model.map_err(|e| StartupError::model(path, e))?;
 
     let codec = TextCodec {
         prompter: TextPrompter::new(vocab.tokenizer, template),
@@ -96,9 +110,29 @@ pub fn load(
         QuantizedLlama {
             model,
             device: device.clone(),
+            weights_dtype,
         },
         codec,
     ))
+}
+
+/// The type that holds the most weight elements (`q4_1`, `q8_0`, `f16`):
+/// a file's norms stay f32 and its embeddings may differ, but this one type
+/// decides the speed of the matrix products.
+fn main_dtype(content: &Content) -> String {
+    let mut elements: Vec<(GgmlDType, usize)> = Vec::new();
+    for info in content.tensor_infos.values() {
+        let n = info.shape.elem_count();
+        match elements.iter_mut().find(|(d, _)| *d == info.ggml_dtype) {
+            Some((_, total)) => *total += n,
+            None => elements.push((info.ggml_dtype, n)),
+        }
+    }
+    elements
+        .into_iter()
+        .max_by_key(|(_, n)| *n)
+        .map(|(dtype, _)| format!("{dtype:?}").to_lowercase())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn meta_str(ct: &Content, key: &str) -> Option<String> {

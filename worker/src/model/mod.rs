@@ -6,9 +6,11 @@
 pub mod bert;
 pub mod chat_template;
 pub mod gguf_tokenizer;
+pub mod identity;
 pub mod llama;
 
-use std::path::Path;
+use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
@@ -58,6 +60,34 @@ pub struct TextCodec {
     pub context_length: usize,
 }
 
+/// What a worker loads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelSource {
+    /// A `.gguf` file (text generation) or a BERT folder (embeddings).
+    File(PathBuf),
+    /// The identity model: echoes the prompt, computes nothing
+    /// ([`identity`]).
+    Identity,
+}
+
+impl fmt::Display for ModelSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModelSource::File(path) => write!(f, "{}", path.display()),
+            ModelSource::Identity => f.write_str("identity"),
+        }
+    }
+}
+
+/// A model ready to run: the engine thread keeps the backend, the request
+/// handlers get the codec.
+pub struct Loaded {
+    pub backend: Backend,
+    pub codec: Codec,
+    /// What computes the answers (`llama gguf q8_0`), reported in `Info`.
+    pub engine: String,
+}
+
 /// The half of a loaded model that stays on the engine thread.
 pub enum Backend {
     Generate(Box<dyn Generator>),
@@ -98,25 +128,39 @@ pub fn device(kind: DeviceKind) -> Result<Device, StartupError> {
     }
 }
 
-/// Loads a `.gguf` file as a text generator, or a folder with
-/// `config.json` + `model.safetensors` + `tokenizer.json` as a BERT embedder.
+/// Loads what `source` names: a `.gguf` file as a text generator, a folder
+/// with `config.json` + `model.safetensors` + `tokenizer.json` as a BERT
+/// embedder, or the identity model.
 pub fn load(
-    path: &Path,
+    source: &ModelSource,
     device: &Device,
     weights: WeightFormat,
-) -> Result<(Backend, Codec), StartupError> {
+) -> Result<Loaded, StartupError> {
+    let path = match source {
+        ModelSource::Identity => {
+            let (model, codec) = identity::load();
+            return Ok(Loaded {
+                backend: Backend::Generate(Box::new(model)),
+                codec: Codec::Text(Arc::new(codec)),
+                engine: identity::ENGINE.to_string(),
+            });
+        }
+        ModelSource::File(path) => path,
+    };
     if path.is_dir() {
         let (model, tokenizer) = bert::load(path, device)?;
-        Ok((
-            Backend::Embed(Box::new(model)),
-            Codec::Embed(Arc::new(tokenizer)),
-        ))
+        Ok(Loaded {
+            backend: Backend::Embed(Box::new(model)),
+            codec: Codec::Embed(Arc::new(tokenizer)),
+            engine: bert::ENGINE.to_string(),
+        })
     } else if path.extension().is_some_and(|e| e == "gguf") {
         let (model, codec) = llama::load(path, device, weights)?;
-        Ok((
-            Backend::Generate(Box::new(model)),
-            Codec::Text(Arc::new(codec)),
-        ))
+        Ok(Loaded {
+            engine: format!("llama gguf {}", model.weights_dtype()),
+            backend: Backend::Generate(Box::new(model)),
+            codec: Codec::Text(Arc::new(codec)),
+        })
     } else {
         Err(StartupError::model(
             path,

@@ -47,3 +47,16 @@ pub fn ids(v: &Value) -> Vec<u32> {
         .map(|x| x.as_u64().expect("id") as u32)
         .collect()
 }
+
+/// A worker served in-process on `127.0.0.1:0` with these `serve` flags;
+/// returns its `http://` address.
+pub async fn start_worker(flags: &[&str]) -> String {
+    use clap::Parser;
+    let args =
+        mig_worker::ServeArgs::parse_from(std::iter::once("serve").chain(flags.iter().copied()));
+    let ready = mig_worker::load(&args).await.expect("worker starts");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(mig_worker::run(ready, listener, std::future::pending()));
+    format!("http://{addr}")
+}

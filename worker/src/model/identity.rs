@@ -1,0 +1,208 @@
+//! The identity model: echoes the prompt and computes nothing, so a load test
+//! against it measures the serving path alone (gRPC, gateway, queue, engine
+//! loop, detokenizer), as Triton's identity models do for perf_analyzer.
+//!
+//! Its tokenizer is byte-level: each UTF-8 byte of the text is one token (ids
+//! 0-255 are the byte values). Generation returns the prompt's tokens in
+//! order and starts over at the end, so the answer to `abc` with
+//! `max_tokens = 7` is `abcabca`. It never produces an end-of-sequence token
+//! and its chat template writes each turn's text on a line of its own, so
+//! the same chat workload runs against it and a real model.
+
+use candle_core::{Device, Tensor};
+use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::models::bpe::{Vocab, BPE};
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::Tokenizer;
+
+use super::chat_template::ChatTemplate;
+use super::{Generator, TextCodec};
+use crate::prompt::TextPrompter;
+
+/// What computes the answers, as `Info` reports it.
+pub const ENGINE: &str = "identity (echo, no model)";
+/// A worker serving the identity model must have this in its model name, so
+/// its figures are never taken for a real model's in metrics and reports.
+pub const NAME_MARK: &str = "identity";
+/// Prompt plus generated tokens (bytes), as a real model's context would be.
+pub const CONTEXT_LENGTH: usize = 4096;
+/// One token per byte value.
+const VOCAB: usize = 256;
+/// Each turn's text and a newline: no roles, no control tokens.
+const CHAT_TEMPLATE: &str = "{% for message in messages %}{{ message['content'] }}\n{% endfor %}";
+
+/// The echo generator: one sequence, like the real models.
+#[derive(Debug, Default)]
+pub struct IdentityModel {
+    prompt: Vec<u32>,
+    /// Index into `prompt` (modulo its length) of the next token to produce.
+    next: usize,
+}
+
+impl IdentityModel {
+    /// Logits that leave the sampler one choice: the next prompt token. The
+    /// others are -inf, so no temperature, top-p, top-k or repetition
+    /// penalty can pick them (a penalty multiplies -inf, a temperature
+    /// divides it, and both stay -inf).
+    fn emit(&mut self) -> candle_core::Result<Tensor> {
+        if self.prompt.is_empty() {
+            candle_core::bail!("identity model: no prompt to echo (prefill first)");
+        }
+        let wanted = self.prompt[self.next % self.prompt.len()] as usize;
+        self.next += 1;
+        let mut logits = vec![f32::NEG_INFINITY; VOCAB];
+        let slot = logits
+            .get_mut(wanted)
+            .ok_or_else(|| candle_core::Error::Msg(format!("token {wanted} is not a byte")))?;
+        *slot = 0.0;
+        Tensor::from_vec(logits, (1, VOCAB), &Device::Cpu)
+    }
+}
+
+impl Generator for IdentityModel {
+    fn prefill(&mut self, prompt: &[u32]) -> candle_core::Result<Tensor> {
+        self.prompt = prompt.to_vec();
+        self.next = 0;
+        self.emit()
+    }
+
+    fn step(&mut self, _token: u32, _pos: usize) -> candle_core::Result<Tensor> {
+        self.emit()
+    }
+}
+
+/// GPT-2's byte-to-character table: the 188 printable bytes stand for
+/// themselves, the others for the characters from U+0100 on.
+fn byte_chars() -> [char; VOCAB] {
+    let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+    let mut chars = ['\0'; VOCAB];
+    let mut shifted = 0u32;
+    for b in 0..=255u8 {
+        chars[b as usize] = if printable(b) {
+            char::from(b)
+        } else {
+            shifted += 1;
+            char::from_u32(255 + shifted).expect("U+0100..U+0143 are characters")
+        };
+    }
+    chars
+}
+
+/// A byte-level BPE with no merges: every byte is its own token, id = byte.
+/// No prefix space is added and none is trimmed, so decoding gives back the
+/// exact bytes.
+pub fn byte_tokenizer() -> Tokenizer {
+    let vocab: Vocab = byte_chars()
+        .iter()
+        .enumerate()
+        .map(|(id, c)| (c.to_string(), id as u32))
+        .collect();
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, Vec::new())
+        .build()
+        .expect("256 single-character tokens and no merges form a valid BPE");
+    let mut tokenizer = Tokenizer::new(bpe);
+    tokenizer.with_pre_tokenizer(Some(ByteLevel::new(false, false, false)));
+    tokenizer.with_decoder(Some(ByteLevelDecoder::default()));
+    tokenizer
+}
+
+/// The generator and its codec: no stop ids, the plain chat template.
+pub fn load() -> (IdentityModel, TextCodec) {
+    let template =
+        ChatTemplate::new(CHAT_TEMPLATE, "", "").expect("the constant template compiles");
+    (
+        IdentityModel::default(),
+        TextCodec {
+            prompter: TextPrompter::new(byte_tokenizer(), Some(template)),
+            stop_ids: Vec::new(),
+            context_length: CONTEXT_LENGTH,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sampling::{Sampler, SamplingParams};
+
+    #[test]
+    fn every_byte_is_one_token_and_decodes_back_exactly() {
+        let tokenizer = byte_tokenizer();
+        for text in [
+            "Hello, world!",
+            " leading and trailing spaces ",
+            "tabs\tand\nnewlines\r\n",
+            "héllo wörld: 1 € 🦀 日本",
+            "\u{0}\u{7f}",
+        ] {
+            let ids = tokenizer
+                .encode_fast(text, false)
+                .unwrap()
+                .get_ids()
+                .to_vec();
+            let bytes: Vec<u32> = text.bytes().map(u32::from).collect();
+            assert_eq!(ids, bytes, "{text:?}");
+            assert_eq!(tokenizer.decode(&ids, true).unwrap(), text);
+        }
+    }
+
+    #[test]
+    fn streamed_decoding_releases_whole_characters_only() {
+        let tokenizer = byte_tokenizer();
+        let text = "a€b";
+        let mut stream = tokenizer.decode_stream(true);
+        let pieces: Vec<Option<String>> = text
+            .bytes()
+            .map(|b| stream.step(u32::from(b)).unwrap())
+            .collect();
+        assert_eq!(
+            pieces,
+            [
+                Some("a".into()),
+                None,
+                None,
+                Some("€".into()),
+                Some("b".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn generation_cycles_through_the_prompt_whatever_the_sampling() {
+        let prompt = [b'a' as u32, b'b' as u32, b'c' as u32];
+        for params in [
+            SamplingParams::greedy(),
+            SamplingParams {
+                temperature: 2.0,
+                top_p: Some(0.5),
+                top_k: Some(3),
+                seed: Some(1),
+                repetition_penalty: 10.0,
+            },
+            SamplingParams {
+                temperature: 1e-30,
+                top_p: None,
+                top_k: None,
+                seed: None,
+                repetition_penalty: 0.1,
+            },
+        ] {
+            let (mut model, _) = load();
+            let mut sampler = Sampler::new(&params);
+            let mut history = prompt.to_vec();
+            let logits = model.prefill(&history).unwrap();
+            assert_eq!(logits.dims(), [1, VOCAB]);
+            let mut out = vec![sampler.sample(&logits, &history).unwrap()];
+            for _ in 0..6 {
+                history.push(*out.last().unwrap());
+                let logits = model.step(*out.last().unwrap(), history.len() - 1).unwrap();
+                out.push(sampler.sample(&logits, &history).unwrap());
+            }
+            let text: String = out.iter().map(|&b| char::from(b as u8)).collect();
+            assert_eq!(text, "abcabca", "{params:?}");
+        }
+        let (mut model, _) = load();
+        assert!(model.step(0, 0).is_err(), "a step before any prompt");
+    }
+}
