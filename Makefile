@@ -7,7 +7,7 @@ LISTEN     ?= 127.0.0.1:50051
 METRICS    ?= 127.0.0.1:9400
 PYTHON     ?= python3
 
-.PHONY: run test tools models build build-debug bench fmt clippy check
+.PHONY: run test tools models build build-debug bench bench-loadtest fmt clippy check
 
 ## Fetch the demo models, build, start the gateway and its workers.
 run: models build
@@ -36,6 +36,12 @@ build-debug:
 ## Prefill and decode speed of the SmolLM2 worker (see docs/benchmarks.md).
 bench: models build
 	scripts/bench-worker.sh
+
+## The load-test scenarios on this machine's slices; reports in target/loadtest/.
+bench-loadtest: models build
+	scripts/bench-loadtest.sh compare
+	scripts/bench-loadtest.sh isolation
+	scripts/bench-loadtest.sh overhead
 
 fmt:
 	cargo fmt --all

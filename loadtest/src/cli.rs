@@ -1,0 +1,319 @@
+//! The `mig-loadtest` command line: three scenarios sharing one set of load
+//! and workload flags, checked together in [`LoadArgs::validate`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::LoadtestError;
+use crate::run::{Load, Until};
+use crate::target::TargetKind;
+use crate::workload::Dist;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mig-loadtest",
+    version,
+    about = "Load tests for mig-gateway: compare slice sizes, measure isolation, sweep load"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The same workload against each slice size (profile) of a model in
+    /// turn: tokens/s per profile, per compute unit, and the ratio to the
+    /// smallest slice.
+    Compare(CompareArgs),
+    /// A victim model measured alone, then while an aggressor floods a
+    /// neighbour slice: the victim's loss of throughput and p99 latency.
+    Isolation(IsolationArgs),
+    /// A concurrency or rate sweep on one model: throughput-latency curves,
+    /// for one target or several (a gateway and a worker: its overhead).
+    Sweep(SweepArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Only these profiles (`cpu-1c,cpu-2c`, `1g.10gb,3g.40gb`); default:
+    /// every profile the model has a healthy worker on.
+    #[arg(long, value_delimiter = ',')]
+    pub profiles: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct IsolationArgs {
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// The model that floods a neighbour slice; repeat it, once per
+    /// `--model`, to measure several placements (victim i with aggressor i).
+    #[arg(long, required = true)]
+    pub aggressor: Vec<String>,
+    /// Concurrent clients of the aggressor's flood.
+    #[arg(long, default_value_t = 4)]
+    pub aggressor_concurrency: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Also run each point straight against the model's first healthy
+    /// worker, as the gateway (the first `--target`) lists it: the gateway's
+    /// own overhead, measured in the same run.
+    #[arg(long)]
+    pub direct: bool,
+}
+
+/// The flags every scenario shares.
+#[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
+    /// gRPC address of a gateway, or of one worker straight. `sweep` takes
+    /// several (comma-separated or repeated) and runs each point on each.
+    #[arg(
+        long,
+        env = "MIG_LOADTEST_TARGET",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:50051"
+    )]
+    pub target: Vec<String>,
+
+    /// What the targets are; `auto` asks them.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub target_kind: TargetKind,
+
+    /// The model to load (`isolation`: the victim; repeat it to pair with
+    /// each `--aggressor`).
+    #[arg(long, required = true)]
+    pub model: Vec<String>,
+
+    /// Closed loop: concurrent clients, each point in turn (`1,2,4,8,16`).
+    /// The default when neither this nor `--rate` is given: `1`.
+    #[arg(long, value_delimiter = ',', conflicts_with = "rate")]
+    pub concurrency: Vec<u32>,
+
+    /// Open loop: Poisson arrivals in requests/s, each point in turn (`0.5,1,2`).
+    #[arg(long, value_delimiter = ',')]
+    pub rate: Vec<f64>,
+
+    /// Measured time of each load point, after the warm-up (`30s`, `2m`).
+    /// The default when neither this nor `--requests` is given: 30 s.
+    #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "requests")]
+    pub duration: Option<Duration>,
+
+    /// Measured requests of each load point, after the warm-up.
+    #[arg(long)]
+    pub requests: Option<u64>,
+
+    /// Warm-up before each load point; its requests are not measured.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
+    pub warmup: Duration,
+
+    /// Tokens to generate per request: `N`, or `MIN-MAX` drawn uniformly.
+    #[arg(long, default_value = "64")]
+    pub max_tokens: Dist,
+
+    /// Generate exactly the drawn `--max-tokens`: the model's end-of-sequence
+    /// does not end a request (as benchmark tools do, so runs compare).
+    #[arg(long)]
+    pub ignore_eos: bool,
+
+    /// Words of user text per request, `N` or `MIN-MAX`: each prompt is cut
+    /// or padded with filler words. Default: prompts as written.
+    #[arg(long)]
+    pub input_words: Option<Dist>,
+
+    /// A JSONL file of prompts, one per line: `{"prompt": "..."}` or
+    /// `{"messages": [{"role": "user", "content": "..."}]}`. Default: 16
+    /// built-in chat prompts.
+    #[arg(long)]
+    pub prompts: Option<PathBuf>,
+
+    /// Sampling temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+
+    /// Seeds the workload (prompt and length draws, sampler seeds) and the
+    /// open loop's arrival times: the same seed sends the same requests.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// gRPC deadline of each request.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "120s")]
+    pub timeout: Duration,
+
+    /// How long requests still running when a load point ends are awaited;
+    /// then the client gives up on them (status `CANCELLED`).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    pub drain: Duration,
+
+    /// Open loop: most requests in flight; arrivals beyond it are skipped
+    /// and counted.
+    #[arg(long, default_value_t = 256)]
+    pub max_in_flight: usize,
+
+    /// A `/metrics` URL (`http://127.0.0.1:9400/metrics`) read before and
+    /// after each load point: the server's tokens/s per slice beside the
+    /// client's.
+    #[arg(long)]
+    pub metrics_url: Option<String>,
+
+    /// Write `report.json`, `summary.csv`, `requests.csv`, `report.md` and
+    /// SVG charts to this folder.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+impl LoadArgs {
+    /// Cross-field checks; `targets` and `models` are how many of each the
+    /// scenario takes (`None`: any number).
+    pub fn validate(
+        &self,
+        targets: Option<usize>,
+        models: Option<usize>,
+    ) -> Result<(), LoadtestError> {
+        let usage = |m: String| Err(LoadtestError::Usage(m));
+        if let Some(n) = targets {
+            if self.target.len() != n {
+                return usage(format!(
+                    "`--target` given {} times; this scenario takes {n}",
+                    self.target.len()
+                ));
+            }
+        }
+        if let Some(n) = models {
+            if self.model.len() != n {
+                return usage(format!(
+                    "`--model` given {} times; this scenario takes {n}",
+                    self.model.len()
+                ));
+            }
+        }
+        if let Some(c) = self.concurrency.iter().find(|c| **c == 0 || **c > 4096) {
+            return usage(format!("`--concurrency` {c} is outside 1..=4096"));
+        }
+        if let Some(r) = self
+            .rate
+            .iter()
+            .find(|r| !(r.is_finite() && **r > 0.0 && **r <= 100_000.0))
+        {
+            return usage(format!("`--rate` {r} is outside (0, 100000] requests/s"));
+        }
+        if self.requests == Some(0) {
+            return usage("`--requests` must be at least 1".into());
+        }
+        if self.duration.is_some_and(|d| d.is_zero()) {
+            return usage("`--duration` must be longer than 0".into());
+        }
+        if self.timeout.is_zero() {
+            return usage("`--timeout` must be longer than 0".into());
+        }
+        if self.max_in_flight == 0 {
+            return usage("`--max-in-flight` must be at least 1".into());
+        }
+        if !(0.0..=100.0).contains(&self.temperature) {
+            return usage(format!(
+                "`--temperature` {} is outside [0, 100]",
+                self.temperature
+            ));
+        }
+        Ok(())
+    }
+
+    /// The load points, in order.
+    pub fn loads(&self) -> Vec<Load> {
+        if !self.rate.is_empty() {
+            self.rate.iter().map(|&rate| Load::Open { rate }).collect()
+        } else if !self.concurrency.is_empty() {
+            self.concurrency
+                .iter()
+                .map(|&concurrency| Load::Closed { concurrency })
+                .collect()
+        } else {
+            vec![Load::Closed { concurrency: 1 }]
+        }
+    }
+
+    pub fn until(&self) -> Until {
+        match (self.requests, self.duration) {
+            (Some(n), _) => Until::Requests(n),
+            (None, Some(d)) => Until::Duration(d),
+            (None, None) => Until::Duration(Duration::from_secs(30)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("mig-loadtest").chain(args.iter().copied()))
+    }
+
+    fn load_of(cli: Cli) -> LoadArgs {
+        match cli.command {
+            Command::Compare(a) => a.load,
+            Command::Isolation(a) => a.load,
+            Command::Sweep(a) => a.load,
+        }
+    }
+
+    #[test]
+    fn lists_durations_and_defaults() {
+        let load = load_of(
+            parse(&[
+                "sweep",
+                "--model",
+                "m",
+                "--concurrency",
+                "1,2,4",
+                "--duration",
+                "1m",
+            ])
+            .unwrap(),
+        );
+        assert_eq!(load.loads().len(), 3);
+        assert!(matches!(load.until(), Until::Duration(d) if d == Duration::from_secs(60)));
+        assert_eq!(load.target, ["127.0.0.1:50051"]);
+        let load = load_of(parse(&["compare", "--model", "m"]).unwrap());
+        assert_eq!(load.loads(), [Load::Closed { concurrency: 1 }]);
+        assert!(matches!(load.until(), Until::Duration(d) if d == Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn conflicting_and_out_of_range_flags_are_refused_by_name() {
+        let e = parse(&["sweep", "--model", "m", "--concurrency", "1", "--rate", "2"]).unwrap_err();
+        assert!(e.to_string().contains("--rate"), "{e}");
+        let e = parse(&[
+            "sweep",
+            "--model",
+            "m",
+            "--requests",
+            "5",
+            "--duration",
+            "1s",
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("--duration"), "{e}");
+        let load = load_of(parse(&["sweep", "--model", "m", "--concurrency", "0"]).unwrap());
+        let e = load.validate(None, Some(1)).unwrap_err().to_string();
+        assert!(e.contains("`--concurrency` 0"), "{e}");
+        let load = load_of(parse(&["sweep", "--model", "m", "--rate", "0"]).unwrap());
+        assert!(load
+            .validate(None, Some(1))
+            .unwrap_err()
+            .to_string()
+            .contains("`--rate`"));
+        let load = load_of(parse(&["compare", "--model", "m", "--target", "a,b"]).unwrap());
+        let e = load.validate(Some(1), Some(1)).unwrap_err().to_string();
+        assert!(e.contains("`--target` given 2 times"), "{e}");
+        let e = parse(&["compare", "--model", "m", "--max-tokens", "0"]).unwrap_err();
+        assert!(e.to_string().contains("lengths start at 1"), "{e}");
+    }
+}

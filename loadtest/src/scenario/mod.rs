@@ -1,0 +1,212 @@
+//! The three scenarios and what they share: a [`Session`] that connects to
+//! targets, records their slice inventory, runs load points and files each
+//! one's results in the report.
+//!
+//! - [`compare`]: the same workload on each slice size in turn.
+//! - [`isolation`]: a victim alone, then beside an aggressor's flood.
+//! - [`sweep`]: a concurrency or rate sweep, on one target or several.
+
+pub mod compare;
+pub mod isolation;
+pub mod sweep;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::cli::LoadArgs;
+use crate::error::LoadtestError;
+use crate::report::{Point, Report};
+use crate::run::{self, Load, RunSpec, Until};
+use crate::server_metrics;
+use crate::stats::Summary;
+use crate::target::{ModelSlices, Target, TargetKind};
+use crate::workload::{Prompt, Workload};
+
+pub struct Session {
+    pub args: LoadArgs,
+    pub report: Report,
+    prompts: Vec<Prompt>,
+    prompt_source: String,
+}
+
+impl Session {
+    pub fn new(scenario: &'static str, args: &LoadArgs) -> Result<Session, LoadtestError> {
+        let (prompts, prompt_source) = match &args.prompts {
+            Some(path) => (Workload::read_prompts(path)?, path.display().to_string()),
+            None => (Workload::built_in_prompts(), "built-in".to_string()),
+        };
+        let until = match args.until() {
+            Until::Duration(d) => json!({ "duration_s": d.as_secs_f64() }),
+            Until::Requests(n) => json!({ "requests": n }),
+            Until::Stopped(_) => json!(null),
+        };
+        let settings = json!({
+            "loads": args.loads(),
+            "until": until,
+            "warmup_s": args.warmup.as_secs_f64(),
+            "timeout_s": args.timeout.as_secs_f64(),
+            "drain_s": args.drain.as_secs_f64(),
+            "max_in_flight": args.max_in_flight,
+            "prompts": prompt_source,
+            "prompt_count": prompts.len(),
+            "max_tokens": args.max_tokens.to_string(),
+            "input_words": args.input_words.map(|d| d.to_string()),
+            "ignore_eos": args.ignore_eos,
+            "temperature": args.temperature,
+            "seed": args.seed,
+            "metrics_url": args.metrics_url,
+        });
+        Ok(Session {
+            args: args.clone(),
+            report: Report::new(scenario, settings),
+            prompts,
+            prompt_source,
+        })
+    }
+
+    /// Connects to `address` and records what it serves.
+    pub async fn connect(
+        &mut self,
+        address: &str,
+        kind: TargetKind,
+    ) -> Result<Target, LoadtestError> {
+        let target = Target::connect(address, kind).await?;
+        let inventory = target.inventory().await?;
+        self.report.inventory.push(inventory);
+        Ok(target)
+    }
+
+    /// The model as the target at `inventory` index `at` serves it; it must
+    /// generate text and have a healthy worker.
+    pub fn model(&self, at: usize, name: &str) -> Result<ModelSlices, LoadtestError> {
+        let inventory = &self.report.inventory[at];
+        let model = inventory.model(name)?;
+        if model.kind != "generate" {
+            return Err(LoadtestError::NotGenerate {
+                model: name.to_string(),
+                kind: model.kind.clone(),
+            });
+        }
+        if !model.workers.iter().any(|w| w.healthy) {
+            return Err(LoadtestError::NoHealthyWorker {
+                model: name.to_string(),
+                target: inventory.target.clone(),
+            });
+        }
+        Ok(model.clone())
+    }
+
+    pub fn workload(&self, model: &str, profile: Option<String>) -> Arc<Workload> {
+        Arc::new(Workload {
+            model: model.to_string(),
+            profile,
+            prompts: self.prompts.clone(),
+            prompt_source: self.prompt_source.clone(),
+            input_words: self.args.input_words,
+            output_tokens: self.args.max_tokens,
+            ignore_eos: self.args.ignore_eos,
+            temperature: self.args.temperature,
+            seed: self.args.seed,
+        })
+    }
+
+    pub fn spec(&self, load: Load, until: Until) -> RunSpec {
+        RunSpec {
+            load,
+            until,
+            warmup: self.args.warmup,
+            drain: self.args.drain,
+            timeout: self.args.timeout,
+            max_in_flight: self.args.max_in_flight,
+            seed: self.args.seed,
+        }
+    }
+
+    /// Runs one load point and files its results; returns its index in
+    /// `report.points`.
+    pub async fn measure(
+        &mut self,
+        target: &Target,
+        workload: &Arc<Workload>,
+        load: Load,
+        group: &str,
+    ) -> Result<usize, LoadtestError> {
+        let spec = self.spec(load, self.args.until());
+        let label = format!("{group} {load}");
+        let before = match &self.args.metrics_url {
+            Some(url) => Some((server_metrics::tokens_by_slice(url).await?, Instant::now())),
+            None => None,
+        };
+        let outcome = run::run(target, workload, &spec, &label).await;
+        let server = match (&self.args.metrics_url, before) {
+            (Some(url), Some((before, at))) => {
+                let after = server_metrics::tokens_by_slice(url).await?;
+                Some(server_metrics::rate(&before, &after, at.elapsed()))
+            }
+            _ => None,
+        };
+        let summary = Summary::of(
+            &outcome.records,
+            outcome.window,
+            outcome.warmup_requests,
+            outcome.skipped,
+        );
+        eprintln!(
+            "{label}: {} requests, {:.1} tok/s, TTFT p50 {:.1} ms, ITL p50 {:.1} ms, errors {}",
+            summary.requests,
+            summary.output_tokens_per_s,
+            summary.ttft.p50,
+            summary.itl.p50,
+            summary.errors_text()
+        );
+        Ok(self.file(
+            target,
+            workload,
+            load,
+            group,
+            summary,
+            server,
+            outcome.records,
+        ))
+    }
+
+    /// Files a point measured elsewhere (an aggressor's flood).
+    #[allow(clippy::too_many_arguments)]
+    pub fn file(
+        &mut self,
+        target: &Target,
+        workload: &Workload,
+        load: Load,
+        group: &str,
+        summary: Summary,
+        server_tokens_per_s: Option<std::collections::BTreeMap<String, f64>>,
+        records: Vec<crate::request::RequestRecord>,
+    ) -> usize {
+        let id = self.report.points.len();
+        if summary.error_count() > 0 {
+            self.report.notes.push(format!(
+                "point {id} ({group} {load}): {} of {} requests failed: {}",
+                summary.error_count(),
+                summary.requests,
+                summary.errors_text()
+            ));
+        }
+        self.report.points.push(Point {
+            id,
+            target: target.address.clone(),
+            model: workload.model.clone(),
+            group: group.to_string(),
+            load,
+            summary,
+            server_tokens_per_s,
+        });
+        self.report.records.extend(
+            records
+                .into_iter()
+                .map(|r| crate::request::RequestRecord { point: id, ..r }),
+        );
+        id
+    }
+}
