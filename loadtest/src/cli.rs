@@ -36,6 +36,17 @@ pub enum Command {
     Sweep(SweepArgs),
 }
 
+impl Command {
+    /// The flags the scenarios share.
+    pub fn load(&self) -> &LoadArgs {
+        match self {
+            Command::Compare(a) => &a.load,
+            Command::Isolation(a) => &a.load,
+            Command::Sweep(a) => &a.load,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct CompareArgs {
     #[command(flatten)]
@@ -64,11 +75,17 @@ pub struct SweepArgs {
     #[command(flatten)]
     pub load: LoadArgs,
     /// Also run each point straight against the model's first healthy
-    /// worker, as the gateway (the first `--target`) lists it: the gateway's
-    /// own overhead, measured in the same run.
+    /// worker, as the gateway (the first `--target`) lists it, and compare
+    /// the gateway with it: the gateway's own overhead, in the same run.
     #[arg(long)]
     pub direct: bool,
 }
+
+/// Most tokens a request may ask for; the model's context is checked once
+/// the target says what it is.
+pub const MAX_TOKENS: u32 = 1_000_000;
+/// Most words of padded user text.
+pub const MAX_INPUT_WORDS: u32 = 100_000;
 
 /// The flags every scenario shares.
 #[derive(Debug, Clone, Args)]
@@ -204,14 +221,36 @@ impl LoadArgs {
         {
             return usage(format!("`--rate` {r} is outside (0, 100000] requests/s"));
         }
-        if self.requests == Some(0) {
-            return usage("`--requests` must be at least 1".into());
+        if let Some(n) = self.requests.filter(|n| !(1..=10_000_000).contains(n)) {
+            return usage(format!("`--requests` {n} is outside 1..=10000000"));
         }
-        if self.duration.is_some_and(|d| d.is_zero()) {
-            return usage("`--duration` must be longer than 0".into());
+        let day = Duration::from_secs(86_400);
+        for (flag, value, zero_ok) in [
+            ("--duration", self.duration, false),
+            ("--warmup", Some(self.warmup), true),
+            ("--drain", Some(self.drain), true),
+            ("--timeout", Some(self.timeout), false),
+        ] {
+            if let Some(d) = value {
+                if d > day || (!zero_ok && d.is_zero()) {
+                    let low = if zero_ok { "0s" } else { "more than 0s" };
+                    return usage(format!(
+                        "`{flag}` {} is outside {low}..=24h",
+                        humantime::format_duration(d)
+                    ));
+                }
+            }
         }
-        if self.timeout.is_zero() {
-            return usage("`--timeout` must be longer than 0".into());
+        if self.max_tokens.max() > MAX_TOKENS {
+            return usage(format!(
+                "`--max-tokens` {} is above {MAX_TOKENS}",
+                self.max_tokens
+            ));
+        }
+        if let Some(words) = self.input_words.filter(|w| w.max() > MAX_INPUT_WORDS) {
+            return usage(format!(
+                "`--input-words` {words} is above {MAX_INPUT_WORDS}"
+            ));
         }
         if self.max_in_flight == 0 {
             return usage("`--max-in-flight` must be at least 1".into());
@@ -257,11 +296,7 @@ mod tests {
     }
 
     fn load_of(cli: Cli) -> LoadArgs {
-        match cli.command {
-            Command::Compare(a) => a.load,
-            Command::Isolation(a) => a.load,
-            Command::Sweep(a) => a.load,
-        }
+        cli.command.load().clone()
     }
 
     #[test]
@@ -315,5 +350,31 @@ mod tests {
         assert!(e.contains("`--target` given 2 times"), "{e}");
         let e = parse(&["compare", "--model", "m", "--max-tokens", "0"]).unwrap_err();
         assert!(e.to_string().contains("lengths start at 1"), "{e}");
+        for (flag, value, says) in [
+            (
+                "--duration",
+                "500000000y",
+                "`--duration` 500000000years is outside more than 0s..=24h",
+            ),
+            (
+                "--timeout",
+                "0s",
+                "`--timeout` 0s is outside more than 0s..=24h",
+            ),
+            (
+                "--max-tokens",
+                "5-2000000",
+                "`--max-tokens` 5-2000000 is above 1000000",
+            ),
+            (
+                "--input-words",
+                "200000",
+                "`--input-words` 200000 is above 100000",
+            ),
+        ] {
+            let load = load_of(parse(&["sweep", "--model", "m", flag, value]).unwrap());
+            let e = load.validate(None, Some(1)).unwrap_err().to_string();
+            assert_eq!(e, says);
+        }
     }
 }

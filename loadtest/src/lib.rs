@@ -48,9 +48,5 @@ pub async fn execute(command: &Command) -> Result<Report, LoadtestError> {
 
 /// `--out` of the command, if any.
 pub fn out_dir(command: &Command) -> Option<&std::path::Path> {
-    match command {
-        Command::Compare(a) => a.load.out.as_deref(),
-        Command::Isolation(a) => a.load.out.as_deref(),
-        Command::Sweep(a) => a.load.out.as_deref(),
-    }
+    command.load().out.as_deref()
 }

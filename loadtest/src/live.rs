@@ -8,22 +8,54 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// Counters the request tasks bump and the bar reads.
-#[derive(Debug, Default)]
+/// Counters the request tasks bump and the bar reads, and the tokens that
+/// arrived inside the measured window (throughput is those over its length,
+/// whichever request they belong to).
+#[derive(Debug)]
 pub struct Live {
     ok: AtomicU64,
     errors: AtomicU64,
     tokens: AtomicU64,
+    window_tokens: AtomicU64,
+    window_start: Instant,
+    /// `None`: open until the run ends (request-count runs).
+    window_end: Option<Instant>,
 }
 
 impl Live {
-    pub fn tokens(&self, n: u32) {
+    pub fn new(window_start: Instant, window_end: Option<Instant>) -> Live {
+        Live {
+            ok: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            tokens: AtomicU64::new(0),
+            window_tokens: AtomicU64::new(0),
+            window_start,
+            window_end,
+        }
+    }
+
+    /// `n` tokens arrived at `at`.
+    pub fn tokens(&self, at: Instant, n: u32) {
         self.tokens.fetch_add(u64::from(n), Ordering::Relaxed);
+        if at >= self.window_start && self.window_end.is_none_or(|end| at <= end) {
+            self.window_tokens
+                .fetch_add(u64::from(n), Ordering::Relaxed);
+        }
     }
 
     pub fn finished(&self, ok: bool) {
         let counter = if ok { &self.ok } else { &self.errors };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every token so far, warm-up included.
+    pub fn total_tokens(&self) -> u64 {
+        self.tokens.load(Ordering::Relaxed)
+    }
+
+    /// Tokens that arrived inside the measured window.
+    pub fn window_tokens(&self) -> u64 {
+        self.window_tokens.load(Ordering::Relaxed)
     }
 
     fn snapshot(&self) -> (u64, u64, u64) {

@@ -13,6 +13,13 @@ async fn main() -> std::process::ExitCode {
         )
         .init();
     let cli = Cli::parse();
+    // A folder that cannot be written is found now, not after the run.
+    if let Some(dir) = mig_loadtest::out_dir(&cli.command) {
+        if let Err(e) = mig_loadtest::report::check_writable(dir) {
+            eprintln!("mig-loadtest: `--out`: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    }
     let report = match mig_loadtest::execute(&cli.command).await {
         Ok(report) => report,
         Err(e) => {

@@ -53,22 +53,35 @@ impl RequestRecord {
     }
 }
 
+/// When a request is due and how the run counts it.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// When the request was due: the send time in a closed loop, the
+    /// scheduled arrival in an open loop (so time lost before sending, by a
+    /// lagging client, counts against the latency as a user would feel it).
+    pub due: Instant,
+    /// The start of the measured window (`sent_s` is relative to it).
+    pub window_start: Instant,
+    /// The client's own deadline on the whole stream (the gRPC deadline
+    /// bounds only the wait for the response headers).
+    pub timeout: Duration,
+}
+
 /// Sends `request` and reads the stream to its end. A `stop` signal (the
 /// run's drain time is over) abandons it with status `CANCELLED`.
 pub async fn send(
     target: &Target,
     index: u64,
     request: GenerateRequest,
-    timeout: Duration,
-    window_start: Instant,
+    timing: Timing,
     live: &Arc<Live>,
     mut stop: watch::Receiver<bool>,
 ) -> RequestRecord {
-    let sent = Instant::now();
+    let due = timing.due;
     let mut record = RequestRecord {
         point: 0,
         index,
-        sent_s: signed_secs(sent, window_start),
+        sent_s: signed_secs(due, timing.window_start),
         status: "OK".into(),
         message: String::new(),
         finish: String::new(),
@@ -83,18 +96,15 @@ pub async fn send(
         profile: String::new(),
     };
     let read = async {
-        let mut stream = target.generate_stream(request, timeout).await?;
-        let mut last = sent;
+        let mut stream = target.generate_stream(request, timing.timeout).await?;
+        let mut last = due;
         while let Some(message) = stream.message().await? {
             if message.token_count > 0 {
                 let now = Instant::now();
                 if record.ttft_us.is_none() {
-                    record.ttft_us = Some(micros(now - sent));
-                    // The first token's own gap is the TTFT; the others in the
-                    // same message came with it.
-                    for _ in 1..message.token_count {
-                        record.itl_us.push(0);
-                    }
+                    // The first token's gap is the TTFT; tokens that came in
+                    // the same message have no gap of their own.
+                    record.ttft_us = Some(micros(now - due));
                 } else {
                     let share = micros(now - last) / u64::from(message.token_count);
                     for _ in 0..message.token_count {
@@ -103,7 +113,7 @@ pub async fn send(
                 }
                 last = now;
                 record.output_tokens += message.token_count;
-                live.tokens(message.token_count);
+                live.tokens(now, message.token_count);
             }
             if let Some(usage) = message.usage {
                 record.prompt_tokens = usage.prompt_tokens;
@@ -121,9 +131,14 @@ pub async fn send(
         Ok::<(), tonic::Status>(())
     };
     let outcome = tokio::select! {
-        outcome = read => outcome.map_err(|s| {
-            (mig_proto::status::code_name(s.code()).to_string(), s.message().to_string())
-        }),
+        outcome = tokio::time::timeout_at((due + timing.timeout).into(), read) => match outcome {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(s)) => Err((mig_proto::status::code_name(s.code()).to_string(), s.message().to_string())),
+            Err(_) => Err((
+                "DEADLINE_EXCEEDED".to_string(),
+                format!("the client's --timeout of {:?} passed before the stream ended", timing.timeout),
+            )),
+        },
         _ = stop.wait_for(|stop| *stop) => Err((
             CLIENT_GAVE_UP.to_string(),
             "the run ended and the client stopped waiting (see `--drain`)".to_string(),
@@ -133,7 +148,7 @@ pub async fn send(
         record.status = status;
         record.message = message;
     }
-    record.e2e_us = micros(sent.elapsed());
+    record.e2e_us = micros(due.elapsed());
     live.finished(record.ok());
     record
 }

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::live::{Length, Live, Progress};
-use crate::request::{self, RequestRecord};
+use crate::request::{self, RequestRecord, Timing};
 use crate::target::Target;
 use crate::workload::Workload;
 
@@ -72,8 +72,11 @@ pub struct RunOutcome {
     /// The measured requests, in the order they ended.
     pub records: Vec<RequestRecord>,
     pub warmup_requests: u64,
-    /// From the end of the warm-up to the last measured request's end.
+    /// The measured window: `--duration` itself, or from the end of the
+    /// warm-up to the last measured request's end (`--requests`).
     pub window: Duration,
+    /// Tokens that arrived inside the window, from any request.
+    pub window_tokens: u64,
     /// Open-loop arrivals not sent because `max_in_flight` were running.
     pub skipped: u64,
 }
@@ -129,6 +132,40 @@ impl Sink {
     }
 }
 
+/// What every request task of a run needs.
+#[derive(Clone)]
+struct Ctx {
+    target: Target,
+    workload: Arc<Workload>,
+    live: Arc<Live>,
+    sink: Arc<Sink>,
+    /// Turns true when the drain time is over: running requests give up.
+    give_up: watch::Receiver<bool>,
+    timeout: Duration,
+    window_start: Instant,
+}
+
+impl Ctx {
+    async fn one(&self, index: u64, due: Instant, measured: bool) {
+        let timing = Timing {
+            due,
+            window_start: self.window_start,
+            timeout: self.timeout,
+        };
+        let request = self.workload.request(index);
+        let record = request::send(
+            &self.target,
+            index,
+            request,
+            timing,
+            &self.live,
+            self.give_up.clone(),
+        )
+        .await;
+        self.sink.put(record, measured);
+    }
+}
+
 /// Runs one load point against `target`; `label` prefixes the progress bar.
 pub async fn run(
     target: &Target,
@@ -136,7 +173,26 @@ pub async fn run(
     spec: &RunSpec,
     label: &str,
 ) -> RunOutcome {
-    let live = Arc::new(Live::default());
+    let start = Instant::now();
+    let window_start = start + spec.warmup;
+    let window_end = match spec.until {
+        Until::Duration(d) => Some(window_start + d),
+        _ => None,
+    };
+    let live = Arc::new(Live::new(window_start, window_end));
+    run_with(target, workload, spec, label, live, start).await
+}
+
+/// [`run`] with counters the caller watches (an aggressor's flood), from
+/// `start`.
+pub async fn run_with(
+    target: &Target,
+    workload: &Arc<Workload>,
+    spec: &RunSpec,
+    label: &str,
+    live: Arc<Live>,
+    start: Instant,
+) -> RunOutcome {
     let length = match &spec.until {
         Until::Duration(d) => Length::Seconds((spec.warmup + *d).as_secs()),
         Until::Requests(n) => Length::Requests(*n),
@@ -146,7 +202,6 @@ pub async fn run(
         Until::Stopped(_) => None,
         _ => Some(Progress::start(label, live.clone(), length)),
     };
-    let start = Instant::now();
     let window_start = start + spec.warmup;
     let (over_tx, mut over_rx) = watch::channel(false);
     let gate = Arc::new(Gate {
@@ -155,7 +210,6 @@ pub async fn run(
         measured_sent: AtomicU64::new(0),
         over: over_tx,
     });
-    // Set when the drain time is over: requests still running give up.
     let (give_up_tx, give_up_rx) = watch::channel(false);
     let end_watch = tokio::spawn({
         let gate = gate.clone();
@@ -182,103 +236,91 @@ pub async fn run(
             give_up_tx.send_replace(true);
         }
     });
-    let sink = Arc::new(Sink::default());
+    let ctx = Ctx {
+        target: target.clone(),
+        workload: workload.clone(),
+        live: live.clone(),
+        sink: Arc::new(Sink::default()),
+        give_up: give_up_rx,
+        timeout: spec.timeout,
+        window_start,
+    };
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = JoinSet::new();
     let mut skipped = 0u64;
-    let spawn_one = |tasks: &mut JoinSet<()>, measured: bool, index: u64| {
-        let (target, workload, live, sink, give_up) = (
-            target.clone(),
-            workload.clone(),
-            live.clone(),
-            sink.clone(),
-            give_up_rx.clone(),
-        );
-        let timeout = spec.timeout;
-        tasks.spawn(async move {
-            let record = request::send(
-                &target,
-                index,
-                workload.request(index),
-                timeout,
-                window_start,
-                &live,
-                give_up,
-            )
-            .await;
-            sink.put(record, measured);
-        });
-    };
     match spec.load {
         Load::Closed { concurrency } => {
             for _ in 0..concurrency {
-                let (target, workload, live, sink, give_up, gate, next) = (
-                    target.clone(),
-                    workload.clone(),
-                    live.clone(),
-                    sink.clone(),
-                    give_up_rx.clone(),
-                    gate.clone(),
-                    next.clone(),
-                );
-                let timeout = spec.timeout;
+                let (ctx, gate, next) = (ctx.clone(), gate.clone(), next.clone());
                 tasks.spawn(async move {
                     while let Some(measured) = gate.admit() {
                         let index = next.fetch_add(1, Ordering::Relaxed);
-                        let record = request::send(
-                            &target,
-                            index,
-                            workload.request(index),
-                            timeout,
-                            window_start,
-                            &live,
-                            give_up.clone(),
-                        )
-                        .await;
-                        sink.put(record, measured);
+                        ctx.one(index, Instant::now(), measured).await;
                     }
                 });
             }
         }
         Load::Open { rate } => {
             let mut rng = StdRng::seed_from_u64(spec.seed);
-            let mut at = start;
+            let mut due = start;
             loop {
                 // Exponential gaps: a Poisson process of `rate` per second.
                 let u: f64 = rng.random_range(f64::EPSILON..1.0);
-                at += Duration::from_secs_f64(-u.ln() / rate);
+                due += Duration::from_secs_f64(-u.ln() / rate);
                 tokio::select! {
-                    _ = tokio::time::sleep_until(at.into()) => {}
+                    _ = tokio::time::sleep_until(due.into()) => {}
                     _ = over_rx.wait_for(|over| *over) => break,
                 }
                 // Reap finished tasks so the in-flight count is current.
-                while tasks.try_join_next().is_some() {}
-                let Some(measured) = gate.admit() else { break };
+                while let Some(done) = tasks.try_join_next() {
+                    reraise(done);
+                }
                 if tasks.len() >= spec.max_in_flight {
-                    if measured {
+                    // Not sent, so it takes nothing from a `--requests` budget.
+                    if due >= window_start {
                         skipped += 1;
                     }
                     continue;
                 }
+                let Some(measured) = gate.admit() else { break };
                 let index = next.fetch_add(1, Ordering::Relaxed);
-                spawn_one(&mut tasks, measured, index);
+                let ctx = ctx.clone();
+                tasks.spawn(async move { ctx.one(index, due, measured).await });
             }
         }
     }
-    while tasks.join_next().await.is_some() {}
+    while let Some(done) = tasks.join_next().await {
+        reraise(done);
+    }
     let ended = Instant::now();
     end_watch.abort();
     drop(progress);
     let records = std::mem::take(
-        &mut *sink
+        &mut *ctx
+            .sink
             .records
             .lock()
             .expect("no task panics holding the lock"),
     );
+    let window = match spec.until {
+        Until::Duration(d) => d,
+        _ => ended.saturating_duration_since(window_start),
+    };
     RunOutcome {
         records,
-        warmup_requests: sink.warmup.load(Ordering::Relaxed),
-        window: ended.saturating_duration_since(window_start),
+        warmup_requests: ctx.sink.warmup.load(Ordering::Relaxed),
+        window,
+        window_tokens: live.window_tokens(),
         skipped,
+    }
+}
+
+/// A request task that panicked would leave its request without a status:
+/// let the panic through instead of losing it.
+fn reraise(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        if e.is_panic() {
+            std::panic::resume_unwind(e.into_panic());
+        }
     }
 }

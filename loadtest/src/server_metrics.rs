@@ -44,24 +44,28 @@ pub fn rate(before: &TokensBySlice, after: &TokensBySlice, elapsed: Duration) ->
 }
 
 /// Sums the samples of the token counters by `slice` in Prometheus' text
-/// format (`name{a="x",slice="cpu:0"} 42`).
+/// format (`name{a="x",slice="cpu:0"} 42 [timestamp]`).
 fn parse_tokens_by_slice(text: &str) -> TokensBySlice {
     let mut out = TokensBySlice::new();
     for line in text.lines() {
-        if line.starts_with('#') {
+        let line = line.trim();
+        if line.starts_with('#') || line.is_empty() {
             continue;
         }
-        let Some((series, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let (name, labels) = match series.split_once('{') {
-            Some((name, labels)) => (name, labels.trim_end_matches('}')),
-            None => (series, ""),
+        let (name, labels, rest) = match (line.find('{'), line.rfind('}')) {
+            (Some(open), Some(close)) if open < close => {
+                (&line[..open], &line[open + 1..close], &line[close + 1..])
+            }
+            _ => match line.split_once(char::is_whitespace) {
+                Some((name, rest)) => (name, "", rest),
+                None => continue,
+            },
         };
         if !TOKEN_COUNTERS.contains(&name) {
             continue;
         }
-        let Ok(value) = value.trim().parse::<f64>() else {
+        // The value is the first field after the series; a timestamp may follow.
+        let Some(Ok(value)) = rest.split_whitespace().next().map(str::parse::<f64>) else {
             continue;
         };
         let slice = label(labels, "slice").unwrap_or_else(|| "-".into());
@@ -70,11 +74,26 @@ fn parse_tokens_by_slice(text: &str) -> TokensBySlice {
     out
 }
 
-/// The value of `key` in `a="1",key="v"` (label values here hold no quotes).
+/// The value of label `key` in `a="1",key="v"`: names match whole, values
+/// may hold escaped quotes.
 fn label(labels: &str, key: &str) -> Option<String> {
-    let start = labels.find(&format!("{key}=\""))? + key.len() + 2;
-    let rest = &labels[start..];
-    Some(rest[..rest.find('"')?].to_string())
+    let mut rest = labels;
+    loop {
+        let (name, after) = rest.split_once("=\"")?;
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let end = loop {
+            match chars.next()? {
+                (_, '\\') => value.push(chars.next()?.1),
+                (i, '"') => break i,
+                (_, c) => value.push(c),
+            }
+        };
+        if name.trim().trim_start_matches(',').trim() == key {
+            return Some(value);
+        }
+        rest = &after[end + 1..];
+    }
 }
 
 /// One HTTP/1.1 GET; the body as text.
@@ -129,8 +148,15 @@ mod tests {
              # TYPE mig_gateway_generated_tokens_total counter\n\
              mig_gateway_generated_tokens_total{model=\"a\",slice=\"cpu:0\",profile=\"cpu-1c\"} 10\n\
              mig_gateway_generated_tokens_total{model=\"b\",slice=\"cpu:0\",profile=\"cpu-1c\"} 5\n\
-             mig_gateway_prompt_tokens_total{model=\"a\",slice=\"cpu:1\"} 99\n",
+             mig_gateway_prompt_tokens_total{model=\"a\",slice=\"cpu:1\"} 99\n\
+             mig_gateway_generated_tokens_total{gpu_slice=\"x\",model=\"q\\\"\",slice=\"cpu:2\"} 1 1700000000000\n",
         );
+        assert_eq!(
+            before.get("cpu:2"),
+            Some(&1.0),
+            "timestamps and look-alike names"
+        );
+        let before: TokensBySlice = before.into_iter().filter(|(s, _)| s != "cpu:2").collect();
         assert_eq!(before, BTreeMap::from([("cpu:0".to_string(), 15.0)]));
         let after = parse_tokens_by_slice(
             "mig_gateway_generated_tokens_total{model=\"a\",slice=\"cpu:0\"} 35\n\

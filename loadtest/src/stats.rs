@@ -9,6 +9,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::request::RequestRecord;
+use crate::run::RunOutcome;
 
 /// Percentiles of one latency, in milliseconds.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -57,9 +58,14 @@ pub struct Summary {
     /// Open-loop arrivals skipped because too many were in flight.
     pub skipped: u64,
     pub window_s: f64,
+    /// Measured requests over the window.
     pub requests_per_s: f64,
-    /// Output tokens per second over the window, counted by the client.
+    /// Tokens that arrived inside the window over its length, counted by
+    /// the client as they streamed (a warm-up request's late tokens count;
+    /// tokens after the window do not).
     pub output_tokens_per_s: f64,
+    pub window_tokens: u64,
+    /// Tokens of the measured requests, whenever they arrived.
     pub output_tokens: u64,
     /// The servers' own count (`usage.completion_tokens`), to check the client's.
     pub usage_completion_tokens: u64,
@@ -74,16 +80,36 @@ pub struct Summary {
 }
 
 impl Summary {
-    pub fn of(records: &[RequestRecord], window: Duration, warmup: u64, skipped: u64) -> Summary {
+    pub fn of(run: &RunOutcome) -> Summary {
+        Summary::from_parts(
+            &run.records,
+            run.window,
+            run.window_tokens,
+            run.warmup_requests,
+            run.skipped,
+        )
+    }
+
+    /// Latencies over the requests that succeeded (a failed request's times
+    /// say when it failed, not how fast the slice serves); throughput from
+    /// the tokens that arrived inside the window.
+    pub fn from_parts(
+        records: &[RequestRecord],
+        window: Duration,
+        window_tokens: u64,
+        warmup: u64,
+        skipped: u64,
+    ) -> Summary {
         let window_s = window.as_secs_f64().max(1e-9);
+        let ok = || records.iter().filter(|r| r.ok());
         let mut s = Summary {
             requests: records.len() as u64,
             warmup_requests: warmup,
             skipped,
             window_s,
-            ttft: Latency::of(records.iter().filter_map(|r| r.ttft_us)),
-            itl: Latency::of(records.iter().flat_map(|r| r.itl_us.iter().copied())),
-            e2e: Latency::of(records.iter().filter(|r| r.ok()).map(|r| r.e2e_us)),
+            ttft: Latency::of(ok().filter_map(|r| r.ttft_us)),
+            itl: Latency::of(ok().flat_map(|r| r.itl_us.iter().copied())),
+            e2e: Latency::of(ok().map(|r| r.e2e_us)),
             ..Summary::default()
         };
         for r in records {
@@ -101,7 +127,8 @@ impl Summary {
             }
         }
         s.requests_per_s = s.requests as f64 / window_s;
-        s.output_tokens_per_s = s.output_tokens as f64 / window_s;
+        s.window_tokens = window_tokens;
+        s.output_tokens_per_s = window_tokens as f64 / window_s;
         s
     }
 
@@ -149,17 +176,18 @@ mod tests {
     #[test]
     fn percentiles_rates_and_errors_come_from_the_records() {
         let mut records: Vec<_> = (1..=100).map(|i| record("OK", i, &[10, 20], 3)).collect();
-        records.push(record("RESOURCE_EXHAUSTED", 0, &[], 0));
-        let s = Summary::of(&records, Duration::from_secs(10), 4, 0);
+        records.push(record("RESOURCE_EXHAUSTED", 500, &[900], 0));
+        let s = Summary::from_parts(&records, Duration::from_secs(10), 250, 4, 0);
         assert_eq!((s.requests, s.ok, s.error_count()), (101, 100, 1));
         assert_eq!(s.errors_text(), "RESOURCE_EXHAUSTED=1");
         assert_eq!(s.output_tokens, 300);
-        assert!((s.output_tokens_per_s - 30.0).abs() < 1e-9);
+        // Throughput is the window's tokens, not the measured requests'.
+        assert!((s.output_tokens_per_s - 25.0).abs() < 1e-9);
         assert!((s.requests_per_s - 10.1).abs() < 1e-9);
-        // TTFT 1..=100 ms (and one 0 ms, clamped to 1 µs): p50 near 50 ms.
+        // TTFT 1..=100 ms; the failed request's 500 ms is left out.
         assert!((s.ttft.p50 - 50.0).abs() < 0.1, "{:?}", s.ttft);
         assert!((s.ttft.p99 - 99.0).abs() < 0.1, "{:?}", s.ttft);
-        assert_eq!(s.itl.count, 200);
+        assert_eq!((s.ttft.count, s.itl.count), (100, 200));
         assert!((s.itl.p50 - 10.0).abs() < 0.01 && (s.itl.max - 20.0).abs() < 0.02);
         // End-to-end only over requests that succeeded.
         assert_eq!(s.e2e.count, 100);

@@ -71,6 +71,13 @@ pub struct SliceInfo {
     pub compute_units: Option<f64>,
 }
 
+impl ModelSlices {
+    /// The workers that answer their health probe.
+    pub fn healthy(&self) -> Vec<SliceInfo> {
+        self.workers.iter().filter(|w| w.healthy).cloned().collect()
+    }
+}
+
 impl Inventory {
     pub fn model(&self, name: &str) -> Result<&ModelSlices, LoadtestError> {
         self.models

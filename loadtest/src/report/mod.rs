@@ -18,6 +18,14 @@ use crate::target::Inventory;
 use charts::Series;
 use table::Table;
 
+/// Creates `dir` if needed and checks that a file can be written in it.
+pub fn check_writable(dir: &Path) -> Result<(), LoadtestError> {
+    std::fs::create_dir_all(dir).map_err(|e| LoadtestError::write(dir, e))?;
+    let probe = dir.join(".mig-loadtest-probe");
+    std::fs::write(&probe, b"").map_err(|e| LoadtestError::write(&probe, e))?;
+    std::fs::remove_file(&probe).map_err(|e| LoadtestError::write(&probe, e))
+}
+
 /// One load point's results.
 #[derive(Debug, Clone, Serialize)]
 pub struct Point {
@@ -298,6 +306,9 @@ impl Report {
             "requests",
             "ok",
             "errors",
+            "errors_by_code",
+            "warmup_requests",
+            "skipped",
             "window_s",
             "requests_per_s",
             "output_tokens",
@@ -332,7 +343,10 @@ impl Report {
                 p.load.to_string(),
                 s.requests.to_string(),
                 s.ok.to_string(),
+                s.error_count().to_string(),
                 s.errors_text(),
+                s.warmup_requests.to_string(),
+                s.skipped.to_string(),
                 format!("{:.3}", s.window_s),
                 format!("{:.3}", s.requests_per_s),
                 s.output_tokens.to_string(),

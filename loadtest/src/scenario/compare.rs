@@ -33,22 +33,24 @@ pub struct CompareRow {
     pub ttft_p99_ms: f64,
     pub itl_p50_ms: f64,
     pub itl_p99_ms: f64,
-    /// Output tokens/s divided by the group's compute units (all workers).
+    /// Output tokens/s divided by the compute units of the slices that
+    /// served the point.
     pub tokens_per_s_per_unit: Option<f64>,
-    /// Tokens/s over the smallest slice's at the same load.
-    pub ratio_to_smallest: f64,
+    /// Tokens/s over the smallest slice's at the same load (`None` when
+    /// the smallest produced nothing).
+    pub ratio_to_smallest: Option<f64>,
     /// Compute over the smallest slice's: what linear scaling would give.
     pub size_ratio: Option<f64>,
     pub errors: u64,
 }
 
-/// Slices of the model grouped by profile, smallest first.
+/// Healthy slices of the model grouped by profile, smallest first.
 fn groups(
     workers: &[SliceInfo],
     only: &[String],
 ) -> Result<Vec<(String, Vec<SliceInfo>)>, LoadtestError> {
     let mut by_profile: BTreeMap<String, Vec<SliceInfo>> = BTreeMap::new();
-    for w in workers.iter().filter(|w| w.healthy) {
+    for w in workers {
         by_profile
             .entry(w.profile.clone())
             .or_default()
@@ -107,7 +109,7 @@ pub async fn run(args: &CompareArgs) -> Result<Report, LoadtestError> {
         .await?;
     let model_name = args.load.model[0].clone();
     let model = s.model(0, &model_name)?;
-    let groups = groups(&model.workers, &args.profiles)?;
+    let groups = groups(&model.healthy(), &args.profiles)?;
     let mut rows = Vec::new();
     for load in s.args.loads() {
         let mut smallest: Option<(f64, Option<f64>)> = None;
@@ -116,9 +118,12 @@ pub async fn run(args: &CompareArgs) -> Result<Report, LoadtestError> {
             let point = s.measure(&target, &workload, load, profile).await?;
             let summary = &s.report.points[point].summary;
             let units = slices[0].compute_units;
-            let total_units = units.map(|u| u * slices.len() as f64);
+            // The slices that served (at low concurrency a group of several
+            // may not use them all): the compute the figure came from.
+            let served = summary.slices.len().max(1) as f64;
+            let used_units = units.map(|u| u * served);
             let tps = summary.output_tokens_per_s;
-            let (base_tps, base_units) = *smallest.get_or_insert((tps, total_units));
+            let (base_tps, base_units) = *smallest.get_or_insert((tps, used_units));
             rows.push(CompareRow {
                 profile: profile.clone(),
                 load,
@@ -132,9 +137,9 @@ pub async fn run(args: &CompareArgs) -> Result<Report, LoadtestError> {
                 ttft_p99_ms: summary.ttft.p99,
                 itl_p50_ms: summary.itl.p50,
                 itl_p99_ms: summary.itl.p99,
-                tokens_per_s_per_unit: total_units.filter(|u| *u > 0.0).map(|u| tps / u),
-                ratio_to_smallest: if base_tps > 0.0 { tps / base_tps } else { 0.0 },
-                size_ratio: total_units.zip(base_units).map(|(u, b)| u / b),
+                tokens_per_s_per_unit: used_units.filter(|u| *u > 0.0).map(|u| tps / u),
+                ratio_to_smallest: (base_tps > 0.0).then(|| tps / base_tps),
+                size_ratio: used_units.zip(base_units).map(|(u, b)| u / b),
                 errors: summary.error_count(),
             });
         }
@@ -196,7 +201,8 @@ fn table(rows: &[CompareRow]) -> Table {
             table::num(r.itl_p99_ms, 1),
             r.tokens_per_s_per_unit
                 .map_or("-".into(), |v| table::num(v, 1)),
-            format!("{:.2}x", r.ratio_to_smallest),
+            r.ratio_to_smallest
+                .map_or("-".into(), |v| format!("{v:.2}x")),
             r.size_ratio.map_or("-".into(), |v| format!("{v:.2}x")),
             r.errors.to_string(),
         ]);
@@ -280,10 +286,11 @@ mod tests {
             slice("cpu:3-4", "cpu-2c", true),
             slice("cpu:5-8", "cpu-4c", false),
         ];
-        let g = groups(&workers, &[]).unwrap();
+        let healthy: Vec<_> = workers.iter().filter(|w| w.healthy).cloned().collect();
+        let g = groups(&healthy, &[]).unwrap();
         let names: Vec<_> = g.iter().map(|(p, s)| (p.as_str(), s.len())).collect();
         assert_eq!(names, [("cpu-1c", 1), ("cpu-2c", 2)]);
-        let e = groups(&workers, &["cpu-4c".into()])
+        let e = groups(&healthy, &["cpu-4c".into()])
             .unwrap_err()
             .to_string();
         assert!(

@@ -6,20 +6,25 @@
 //! time-sharing -69 %, MPS -37 %, MIG 0 %.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::cli::IsolationArgs;
 use crate::error::LoadtestError;
+use crate::live::Live;
 use crate::report::table::{self, Table};
-use crate::report::{Chart, Report};
+use crate::report::{Chart, Point, Report};
 use crate::run::{self, Load, Until};
 use crate::scenario::Session;
 use crate::stats::Summary;
 use crate::target::SliceInfo;
 use mig_slices::SliceId;
+
+/// Pause after a flood stops, so its cancelled requests are gone before
+/// the next victim measurement starts.
+const SETTLE: Duration = Duration::from_secs(1);
 
 /// What the victim saw in one phase.
 #[derive(Debug, Clone, Serialize)]
@@ -54,22 +59,20 @@ pub struct IsolationRow {
     pub load: Load,
     pub alone: Phase,
     pub with_aggressor: Phase,
-    /// What the aggressor pushed through while the victim was measured.
+    /// What the aggressor pushed through over its whole flood (the victim's
+    /// warm-up, window and drain).
     pub aggressor_tokens_per_s: f64,
     /// Changes in percent, with aggressor over alone (negative throughput
     /// change and positive latency change are the harm).
-    pub throughput_change_pct: f64,
-    pub ttft_p99_change_pct: f64,
-    pub itl_p99_change_pct: f64,
-    pub e2e_p99_change_pct: f64,
+    pub throughput_change_pct: Option<f64>,
+    pub ttft_p99_change_pct: Option<f64>,
+    pub itl_p99_change_pct: Option<f64>,
+    pub e2e_p99_change_pct: Option<f64>,
 }
 
-fn change(alone: f64, with: f64) -> f64 {
-    if alone > 0.0 {
-        (with - alone) / alone * 100.0
-    } else {
-        0.0
-    }
+/// `None` when the victim produced nothing alone: no base to compare with.
+fn change(alone: f64, with: f64) -> Option<f64> {
+    (alone > 0.0).then(|| (with - alone) / alone * 100.0)
 }
 
 /// Whether any victim slice and any aggressor slice share hardware: the
@@ -105,10 +108,11 @@ pub async fn run(args: &IsolationArgs) -> Result<Report, LoadtestError> {
             args.load.model.len()
         )));
     }
-    if args.aggressor_concurrency == 0 {
-        return Err(LoadtestError::Usage(
-            "`--aggressor-concurrency` must be at least 1".into(),
-        ));
+    if !(1..=4096).contains(&args.aggressor_concurrency) {
+        return Err(LoadtestError::Usage(format!(
+            "`--aggressor-concurrency` {} is outside 1..=4096",
+            args.aggressor_concurrency
+        )));
     }
     let mut s = Session::new("isolation", &args.load)?;
     let target = s
@@ -123,10 +127,7 @@ pub async fn run(args: &IsolationArgs) -> Result<Report, LoadtestError> {
         }
         let v = s.model(0, victim)?;
         let a = s.model(0, aggressor)?;
-        let healthy = |m: &crate::target::ModelSlices| -> Vec<SliceInfo> {
-            m.workers.iter().filter(|w| w.healthy).cloned().collect()
-        };
-        let (v_slices, a_slices) = (healthy(&v), healthy(&a));
+        let (v_slices, a_slices) = (v.healthy(), a.healthy());
         let place = placement(&v_slices, &a_slices);
         let victim_load = s.workload(victim, None);
         let aggressor_load = s.workload(aggressor, None);
@@ -135,22 +136,43 @@ pub async fn run(args: &IsolationArgs) -> Result<Report, LoadtestError> {
                 .measure(&target, &victim_load, load, &format!("{place} alone"))
                 .await?;
 
-            // The flood runs until told to stop; the victim's own warm-up
-            // gives it time to fill the aggressor's queue first.
+            // The flood runs until told to stop. The victim is measured only
+            // once the flood streams, and its warm-up lets the aggressor's
+            // queue fill.
+            let flood_load = Load::Closed {
+                concurrency: args.aggressor_concurrency,
+            };
             let (stop_tx, stop_rx) = watch::channel(false);
-            let mut flood_spec = s.spec(
-                Load::Closed {
-                    concurrency: args.aggressor_concurrency,
-                },
-                Until::Stopped(stop_rx),
-            );
+            let mut flood_spec = s.spec(flood_load, Until::Stopped(stop_rx));
             flood_spec.warmup = Duration::ZERO;
             flood_spec.drain = Duration::ZERO;
+            let started = Instant::now();
+            let flood_live = Arc::new(Live::new(started, None));
             let flood = tokio::spawn({
-                let target = target.clone();
-                let workload = Arc::clone(&aggressor_load);
-                async move { run::run(&target, &workload, &flood_spec, "aggressor").await }
+                let (target, workload, live) = (
+                    target.clone(),
+                    Arc::clone(&aggressor_load),
+                    flood_live.clone(),
+                );
+                async move {
+                    run::run_with(&target, &workload, &flood_spec, "aggressor", live, started).await
+                }
             });
+            let streaming = async {
+                while flood_live.total_tokens() == 0 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            };
+            if tokio::time::timeout(s.args.timeout, streaming)
+                .await
+                .is_err()
+            {
+                stop_tx.send_replace(true);
+                let _ = flood.await;
+                return Err(LoadtestError::Usage(format!(
+                    "the aggressor `{aggressor}` streamed no token within `--timeout`"
+                )));
+            }
             let with = s
                 .measure(
                     &target,
@@ -160,21 +182,26 @@ pub async fn run(args: &IsolationArgs) -> Result<Report, LoadtestError> {
                 )
                 .await;
             stop_tx.send_replace(true);
-            let flooded = flood.await.expect("the flood task does not panic");
+            let flooded = flood
+                .await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
             let with = with?;
-            let flood_summary = Summary::of(&flooded.records, flooded.window, 0, 0);
+            let flood_summary = Summary::of(&flooded);
             let aggressor_tps = flood_summary.output_tokens_per_s;
-            s.file(
-                &target,
-                &aggressor_load,
-                Load::Closed {
-                    concurrency: args.aggressor_concurrency,
-                },
-                &format!("{place} aggressor"),
-                flood_summary,
-                None,
-                flooded.records,
-            );
+            let point = Point {
+                id: 0,
+                target: target.address.clone(),
+                model: aggressor.clone(),
+                group: format!("{place} aggressor"),
+                load: flood_load,
+                summary: flood_summary,
+                server_tokens_per_s: None,
+            };
+            // Its requests cut off at the end of the flood are expected.
+            s.file(point, flooded.records, false);
+            // Let the cancelled flood's last steps finish before the next
+            // victim measurement.
+            tokio::time::sleep(SETTLE).await;
             let (alone_p, with_p) = (
                 Phase::of(alone, &s.report.points[alone].summary),
                 Phase::of(with, &s.report.points[with].summary),
@@ -242,17 +269,21 @@ fn table(rows: &[IsolationRow]) -> Table {
             r.load.to_string(),
             table::num(r.alone.output_tokens_per_s, 1),
             table::num(r.with_aggressor.output_tokens_per_s, 1),
-            table::pct(r.throughput_change_pct),
+            opt_pct(r.throughput_change_pct),
             table::num(r.alone.ttft_p99_ms, 1),
             table::num(r.with_aggressor.ttft_p99_ms, 1),
-            table::pct(r.ttft_p99_change_pct),
+            opt_pct(r.ttft_p99_change_pct),
             table::num(r.alone.itl_p99_ms, 1),
             table::num(r.with_aggressor.itl_p99_ms, 1),
-            table::pct(r.itl_p99_change_pct),
+            opt_pct(r.itl_p99_change_pct),
             table::num(r.aggressor_tokens_per_s, 1),
         ]);
     }
     t
+}
+
+fn opt_pct(v: Option<f64>) -> String {
+    v.map_or("-".into(), table::pct)
 }
 
 fn charts(rows: &[IsolationRow]) -> Vec<Chart> {
@@ -314,7 +345,7 @@ mod tests {
         assert_eq!(placement(&[at("cpu:0")], &[at("cpu:0-1")]), "shared");
         assert_eq!(placement(&[at("MIG-a")], &[at("MIG-b")]), "pinned");
         assert_eq!(placement(&[at("GPU-a")], &[at("GPU-a")]), "shared");
-        assert!((change(20.0, 6.2) - -69.0).abs() < 1e-9);
-        assert_eq!(change(0.0, 5.0), 0.0);
+        assert!((change(20.0, 6.2).unwrap() - -69.0).abs() < 1e-9);
+        assert_eq!(change(0.0, 5.0), None);
     }
 }

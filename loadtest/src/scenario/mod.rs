@@ -11,13 +11,14 @@ pub mod isolation;
 pub mod sweep;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use crate::cli::LoadArgs;
 use crate::error::LoadtestError;
 use crate::report::{Point, Report};
+use crate::request::RequestRecord;
 use crate::run::{self, Load, RunSpec, Until};
 use crate::server_metrics;
 use crate::stats::Summary;
@@ -89,6 +90,13 @@ impl Session {
                 kind: model.kind.clone(),
             });
         }
+        let max_tokens = self.args.max_tokens.max();
+        if model.context_length > 0 && max_tokens >= model.context_length {
+            return Err(LoadtestError::Usage(format!(
+                "`--max-tokens` {} does not fit `{name}`'s context of {} tokens (prompt included)",
+                self.args.max_tokens, model.context_length
+            )));
+        }
         if !model.workers.iter().any(|w| w.healthy) {
             return Err(LoadtestError::NoHealthyWorker {
                 model: name.to_string(),
@@ -133,26 +141,52 @@ impl Session {
         load: Load,
         group: &str,
     ) -> Result<usize, LoadtestError> {
-        let spec = self.spec(load, self.args.until());
+        let until = self.args.until();
+        let spec = self.spec(load, until.clone());
         let label = format!("{group} {load}");
-        let before = match &self.args.metrics_url {
-            Some(url) => Some((server_metrics::tokens_by_slice(url).await?, Instant::now())),
+        // The server's counters read at the window's edges, so its figure
+        // covers the same time as the client's.
+        let scrape_at = |delay: Duration, url: String| {
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                server_metrics::tokens_by_slice(&url)
+                    .await
+                    .map(|tokens| (tokens, Instant::now()))
+            })
+        };
+        let scrapes = self.args.metrics_url.clone().map(|url| {
+            let before = scrape_at(spec.warmup, url.clone());
+            let after = match until {
+                Until::Duration(d) => Some(scrape_at(spec.warmup + d, url.clone())),
+                _ => None,
+            };
+            (url, before, after)
+        });
+        let outcome = run::run(target, workload, &spec, &label).await;
+        let server = match scrapes {
+            Some((url, before, after)) => {
+                let after = match after {
+                    Some(task) => task.await,
+                    None => scrape_at(Duration::ZERO, url).await,
+                };
+                let joined = |r: Result<_, tokio::task::JoinError>| {
+                    r.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+                };
+                match (joined(before.await), joined(after)) {
+                    (Ok((before, t0)), Ok((after, t1))) => {
+                        Some(server_metrics::rate(&before, &after, t1 - t0))
+                    }
+                    (Err(e), _) | (_, Err(e)) => {
+                        self.report
+                            .notes
+                            .push(format!("{label}: no server-side figure: {e}"));
+                        None
+                    }
+                }
+            }
             None => None,
         };
-        let outcome = run::run(target, workload, &spec, &label).await;
-        let server = match (&self.args.metrics_url, before) {
-            (Some(url), Some((before, at))) => {
-                let after = server_metrics::tokens_by_slice(url).await?;
-                Some(server_metrics::rate(&before, &after, at.elapsed()))
-            }
-            _ => None,
-        };
-        let summary = Summary::of(
-            &outcome.records,
-            outcome.window,
-            outcome.warmup_requests,
-            outcome.skipped,
-        );
+        let summary = Summary::of(&outcome);
         eprintln!(
             "{label}: {} requests, {:.1} tok/s, TTFT p50 {:.1} ms, ITL p50 {:.1} ms, errors {}",
             summary.requests,
@@ -161,51 +195,51 @@ impl Session {
             summary.itl.p50,
             summary.errors_text()
         );
-        Ok(self.file(
-            target,
-            workload,
-            load,
-            group,
-            summary,
-            server,
-            outcome.records,
-        ))
-    }
-
-    /// Files a point measured elsewhere (an aggressor's flood).
-    #[allow(clippy::too_many_arguments)]
-    pub fn file(
-        &mut self,
-        target: &Target,
-        workload: &Workload,
-        load: Load,
-        group: &str,
-        summary: Summary,
-        server_tokens_per_s: Option<std::collections::BTreeMap<String, f64>>,
-        records: Vec<crate::request::RequestRecord>,
-    ) -> usize {
-        let id = self.report.points.len();
-        if summary.error_count() > 0 {
-            self.report.notes.push(format!(
-                "point {id} ({group} {load}): {} of {} requests failed: {}",
-                summary.error_count(),
-                summary.requests,
-                summary.errors_text()
-            ));
-        }
-        self.report.points.push(Point {
-            id,
+        let point = Point {
+            id: 0,
             target: target.address.clone(),
             model: workload.model.clone(),
             group: group.to_string(),
             load,
             summary,
-            server_tokens_per_s,
-        });
+            server_tokens_per_s: server,
+        };
+        Ok(self.file(point, outcome.records, true))
+    }
+
+    /// Files a point (measured here or by a scenario: an aggressor's
+    /// flood) with its requests; `note_errors` adds a note when some failed.
+    pub fn file(
+        &mut self,
+        mut point: Point,
+        records: Vec<RequestRecord>,
+        note_errors: bool,
+    ) -> usize {
+        let id = self.report.points.len();
+        point.id = id;
+        let s = &point.summary;
+        if note_errors && s.error_count() > 0 {
+            self.report.notes.push(format!(
+                "point {id} ({} {}): {} of {} requests failed: {}",
+                point.group,
+                point.load,
+                s.error_count(),
+                s.requests,
+                s.errors_text()
+            ));
+        }
+        if s.skipped > 0 {
+            self.report.notes.push(format!(
+                "point {id} ({} {}): {} arrivals were not sent because `--max-in-flight` \
+                 requests were running: the target could not keep up with this rate",
+                point.group, point.load, s.skipped
+            ));
+        }
+        self.report.points.push(point);
         self.report.records.extend(
             records
                 .into_iter()
-                .map(|r| crate::request::RequestRecord { point: id, ..r }),
+                .map(|r| RequestRecord { point: id, ..r }),
         );
         id
     }

@@ -51,12 +51,16 @@ pub async fn run(args: &SweepArgs) -> Result<Report, LoadtestError> {
                     "`--direct` needs a gateway as the first `--target`".into(),
                 ));
             }
-            let worker = served
-                .workers
-                .iter()
-                .find(|w| w.healthy)
-                .expect("checked by model()");
-            addresses.push((worker.address.clone(), TargetKind::Worker));
+            let healthy = served.healthy();
+            if healthy.len() > 1 {
+                s.report.notes.push(format!(
+                    "the gateway spreads `{model}` over {} workers; `--direct` loads only {}: \
+                     compare latencies at low concurrency, not throughput",
+                    healthy.len(),
+                    healthy[0].worker_id
+                ));
+            }
+            addresses.push((healthy[0].address.clone(), TargetKind::Worker));
         }
         i += 1;
         let kind = match target.kind {
@@ -67,6 +71,10 @@ pub async fn run(args: &SweepArgs) -> Result<Report, LoadtestError> {
             format!("{kind} {}", target.address.trim_start_matches("http://")),
             target,
         ));
+    }
+    if args.direct {
+        // The worker is the baseline: the differences are the gateway's cost.
+        targets.rotate_right(1);
     }
     let workload = s.workload(&model, None);
     // points[load][target]

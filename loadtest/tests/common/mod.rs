@@ -1,9 +1,11 @@
+#![allow(dead_code)] // each test binary uses part of it
 //! Real processes for the scenario tests: `mig-gateway up` with its workers
 //! on CPU slices, and the `mig-loadtest` binary run as a user runs it.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -16,10 +18,10 @@ pub fn smollm2() -> String {
     p.display().to_string()
 }
 
-/// The gateway binary of the same build (`cargo build --bins`, which `make
-/// test` runs first); it starts the `mig-worker` next to it.
-fn gateway_bin() -> PathBuf {
-    let bin = Path::new(env!("CARGO_BIN_EXE_mig-loadtest")).with_file_name("mig-gateway");
+/// A binary of the same build (`cargo build --bins`, which `make test` runs
+/// first): the gateway, which starts the `mig-worker` next to it.
+fn sibling_bin(name: &str) -> PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_mig-loadtest")).with_file_name(name);
     assert!(
         bin.exists(),
         "{} is missing: build the workspace first (`cargo build --bins`, as `make test` does)",
@@ -28,38 +30,68 @@ fn gateway_bin() -> PathBuf {
     bin
 }
 
-/// A running `mig-gateway up`; killed (with its workers, by their
-/// parent-death signal) when dropped.
-pub struct Gateway {
+/// Nothing here may hang CI: every wait has a deadline.
+const START_LIMIT: Duration = Duration::from_secs(120);
+const RUN_LIMIT: Duration = Duration::from_secs(300);
+
+/// A child process (a gateway with its workers, or one worker), killed when
+/// dropped; workers follow a killed gateway by their parent-death signal.
+pub struct Server {
     child: Child,
     log: PathBuf,
+    /// `127.0.0.1:PORT` from its ready line.
     pub address: String,
 }
 
-impl Gateway {
+impl Server {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
 
-impl Drop for Gateway {
+impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
+/// Starts `command` and waits (bounded) for the first line of its stdout.
+fn start(name: &str, mut command: Command, address_of: fn(&str) -> Option<String>) -> Server {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let log = dir.join(format!("loadtest-{name}-{}.log", std::process::id()));
+    let mut child = command
+        .current_dir(repo_root())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name}: {e}"));
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let mut server = Server {
+        child,
+        log,
+        address: String::new(),
+    };
+    let line = rx.recv_timeout(START_LIMIT).unwrap_or_default();
+    server.address = address_of(&line)
+        .unwrap_or_else(|| panic!("{name}: no ready line ({line:?})\n{}", server.log()));
+    server
+}
+
 /// Starts `mig-gateway up` on a fleet file with this text and waits for its
 /// listening line (every worker ready).
-pub fn start_gateway(name: &str, fleet: &str) -> Gateway {
+pub fn start_gateway(name: &str, fleet: &str) -> Server {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let fleet_path = dir.join(format!("loadtest-fleet-{name}-{}.toml", std::process::id()));
     std::fs::write(&fleet_path, fleet).unwrap();
-    let log = dir.join(format!(
-        "loadtest-gateway-{name}-{}.log",
-        std::process::id()
-    ));
-    let mut child = Command::new(gateway_bin())
+    let mut command = Command::new(sibling_bin("mig-gateway"));
+    command
         .args([
             "up",
             "--listen",
@@ -68,39 +100,49 @@ pub fn start_gateway(name: &str, fleet: &str) -> Gateway {
             "0.5",
             "--fleet",
         ])
-        .arg(&fleet_path)
-        .current_dir(repo_root())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start mig-gateway up");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let address = line
-        .strip_prefix("mig-gateway listening on ")
-        .and_then(|rest| rest.split(';').next())
-        .map(str::to_string);
-    let gateway = Gateway {
-        child,
-        log,
-        address: address.clone().unwrap_or_default(),
-    };
-    assert!(
-        address.is_some(),
-        "unexpected ready line {line:?}\n{}",
-        gateway.log()
-    );
-    gateway
+        .arg(&fleet_path);
+    // "mig-gateway listening on 127.0.0.1:PORT; models: ..."
+    start(&format!("gateway-{name}"), command, |line| {
+        line.strip_prefix("mig-gateway listening on ")
+            .and_then(|rest| rest.split(';').next())
+            .map(str::to_string)
+    })
 }
 
-/// Runs `mig-loadtest ARGS` to its end.
+/// Starts one `mig-worker serve` with these flags on `127.0.0.1:0`.
+pub fn start_worker(name: &str, args: &[&str]) -> Server {
+    let mut command = Command::new(sibling_bin("mig-worker"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args);
+    // "mig-worker ready listen=127.0.0.1:PORT model=..."
+    start(&format!("worker-{name}"), command, |line| {
+        line.strip_prefix("mig-worker ready listen=")
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_string)
+    })
+}
+
+/// Runs `mig-loadtest ARGS` to its end (killed after 5 minutes).
 pub fn loadtest(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mig-loadtest"))
+    let child = Command::new(env!("CARGO_BIN_EXE_mig-loadtest"))
         .args(args)
-        .output()
-        .expect("run mig-loadtest")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run mig-loadtest");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(RUN_LIMIT) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("mig-loadtest {args:?} ran past {RUN_LIMIT:?}");
+        }
+    }
 }
 
 /// The report a run wrote, parsed.
