@@ -160,7 +160,8 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 
-    /// gRPC deadline of each request.
+    /// Deadline of each request: sent as its gRPC deadline and enforced by
+    /// the client on the whole stream.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "120s")]
     pub timeout: Duration,
 

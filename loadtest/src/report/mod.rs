@@ -180,11 +180,11 @@ impl Report {
                 s.errors_text(),
                 table::num(s.requests_per_s, 2),
                 table::num(s.output_tokens_per_s, 1),
-                table::num(s.ttft.p50, 1),
-                table::num(s.ttft.p99, 1),
-                table::num(s.itl.p50, 1),
-                table::num(s.itl.p99, 1),
-                table::num(s.e2e.p99, 1),
+                table::ms(s.ttft.p50),
+                table::ms(s.ttft.p99),
+                table::ms(s.itl.p50),
+                table::ms(s.itl.p99),
+                table::ms(s.e2e.p99),
             ]);
         }
         t

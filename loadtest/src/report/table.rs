@@ -95,6 +95,18 @@ pub fn num(value: f64, digits: usize) -> String {
     format!("{value:.digits$}")
 }
 
+/// Milliseconds, with decimals enough for sub-millisecond figures (`0.213`,
+/// `15.8`, `4649`).
+pub fn ms(value: f64) -> String {
+    if value >= 1000.0 {
+        format!("{value:.0}")
+    } else if value >= 1.0 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.3}")
+    }
+}
+
 /// A change in percent with its sign (`-37.0 %`).
 pub fn pct(value: f64) -> String {
     format!("{value:+.1} %")

@@ -190,15 +190,22 @@ fn table(rows: &[CompareRow]) -> Table {
         t.row(vec![
             r.profile.clone(),
             r.slices.len().to_string(),
-            r.compute_units
-                .map_or("-".into(), |u| format!("{u} {}", r.compute_unit)),
+            r.compute_units.map_or("-".into(), |u| {
+                // "1 core", "2 cores", "3 GPU slices"
+                let unit = if u == 1.0 {
+                    r.compute_unit.trim_end_matches('s')
+                } else {
+                    r.compute_unit
+                };
+                format!("{u} {unit}")
+            }),
             table::gib(r.memory_bytes),
             r.load.to_string(),
             table::num(r.output_tokens_per_s, 1),
-            table::num(r.ttft_p50_ms, 1),
-            table::num(r.ttft_p99_ms, 1),
-            table::num(r.itl_p50_ms, 1),
-            table::num(r.itl_p99_ms, 1),
+            table::ms(r.ttft_p50_ms),
+            table::ms(r.ttft_p99_ms),
+            table::ms(r.itl_p50_ms),
+            table::ms(r.itl_p99_ms),
             r.tokens_per_s_per_unit
                 .map_or("-".into(), |v| table::num(v, 1)),
             r.ratio_to_smallest

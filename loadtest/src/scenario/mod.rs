@@ -188,11 +188,11 @@ impl Session {
         };
         let summary = Summary::of(&outcome);
         eprintln!(
-            "{label}: {} requests, {:.1} tok/s, TTFT p50 {:.1} ms, ITL p50 {:.1} ms, errors {}",
+            "{label}: {} requests, {:.1} tok/s, TTFT p50 {} ms, ITL p50 {} ms, errors {}",
             summary.requests,
             summary.output_tokens_per_s,
-            summary.ttft.p50,
-            summary.itl.p50,
+            crate::report::table::ms(summary.ttft.p50),
+            crate::report::table::ms(summary.itl.p50),
             summary.errors_text()
         );
         let point = Point {
