@@ -6,8 +6,9 @@ FLEET      ?= deploy/fleet.toml
 LISTEN     ?= 127.0.0.1:50051
 METRICS    ?= 127.0.0.1:9400
 PYTHON     ?= python3
+CUDA_COMPUTE_CAP ?= 90
 
-.PHONY: run test tools models build build-debug bench bench-loadtest fmt clippy check
+.PHONY: run test tools models build build-debug bench bench-loadtest cuda fmt clippy check
 
 ## Fetch the demo models, build, start the gateway and its workers.
 run: models build
@@ -36,6 +37,11 @@ build-debug:
 ## Prefill and decode speed of the SmolLM2 worker (see docs/benchmarks.md).
 bench: models build
 	scripts/bench-worker.sh
+
+## The CUDA worker, built from PyPI's CUDA 13.0 wheels (cached outside the
+## repository): target/cuda/mig-worker-cuda-sm$(CUDA_COMPUTE_CAP). 90: H100/H200, 80: A100.
+cuda:
+	CUDA_COMPUTE_CAP=$(CUDA_COMPUTE_CAP) PYTHON=$(PYTHON) scripts/build-cuda.sh
 
 ## The load-test scenarios on this machine's slices; reports in target/loadtest/.
 bench-loadtest: models build
