@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, ValueEnum};
 use mig_slices::SliceId;
 
+use crate::model::synthetic::{self, SyntheticSpec};
 use crate::model::{identity, ModelSource};
 
 /// How GGUF weights stored as Q4_0/Q4_1 are held in memory.
@@ -41,14 +42,26 @@ pub struct ServeArgs {
 
     /// A `.gguf` file (text generation) or a folder with `config.json`,
     /// `model.safetensors` and `tokenizer.json` (BERT embeddings).
-    #[arg(long, env = "MIG_WORKER_MODEL_PATH", conflicts_with = "identity")]
+    #[arg(long, env = "MIG_WORKER_MODEL_PATH", conflicts_with_all = ["identity", "synthetic"])]
     pub model_path: Option<PathBuf>,
 
     /// Serve the identity model instead of a file: it echoes the prompt
     /// byte by byte and computes nothing, to measure the serving overhead.
     /// `--model-name` must contain `identity`.
-    #[arg(long, env = "MIG_WORKER_IDENTITY")]
+    #[arg(long, env = "MIG_WORKER_IDENTITY", conflicts_with = "synthetic")]
     pub identity: bool,
+
+    /// Serve a synthetic model instead of a file: a public architecture's
+    /// shape with seeded random weights, built on the device
+    /// (`llama-135m|1b|3b|7b|8b|13b:bf16|f16|f32`). Its tokens mean nothing;
+    /// its speed and memory are the real model's. `--model-name` must
+    /// contain `synthetic`.
+    #[arg(long, env = "MIG_WORKER_SYNTHETIC")]
+    pub synthetic: Option<SyntheticSpec>,
+
+    /// Seed of a synthetic model's weights.
+    #[arg(long, env = "MIG_WORKER_SYNTHETIC_SEED", default_value_t = 0)]
+    pub synthetic_seed: u64,
 
     /// The slice this worker is pinned to: `cpu:0`, `cpu:0-1`, `MIG-<uuid>`, `GPU-<uuid>`.
     #[arg(long, env = "MIG_WORKER_SLICE", default_value = "cpu:0")]
@@ -125,25 +138,41 @@ impl ServeArgs {
         if self.model_name.trim().is_empty() {
             return Err("`--model-name` must not be empty".into());
         }
-        match (&self.model_path, self.identity) {
-            (None, false) => {
+        let sources = [
+            self.model_path.is_some(),
+            self.identity,
+            self.synthetic.is_some(),
+        ];
+        match sources.iter().filter(|s| **s).count() {
+            0 => {
                 return Err(
-                    "give `--model-path` (a model file or folder) or `--identity` (the echo model)"
+                    "give `--model-path` (a model file or folder), `--identity` (the echo \
+                     model) or `--synthetic` (random weights of a public shape)"
                         .into(),
                 )
             }
-            (Some(_), true) => {
-                return Err("`--model-path` and `--identity` are mutually exclusive".into())
+            1 => {}
+            _ => {
+                return Err(
+                    "`--model-path`, `--identity` and `--synthetic` are mutually exclusive".into(),
+                )
             }
-            _ => {}
         }
-        if self.identity && !self.model_name.contains(identity::NAME_MARK) {
-            return Err(format!(
-                "`--model-name` `{}` must contain `{}` with `--identity`, so that the echo \
-                 model's figures are never taken for a real model's in metrics and reports",
-                self.model_name,
-                identity::NAME_MARK
-            ));
+        for (on, mark, flag) in [
+            (self.identity, identity::NAME_MARK, "--identity"),
+            (
+                self.synthetic.is_some(),
+                synthetic::NAME_MARK,
+                "--synthetic",
+            ),
+        ] {
+            if on && !self.model_name.contains(mark) {
+                return Err(format!(
+                    "`--model-name` `{}` must contain `{mark}` with `{flag}`, so that its \
+                     figures are never taken for a real model's in metrics and reports",
+                    self.model_name
+                ));
+            }
         }
         if self.threads == Some(0) {
             return Err("`--threads` must be at least 1".into());
@@ -178,9 +207,13 @@ impl ServeArgs {
     /// What to load: the file of `--model-path`, or the identity model (read
     /// after [`ServeArgs::validate`], which makes sure it is one of them).
     pub fn model_source(&self) -> ModelSource {
-        match &self.model_path {
-            Some(path) if !self.identity => ModelSource::File(path.clone()),
-            _ => ModelSource::Identity,
+        match (&self.model_path, self.synthetic) {
+            (Some(path), _) => ModelSource::File(path.clone()),
+            (None, Some(spec)) => ModelSource::Synthetic {
+                spec,
+                seed: self.synthetic_seed,
+            },
+            (None, None) => ModelSource::Identity,
         }
     }
 

@@ -2,13 +2,16 @@
 //! through an engine thread and serves `mig.worker.v1.Worker` to the gateway.
 //!
 //! # Layout
+//! - [`agree`]: `mig-worker agree`, a seeded synthetic model on the CPU and on
+//!   CUDA compared token by token.
 //! - [`bench`]: `mig-worker bench`, prefill and decode speed without a server.
 //! - [`config`]: the `serve` command line (clap) and its cross-field checks.
 //! - [`model`]: what to load ([`model::ModelSource`]) to running backends: the
 //!   sync [`model::Generator`] and [`model::Embedder`] traits, the GGUF llama
 //!   ([`model::llama`]), BERT embeddings ([`model::bert`]), the identity model
 //!   that echoes the prompt to measure serving overhead ([`model::identity`]),
-//!   the GGUF tokenizer ([`model::gguf_tokenizer`]) and the chat template
+//!   synthetic models of public shapes with seeded random weights
+//!   ([`model::synthetic`]), the GGUF tokenizer ([`model::gguf_tokenizer`]) and the chat template
 //!   ([`model::chat_template`]).
 //! - [`prompt`]: turns a request into prompt token ids (template, control-token
 //!   safety, limits).
@@ -28,6 +31,7 @@
 //! - [`validate`]: every request field against its limit, naming the field.
 //! - [`shutdown`]: SIGINT / SIGTERM.
 
+pub mod agree;
 pub mod bench;
 pub mod config;
 pub mod engine;

@@ -23,6 +23,9 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Measure prefill and decode speed of a generation model, without a server.
     Bench(mig_worker::bench::BenchArgs),
+    /// Check that CUDA and the CPU agree: the same seeded synthetic model,
+    /// greedy ids and logits compared; exit code 1 when they do not.
+    Agree(mig_worker::agree::AgreeArgs),
 }
 
 fn init_tracing() {
@@ -82,6 +85,14 @@ fn main() -> anyhow::Result<()> {
             init_threads(args.threads);
             let report = mig_worker::bench::run(&args)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+        Command::Agree(args) => {
+            let report = mig_worker::agree::run(&args)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if !report.agree {
+                std::process::exit(1);
+            }
             Ok(())
         }
     }

@@ -153,3 +153,51 @@ async fn identity_worker_needs_identity_in_its_model_name() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn a_synthetic_model_generates_with_no_file_and_says_what_it_is() {
+    let addr = common::start_worker(&[
+        "--model-name",
+        "synthetic-135m",
+        "--synthetic",
+        "llama-135m:f32",
+        "--synthetic-seed",
+        "3",
+    ])
+    .await;
+    let mut client = WorkerClient::connect(addr).await.unwrap();
+    let info = client.info(InfoRequest {}).await.unwrap().into_inner();
+    assert_eq!(
+        info.engine,
+        "synthetic llama-135m:f32 (random weights, seed 3)"
+    );
+    assert_eq!(info.context_length, 4096);
+    // Random weights: meaningless tokens, but exactly as many as asked (no
+    // end-of-sequence), and the same ones for the same seed.
+    let request = GenerateRequest {
+        model: "synthetic-135m".into(),
+        prompt: "Hello".into(),
+        max_tokens: Some(12),
+        temperature: Some(0.0),
+        ..Default::default()
+    };
+    let first = generate(&mut client, request.clone()).await.unwrap();
+    assert_eq!((first.1, first.2), (FinishReason::Length, 12));
+    assert_eq!(generate(&mut client, request).await.unwrap(), first);
+
+    let e = mig_worker::load(&<mig_worker::ServeArgs as clap::Parser>::parse_from([
+        "serve",
+        "--model-name",
+        "llama",
+        "--synthetic",
+        "llama-1b",
+    ]))
+    .await
+    .err()
+    .expect("refused");
+    assert!(
+        e.to_string()
+            .contains("`--model-name` `llama` must contain `synthetic`"),
+        "{e}"
+    );
+}

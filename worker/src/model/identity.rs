@@ -92,25 +92,37 @@ fn byte_chars() -> [char; VOCAB] {
 /// No prefix space is added and none is trimmed, so decoding gives back the
 /// exact bytes.
 pub fn byte_tokenizer() -> Tokenizer {
+    sized_byte_tokenizer(VOCAB)
+}
+
+/// [`byte_tokenizer`] with ids up to `vocab`: ids from 256 on decode as
+/// `<t123>` and are never produced by encoding (for synthetic models, whose
+/// random weights pick any id of their vocabulary).
+pub fn sized_byte_tokenizer(vocab: usize) -> Tokenizer {
     let vocab: Vocab = byte_chars()
         .iter()
         .enumerate()
         .map(|(id, c)| (c.to_string(), id as u32))
+        .chain((VOCAB..vocab).map(|id| (format!("<t{id}>"), id as u32)))
         .collect();
     let bpe = BPE::builder()
         .vocab_and_merges(vocab, Vec::new())
         .build()
-        .expect("256 single-character tokens and no merges form a valid BPE");
+        .expect("single-character and placeholder tokens with no merges form a valid BPE");
     let mut tokenizer = Tokenizer::new(bpe);
     tokenizer.with_pre_tokenizer(Some(ByteLevel::new(false, false, false)));
     tokenizer.with_decoder(Some(ByteLevelDecoder::default()));
     tokenizer
 }
 
+/// Each turn's text on a line: the template of models without their own.
+pub fn plain_chat_template() -> ChatTemplate {
+    ChatTemplate::new(CHAT_TEMPLATE, "", "").expect("the constant template compiles")
+}
+
 /// The generator and its codec: no stop ids, the plain chat template.
 pub fn load() -> (IdentityModel, TextCodec) {
-    let template =
-        ChatTemplate::new(CHAT_TEMPLATE, "", "").expect("the constant template compiles");
+    let template = plain_chat_template();
     (
         IdentityModel::default(),
         TextCodec {

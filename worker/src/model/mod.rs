@@ -8,6 +8,7 @@ pub mod chat_template;
 pub mod gguf_tokenizer;
 pub mod identity;
 pub mod llama;
+pub mod synthetic;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -68,6 +69,12 @@ pub enum ModelSource {
     /// The identity model: echoes the prompt, computes nothing
     /// ([`identity`]).
     Identity,
+    /// A public architecture's shape with seeded random weights
+    /// ([`synthetic`]).
+    Synthetic {
+        spec: synthetic::SyntheticSpec,
+        seed: u64,
+    },
 }
 
 impl fmt::Display for ModelSource {
@@ -75,6 +82,7 @@ impl fmt::Display for ModelSource {
         match self {
             ModelSource::File(path) => write!(f, "{}", path.display()),
             ModelSource::Identity => f.write_str("identity"),
+            ModelSource::Synthetic { spec, seed } => write!(f, "synthetic {spec} seed {seed}"),
         }
     }
 }
@@ -143,6 +151,16 @@ pub fn load(
                 backend: Backend::Generate(Box::new(model)),
                 codec: Codec::Text(Arc::new(codec)),
                 engine: identity::ENGINE.to_string(),
+            });
+        }
+        ModelSource::Synthetic { spec, seed } => {
+            let model = synthetic::build(*spec, device, *seed).map_err(|e| {
+                StartupError::Engine(format!("building the synthetic model {spec}: {e}"))
+            })?;
+            return Ok(Loaded {
+                backend: Backend::Generate(Box::new(model)),
+                codec: Codec::Text(Arc::new(synthetic::codec(*spec))),
+                engine: synthetic::engine(*spec, *seed),
             });
         }
         ModelSource::File(path) => path,

@@ -1,0 +1,443 @@
+//! Synthetic models for capacity planning: the shape of a public llama-family
+//! model with seeded random weights, built on the device with no file. Its
+//! tokens mean nothing, but its speed and memory are the real model's, so a
+//! load test can ask "what does a 7B bf16 model do on a 2g.20gb slice"
+//! without the weights.
+//!
+//! Named as synthetic wherever it appears: a spec reads `llama-7b:bf16`, and
+//! the worker's model name must contain `synthetic`.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Shape, Tensor};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::{Init, VarBuilder};
+use candle_transformers::models::llama::{Cache, Config, Llama};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::{identity, Generator, TextCodec};
+use crate::prompt::TextPrompter;
+
+/// A public architecture's shape.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Architecture {
+    /// `135m`, `1b`, ...
+    pub size: &'static str,
+    /// The public model whose configuration this is.
+    pub source: &'static str,
+    pub hidden: usize,
+    pub intermediate: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub vocab: usize,
+    pub tied_embeddings: bool,
+    pub rope_theta: f32,
+    pub context: usize,
+}
+
+/// The sizes `--synthetic llama-<size>:<dtype>` knows, from each model's
+/// published `config.json`.
+pub const ARCHITECTURES: &[Architecture] = &[
+    Architecture {
+        size: "135m",
+        source: "HuggingFaceTB/SmolLM2-135M",
+        hidden: 576,
+        intermediate: 1536,
+        layers: 30,
+        heads: 9,
+        kv_heads: 3,
+        vocab: 49152,
+        tied_embeddings: true,
+        rope_theta: 100_000.0,
+        context: 8192,
+    },
+    Architecture {
+        size: "1b",
+        source: "meta-llama/Llama-3.2-1B",
+        hidden: 2048,
+        intermediate: 8192,
+        layers: 16,
+        heads: 32,
+        kv_heads: 8,
+        vocab: 128_256,
+        tied_embeddings: true,
+        rope_theta: 500_000.0,
+        context: 131_072,
+    },
+    Architecture {
+        size: "3b",
+        source: "meta-llama/Llama-3.2-3B",
+        hidden: 3072,
+        intermediate: 8192,
+        layers: 28,
+        heads: 24,
+        kv_heads: 8,
+        vocab: 128_256,
+        tied_embeddings: true,
+        rope_theta: 500_000.0,
+        context: 131_072,
+    },
+    Architecture {
+        size: "7b",
+        source: "meta-llama/Llama-2-7b-hf",
+        hidden: 4096,
+        intermediate: 11008,
+        layers: 32,
+        heads: 32,
+        kv_heads: 32,
+        vocab: 32000,
+        tied_embeddings: false,
+        rope_theta: 10_000.0,
+        context: 4096,
+    },
+    Architecture {
+        size: "8b",
+        source: "meta-llama/Llama-3.1-8B",
+        hidden: 4096,
+        intermediate: 14336,
+        layers: 32,
+        heads: 32,
+        kv_heads: 8,
+        vocab: 128_256,
+        tied_embeddings: false,
+        rope_theta: 500_000.0,
+        context: 131_072,
+    },
+    Architecture {
+        size: "13b",
+        source: "meta-llama/Llama-2-13b-hf",
+        hidden: 5120,
+        intermediate: 13824,
+        layers: 40,
+        heads: 40,
+        kv_heads: 40,
+        vocab: 32000,
+        tied_embeddings: false,
+        rope_theta: 10_000.0,
+        context: 4096,
+    },
+];
+
+impl Architecture {
+    fn head_dim(&self) -> usize {
+        self.hidden / self.heads
+    }
+
+    /// Parameters, counted as the checkpoint stores them (tied embeddings once).
+    pub fn parameters(&self) -> u64 {
+        let (h, i, kv) = (
+            self.hidden,
+            self.intermediate,
+            self.kv_heads * self.head_dim(),
+        );
+        let per_layer = h * h * 2 + h * kv * 2 + h * i * 3 + h * 2;
+        let embeddings = self.vocab * h * if self.tied_embeddings { 1 } else { 2 };
+        (embeddings + self.layers * per_layer + h) as u64
+    }
+}
+
+/// In-memory weight format of a synthetic model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightType {
+    Bf16,
+    F16,
+    F32,
+}
+
+impl WeightType {
+    pub fn dtype(self) -> DType {
+        match self {
+            WeightType::Bf16 => DType::BF16,
+            WeightType::F16 => DType::F16,
+            WeightType::F32 => DType::F32,
+        }
+    }
+}
+
+/// `llama-7b:bf16`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SyntheticSpec {
+    pub architecture: Architecture,
+    pub weights: WeightType,
+}
+
+impl SyntheticSpec {
+    /// What the weights take in memory, in bytes.
+    pub fn weight_bytes(&self) -> u64 {
+        self.architecture.parameters() * self.weights.dtype().size_in_bytes() as u64
+    }
+}
+
+impl FromStr for SyntheticSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let sizes = || {
+            ARCHITECTURES
+                .iter()
+                .map(|a| format!("llama-{}", a.size))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let (model, weights) = s.split_once(':').unwrap_or((s, "bf16"));
+        let architecture = model
+            .strip_prefix("llama-")
+            .and_then(|size| ARCHITECTURES.iter().find(|a| a.size == size))
+            .copied()
+            .ok_or_else(|| format!("`{model}` is not a synthetic model; known: {}", sizes()))?;
+        let weights = match weights {
+            "bf16" => WeightType::Bf16,
+            "f16" => WeightType::F16,
+            "f32" => WeightType::F32,
+            other => return Err(format!("weights `{other}`: use bf16, f16 or f32")),
+        };
+        Ok(SyntheticSpec {
+            architecture,
+            weights,
+        })
+    }
+}
+
+impl fmt::Display for SyntheticSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let w = match self.weights {
+            WeightType::Bf16 => "bf16",
+            WeightType::F16 => "f16",
+            WeightType::F32 => "f32",
+        };
+        write!(f, "llama-{}:{w}", self.architecture.size)
+    }
+}
+
+/// Weights drawn on the host from a generator seeded by the model seed and
+/// the tensor's name (so every device gets the same model, whatever the
+/// order of loading), uniform with the spread of a 0.02 standard deviation;
+/// norm weights are ones.
+struct RandomWeights {
+    seed: u64,
+    /// Bytes handed out, in the model's dtype.
+    allocated: Arc<AtomicU64>,
+}
+
+impl RandomWeights {
+    fn values(&self, name: &str, shape: &Shape, init: Init) -> Vec<f32> {
+        let n = shape.elem_count();
+        if name.ends_with("norm.weight") {
+            return vec![1.0; n];
+        }
+        if let Init::Const(v) = init {
+            return vec![v as f32; n];
+        }
+        // FNV-1a of the name, mixed with the seed.
+        let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        let mut rng = StdRng::seed_from_u64(self.seed ^ hash);
+        let bound = 0.02 * 3f32.sqrt();
+        (0..n).map(|_| rng.random_range(-bound..bound)).collect()
+    }
+}
+
+impl SimpleBackend for RandomWeights {
+    fn get(
+        &self,
+        shape: Shape,
+        name: &str,
+        init: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let values = self.values(name, &shape, init);
+        let tensor = Tensor::from_vec(values, shape, &Device::Cpu)?
+            .to_dtype(dtype)?
+            .to_device(dev)?;
+        self.allocated.fetch_add(
+            (tensor.elem_count() * dtype.size_in_bytes()) as u64,
+            Ordering::Relaxed,
+        );
+        Ok(tensor)
+    }
+
+    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
+        candle_core::bail!("synthetic weights have no tensor `{name}` without a shape")
+    }
+
+    fn contains_tensor(&self, _: &str) -> bool {
+        true
+    }
+}
+
+/// A synthetic llama on its device.
+pub struct SyntheticLlama {
+    model: Llama,
+    config: Config,
+    cache: Cache,
+    dtype: DType,
+    device: Device,
+    /// Bytes of weights built.
+    pub weight_bytes: u64,
+}
+
+/// Builds the model of `spec` with weights from `seed` on `device`.
+pub fn build(
+    spec: SyntheticSpec,
+    device: &Device,
+    seed: u64,
+) -> candle_core::Result<SyntheticLlama> {
+    let a = spec.architecture;
+    let config = Config {
+        hidden_size: a.hidden,
+        intermediate_size: a.intermediate,
+        vocab_size: a.vocab,
+        num_hidden_layers: a.layers,
+        num_attention_heads: a.heads,
+        num_key_value_heads: a.kv_heads,
+        use_flash_attn: false,
+        rms_norm_eps: 1e-5,
+        rope_theta: a.rope_theta,
+        bos_token_id: None,
+        eos_token_id: None,
+        rope_scaling: None,
+        // The RoPE tables are precomputed for every position: keep them to
+        // the context the worker serves.
+        max_position_embeddings: a.context.min(SERVED_CONTEXT),
+        tie_word_embeddings: a.tied_embeddings,
+    };
+    let allocated = Arc::new(AtomicU64::new(0));
+    let backend = RandomWeights {
+        seed,
+        allocated: allocated.clone(),
+    };
+    let dtype = spec.weights.dtype();
+    let vb = VarBuilder::from_backend(Box::new(backend), dtype, device.clone());
+    let model = Llama::load(vb, &config)?;
+    let cache = Cache::new(true, dtype, &config, device)?;
+    Ok(SyntheticLlama {
+        model,
+        cache,
+        config,
+        dtype,
+        device: device.clone(),
+        weight_bytes: allocated.load(Ordering::Relaxed),
+    })
+}
+
+/// The codec of a synthetic model: bytes in, `<t123>` placeholders out for
+/// ids past 255, no end-of-sequence, the plain chat template.
+pub fn codec(spec: SyntheticSpec) -> TextCodec {
+    TextCodec {
+        prompter: TextPrompter::new(
+            identity::sized_byte_tokenizer(spec.architecture.vocab),
+            Some(identity::plain_chat_template()),
+        ),
+        stop_ids: Vec::new(),
+        context_length: spec.architecture.context.min(SERVED_CONTEXT),
+    }
+}
+
+/// What `Info` reports as the engine.
+pub fn engine(spec: SyntheticSpec, seed: u64) -> String {
+    format!("synthetic {spec} (random weights, seed {seed})")
+}
+
+/// A worker serving a synthetic model must have this in its model name.
+pub const NAME_MARK: &str = "synthetic";
+
+/// Context a synthetic worker serves (prompt plus generated tokens).
+pub const SERVED_CONTEXT: usize = 4096;
+
+impl Generator for SyntheticLlama {
+    fn prefill(&mut self, prompt: &[u32]) -> candle_core::Result<Tensor> {
+        // A new sequence: a fresh KV cache.
+        self.cache = Cache::new(true, self.dtype, &self.config, &self.device)?;
+        let input = Tensor::new(prompt, &self.device)?.unsqueeze(0)?;
+        self.model.forward(&input, 0, &mut self.cache)
+    }
+
+    fn step(&mut self, token: u32, pos: usize) -> candle_core::Result<Tensor> {
+        let input = Tensor::new(&[token], &self.device)?.unsqueeze(0)?;
+        self.model.forward(&input, pos, &mut self.cache)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameter_counts_match_the_public_models() {
+        // Published totals (safetensors metadata or model cards).
+        let published = [
+            ("135m", 134_515_008u64),
+            ("1b", 1_235_814_400),
+            ("3b", 3_212_749_824),
+            ("7b", 6_738_415_616),
+            ("8b", 8_030_261_248),
+            ("13b", 13_015_864_320),
+        ];
+        for (size, count) in published {
+            let a = ARCHITECTURES.iter().find(|a| a.size == size).unwrap();
+            assert_eq!(a.parameters(), count, "llama-{size} ({})", a.source);
+        }
+    }
+
+    #[test]
+    fn specs_parse_and_name_what_is_wrong() {
+        let s: SyntheticSpec = "llama-7b:bf16".parse().unwrap();
+        assert_eq!(s.architecture.size, "7b");
+        assert_eq!(s.weight_bytes(), 6_738_415_616 * 2);
+        assert_eq!(s.to_string(), "llama-7b:bf16");
+        assert_eq!(
+            "llama-1b".parse::<SyntheticSpec>().unwrap().weights,
+            WeightType::Bf16
+        );
+        let e = "llama-2b:bf16".parse::<SyntheticSpec>().unwrap_err();
+        assert!(e.contains("known: llama-135m, llama-1b"), "{e}");
+        let e = "llama-1b:q4".parse::<SyntheticSpec>().unwrap_err();
+        assert!(e.contains("bf16, f16 or f32"), "{e}");
+    }
+
+    #[test]
+    fn the_same_seed_builds_the_same_model_and_greedy_tokens() {
+        let spec: SyntheticSpec = "llama-135m:f32".parse().unwrap();
+        let mut a = build(spec, &Device::Cpu, 7).unwrap();
+        let mut b = build(spec, &Device::Cpu, 7).unwrap();
+        assert_eq!(a.weight_bytes, spec.weight_bytes());
+        let greedy = |m: &mut SyntheticLlama| {
+            let mut ids = vec![1u32, 2, 3];
+            let mut logits = m.prefill(&ids).unwrap();
+            for _ in 0..8 {
+                let next = logits
+                    .squeeze(0)
+                    .unwrap()
+                    .argmax(0)
+                    .unwrap()
+                    .to_scalar::<u32>()
+                    .unwrap();
+                ids.push(next);
+                logits = m.step(next, ids.len() - 1).unwrap();
+            }
+            ids
+        };
+        let ids = greedy(&mut a);
+        assert_eq!(ids, greedy(&mut b));
+        assert!(ids[3..]
+            .iter()
+            .all(|&t| (t as usize) < spec.architecture.vocab));
+        let mut c = build(spec, &Device::Cpu, 8).unwrap();
+        let first = |m: &mut SyntheticLlama| {
+            m.prefill(&[1, 2, 3])
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        assert_ne!(first(&mut a), first(&mut c), "another seed, another model");
+    }
+}
