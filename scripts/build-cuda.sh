@@ -6,7 +6,8 @@
 #
 #   scripts/build-cuda.sh            # CUDA_COMPUTE_CAP=90: H100 / H200 (sm_90a)
 #   CUDA_COMPUTE_CAP=80 scripts/build-cuda.sh   # A100
-#   MODE=check scripts/build-cuda.sh # cargo check only (what CI can afford)
+#   MODE=check scripts/build-cuda.sh # cargo check only (candle's kernels
+#                                    # still go through nvcc: little faster)
 #
 # The binary (stripped): target/cuda/mig-worker-cuda-sm$CUDA_COMPUTE_CAP. At run time it
 # needs the driver's libcuda.so.1 and the toolkit's libcudart.so.13,
@@ -20,20 +21,29 @@ CAP=${CUDA_COMPUTE_CAP:-90}
 MODE=${MODE:-build}
 ROOT=$CACHE/nvidia/cu13
 
-if [ ! -x "$ROOT/bin/nvcc" ]; then
+# Installed into a temporary folder and moved in place, with a marker, so an
+# interrupted install is redone rather than half used.
+if [ ! -f "$CACHE/.complete" ]; then
   echo "cuda: installing the pinned toolkit wheels into $CACHE (about 650 MB)" >&2
+  rm -rf "$CACHE.tmp" "$CACHE"
   "$PYTHON" -m pip install --quiet --disable-pip-version-check --require-hashes \
-    --no-compile --target "$CACHE" -r scripts/cuda.lock
+    --no-compile --target "$CACHE.tmp" -r scripts/cuda.lock
+  mv "$CACHE.tmp" "$CACHE"
+  touch "$CACHE/.complete"
 fi
 
 # The wheels ship only versioned libraries; the linker wants plain names.
 for lib in cudart cublas cublasLt nvrtc curand; do
-  versioned=$(cd "$ROOT/lib" && ls "lib$lib.so."* 2>/dev/null | sort | head -n 1)
+  versioned=$(cd "$ROOT/lib" && ls "lib$lib.so."* 2>/dev/null | sort | head -n 1) || true
   [ -n "$versioned" ] || { echo "cuda: lib$lib.so.* missing in $ROOT/lib" >&2; exit 1; }
   ln -sf "$versioned" "$ROOT/lib/lib$lib.so"
 done
 # cudarc's build searches <root>/lib/stubs; the stub is for linking only.
-[ -f "$ROOT/lib/stubs/libcuda.so" ] || "$PYTHON" scripts/cuda-stub.py "$ROOT/lib/stubs"
+# Rewritten when Cargo.lock changed (a new cudarc may declare new functions).
+stub=$ROOT/lib/stubs/libcuda.so
+if [ ! -f "$stub" ] || [ Cargo.lock -nt "$stub" ]; then
+  "$PYTHON" scripts/cuda-stub.py "$ROOT/lib/stubs"
+fi
 
 export CUDA_ROOT=$ROOT CUDA_PATH=$ROOT CUDA_HOME=$ROOT NVCC=$ROOT/bin/nvcc
 export PATH=$ROOT/bin:$PATH CUDA_COMPUTE_CAP=$CAP

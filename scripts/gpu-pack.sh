@@ -6,7 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CAP=${CUDA_COMPUTE_CAP:-90}
-grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
+exclude=$(git rev-parse --git-path info/exclude)
+mkdir -p "$(dirname "$exclude")"
+grep -qx '/.gpu/' "$exclude" 2>/dev/null || echo '/.gpu/' >> "$exclude"
 rm -rf .gpu && mkdir -p .gpu
 for bin in "target/cuda/mig-worker-cuda-sm$CAP" target/release/mig-gateway target/release/mig-loadtest; do
   [ -x "$bin" ] || { echo "gpu-pack: $bin is missing: run \`make cuda build\`" >&2; exit 1; }

@@ -52,8 +52,8 @@ pub struct ServeArgs {
     pub identity: bool,
 
     /// Serve a synthetic model instead of a file: a public architecture's
-    /// shape with seeded random weights, built on the device
-    /// (`llama-135m|1b|3b|7b|8b|13b:bf16|f16|f32`). Its tokens mean nothing;
+    /// shape with seeded random weights, drawn on the host and moved to the
+    /// device (`llama-135m|1b|3b|7b|8b|13b:bf16|f16|f32`). Its tokens mean nothing;
     /// its speed and memory are the real model's. `--model-name` must
     /// contain `synthetic`.
     #[arg(long, env = "MIG_WORKER_SYNTHETIC")]

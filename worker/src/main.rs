@@ -24,7 +24,8 @@ enum Command {
     /// Measure prefill and decode speed of a generation model, without a server.
     Bench(mig_worker::bench::BenchArgs),
     /// Check that CUDA and the CPU agree: the same seeded synthetic model,
-    /// greedy ids and logits compared; exit code 1 when they do not.
+    /// greedy ids and logits compared; exit code 1 when a logit differs by
+    /// more than the tolerance.
     Agree(mig_worker::agree::AgreeArgs),
 }
 

@@ -1,8 +1,8 @@
 //! Synthetic models for capacity planning: the shape of a public llama-family
-//! model with seeded random weights, built on the device with no file. Its
-//! tokens mean nothing, but its speed and memory are the real model's, so a
-//! load test can ask "what does a 7B bf16 model do on a 2g.20gb slice"
-//! without the weights.
+//! model with seeded random weights, drawn on the host and moved to the
+//! device, with no file. Its tokens mean nothing, but its speed and memory are
+//! the real model's, so a load test can ask "what does a 7B bf16 model do on
+//! a 2g.20gb slice" without the weights.
 //!
 //! Named as synthetic wherever it appears: a spec reads `llama-7b:bf16`, and
 //! the worker's model name must contain `synthetic`.
@@ -302,6 +302,8 @@ pub fn build(
         rope_theta: a.rope_theta,
         bos_token_id: None,
         eos_token_id: None,
+        // Llama 3.x use llama3 RoPE scaling: it changes numbers, not the
+        // shape, speed or memory.
         rope_scaling: None,
         // The RoPE tables are precomputed for every position: keep them to
         // the context the worker serves.
