@@ -139,9 +139,17 @@ pub struct UpArgs {
     #[command(flatten)]
     pub serve: ServeArgs,
 
-    /// The `mig-worker` binary; defaults to the one next to `mig-gateway`.
+    /// The `mig-worker` binary for CPU slices; defaults to the one next to
+    /// `mig-gateway`.
     #[arg(long, env = "MIG_WORKER_BIN")]
     pub worker_bin: Option<PathBuf>,
+
+    /// The CUDA worker for MIG and GPU slices (`make cuda` builds
+    /// `target/cuda/mig-worker-cuda-sm90`); defaults to a `mig-worker-cuda`
+    /// next to `mig-gateway`. A fleet that places a model on a GPU slice
+    /// without one is refused.
+    #[arg(long, env = "MIG_CUDA_WORKER_BIN")]
+    pub cuda_worker_bin: Option<PathBuf>,
 
     /// Seconds a worker gets to finish after SIGTERM before SIGKILL.
     #[arg(long, env = "MIG_GATEWAY_GRACE_SECONDS", default_value_t = 10)]

@@ -12,7 +12,7 @@ use mig_gateway::fleet_start::{readiness_summary, start_fleet};
 use mig_gateway::placement::Inventory;
 use mig_gateway::scrape_targets::ScrapeTargets;
 use mig_gateway::slices::Detected;
-use mig_gateway::supervisor::{default_worker_bin, Supervisor};
+use mig_gateway::supervisor::{default_cuda_worker_bin, default_worker_bin, Supervisor};
 use tokio::net::TcpListener;
 
 fn init_tracing(default: &str) {
@@ -84,17 +84,28 @@ async fn main() -> anyhow::Result<()> {
             let models = Fleet::load(path)?;
             let inventory = Detected::detect().inventory();
             let bin = args.worker_bin.clone().unwrap_or_else(default_worker_bin);
+            let cuda_bin = args
+                .cuda_worker_bin
+                .clone()
+                .or_else(default_cuda_worker_bin);
             let mut supervisor = Supervisor::new(
                 bin,
                 Duration::from_secs(args.grace_seconds),
                 Duration::from_secs(args.ready_timeout_seconds),
-            );
+            )
+            .with_cuda_bin(cuda_bin);
             if let Some(path) = &args.worker_metrics_sd {
                 let targets = ScrapeTargets::create(path)
                     .with_context(|| format!("writing `--worker-metrics-sd {}`", path.display()))?;
                 supervisor = supervisor.with_scrape_targets(targets);
             }
-            tracing::info!(worker_bin = %supervisor.worker_bin().display(), "starting workers");
+            tracing::info!(
+                worker_bin = %supervisor.worker_bin().display(),
+                cuda_worker_bin = %supervisor
+                    .cuda_worker_bin()
+                    .map_or("none".into(), |b| b.display().to_string()),
+                "starting workers (CPU slices: worker_bin; MIG and GPU slices: cuda_worker_bin)"
+            );
             serve(args.serve, models, inventory, Some(supervisor)).await
         }
     }

@@ -52,6 +52,12 @@ pub enum SupervisorError {
         slice: String,
         status: String,
     },
+    #[error(
+        "`{model}` on the GPU slice `{slice}` needs the CUDA worker: build it with `make cuda` \
+         and pass `--cuda-worker-bin target/cuda/mig-worker-cuda-sm90` (this CPU-only \
+         worker cannot use a GPU, and the CUDA one cannot start without a driver)"
+    )]
+    NoCudaWorker { model: String, slice: String },
     #[error("worker for `{model}` on `{slice}` was not ready after {timeout:?}")]
     NotReady {
         model: String,
@@ -85,12 +91,24 @@ struct ChildTask {
 /// How workers are started: shared by the supervisor and each keeper task.
 #[derive(Debug, Clone)]
 struct Launcher {
+    /// The CPU worker, for CPU slices.
     bin: PathBuf,
+    /// The CUDA worker (`make cuda`), for MIG and GPU slices; kept apart
+    /// because it does not start where no driver is installed.
+    cuda_bin: Option<PathBuf>,
     grace: Duration,
     ready_timeout: Duration,
     /// Set by `--worker-metrics-sd`: workers serve `/metrics` on a free port,
     /// listed here for Prometheus.
     scrape_targets: Option<Arc<ScrapeTargets>>,
+}
+
+/// The CUDA worker next to the running executable (`mig-worker-cuda`), if
+/// one was put there; else `--cuda-worker-bin` names it.
+pub fn default_cuda_worker_bin() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?.join("mig-worker-cuda");
+    bin.is_file().then_some(bin)
 }
 
 /// Owns the worker processes; [`Supervisor::shutdown`] stops them all.
@@ -117,6 +135,7 @@ impl Supervisor {
         Supervisor {
             launcher: Launcher {
                 bin,
+                cuda_bin: None,
                 grace,
                 ready_timeout,
                 scrape_targets: None,
@@ -131,8 +150,18 @@ impl Supervisor {
         self
     }
 
+    /// The worker binary for MIG and GPU slices (`--cuda-worker-bin`).
+    pub fn with_cuda_bin(mut self, bin: Option<PathBuf>) -> Self {
+        self.launcher.cuda_bin = bin;
+        self
+    }
+
     pub fn worker_bin(&self) -> &Path {
         &self.launcher.bin
+    }
+
+    pub fn cuda_worker_bin(&self) -> Option<&Path> {
+        self.launcher.cuda_bin.as_deref()
     }
 
     /// Starts one worker, waits for its ready line, and keeps it running
@@ -177,12 +206,26 @@ impl Supervisor {
 }
 
 impl Launcher {
-    fn command(&self, launch: &Launch) -> Command {
+    /// The binary for a slice: the CUDA worker on MIG and GPU slices.
+    fn bin_for(&self, launch: &Launch) -> Result<&Path, SupervisorError> {
+        match launch.slice {
+            SliceId::Cpu(_) => Ok(&self.bin),
+            _ => self
+                .cuda_bin
+                .as_deref()
+                .ok_or_else(|| SupervisorError::NoCudaWorker {
+                    model: launch.model.clone(),
+                    slice: launch.slice.to_string(),
+                }),
+        }
+    }
+
+    fn command(&self, launch: &Launch) -> Result<Command, SupervisorError> {
         let threads = launch
             .threads
             .or_else(|| launch.slice.cores().map(|c| c.len()))
             .unwrap_or(1);
-        let mut cmd = Command::new(&self.bin);
+        let mut cmd = Command::new(self.bin_for(launch)?);
         cmd.arg("serve").arg("--model-name").arg(&launch.model);
         match &launch.source {
             ModelSource::File(path) => cmd.arg("--model-path").arg(path),
@@ -236,17 +279,20 @@ impl Launcher {
                     .map_err(std::io::Error::from)
             });
         }
-        cmd
+        Ok(cmd)
     }
 
     /// Spawns a worker and reads its stdout until the ready line, within the
     /// ready timeout. On error the child is dropped, which kills it.
     async fn start(&self, launch: &Launch) -> Result<Running, SupervisorError> {
         let mut child = self
-            .command(launch)
+            .command(launch)?
             .spawn()
             .map_err(|source| SupervisorError::Spawn {
-                bin: self.bin.clone(),
+                bin: self
+                    .bin_for(launch)
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default(),
                 source,
             })?;
         let slice = launch.slice.to_string();
@@ -407,17 +453,21 @@ async fn terminate(child: &mut Child, pid: u32, grace: Duration) {
 mod tests {
     use super::*;
 
-    fn command_for(slice: &str, profile: Option<&str>) -> (Vec<String>, Vec<(String, String)>) {
+    /// What the launcher would run.
+    struct LaunchCommand {
+        program: String,
+        args: Vec<String>,
+        envs: Vec<(String, String)>,
+    }
+
+    fn command_for(slice: &str, profile: Option<&str>) -> LaunchCommand {
         command_with(ModelSource::File("m.gguf".into()), slice, profile)
     }
 
-    fn command_with(
-        source: ModelSource,
-        slice: &str,
-        profile: Option<&str>,
-    ) -> (Vec<String>, Vec<(String, String)>) {
+    fn command_with(source: ModelSource, slice: &str, profile: Option<&str>) -> LaunchCommand {
         let launcher = Launcher {
             bin: "mig-worker".into(),
+            cuda_bin: Some("mig-worker-cuda".into()),
             grace: Duration::from_secs(1),
             ready_timeout: Duration::from_secs(1),
             scrape_targets: None,
@@ -430,8 +480,9 @@ mod tests {
             threads: None,
             args: vec!["--weights".into(), "native".into()],
         };
-        let cmd = launcher.command(&launch);
+        let cmd = launcher.command(&launch).unwrap();
         let std = cmd.as_std();
+        let program = std.get_program().to_string_lossy().into_owned();
         let args = std
             .get_args()
             .map(|a| a.to_string_lossy().into_owned())
@@ -446,7 +497,11 @@ mod tests {
                 )
             })
             .collect();
-        (args, envs)
+        LaunchCommand {
+            program,
+            args,
+            envs,
+        }
     }
 
     fn value_of<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
@@ -457,13 +512,19 @@ mod tests {
     #[test]
     fn a_mig_slice_is_the_only_cuda_device_the_worker_sees() {
         let uuid = "MIG-5c1e3b34-0d8f-5a8e-9c41-2f5b7d6a1e90";
-        let (args, envs) = command_for(uuid, Some("1g.10gb"));
+        let LaunchCommand {
+            program,
+            args,
+            envs,
+        } = command_for(uuid, Some("1g.10gb"));
         assert!(
             envs.contains(&("CUDA_VISIBLE_DEVICES".into(), uuid.into())),
             "{envs:?}"
         );
         assert_eq!(value_of(&args, "--slice"), Some(uuid));
         assert_eq!(value_of(&args, "--device"), Some("cuda"));
+        // The CUDA build, not the CPU one (which cannot use a GPU).
+        assert_eq!(program, "mig-worker-cuda");
         assert_eq!(value_of(&args, "--profile"), Some("1g.10gb"));
         assert_eq!(value_of(&args, "--threads"), Some("1"));
         assert_eq!(value_of(&args, "--weights"), Some("native"));
@@ -471,10 +532,10 @@ mod tests {
 
     #[test]
     fn the_identity_model_is_started_without_a_file() {
-        let (args, _) = command_for("cpu:0", None);
+        let args = command_for("cpu:0", None).args;
         assert_eq!(value_of(&args, "--model-path"), Some("m.gguf"));
         assert!(!args.contains(&"--identity".to_string()));
-        let (args, _) = command_with(ModelSource::Identity, "cpu:0", None);
+        let args = command_with(ModelSource::Identity, "cpu:0", None).args;
         assert!(args.contains(&"--identity".to_string()), "{args:?}");
         assert_eq!(value_of(&args, "--model-path"), None);
         assert_eq!(value_of(&args, "--model-name"), Some("m"));
@@ -483,7 +544,12 @@ mod tests {
 
     #[test]
     fn a_cpu_slice_sizes_threads_to_its_cores_and_hides_gpus() {
-        let (args, envs) = command_for("cpu:2-3", None);
+        let LaunchCommand {
+            program,
+            args,
+            envs,
+        } = command_for("cpu:2-3", None);
+        assert_eq!(program, "mig-worker");
         assert_eq!(value_of(&args, "--slice"), Some("cpu:2-3"));
         assert_eq!(value_of(&args, "--threads"), Some("2"));
         assert_eq!(value_of(&args, "--device"), None);
@@ -495,5 +561,34 @@ mod tests {
             envs.contains(&("CUDA_VISIBLE_DEVICES".into(), String::new())),
             "{envs:?}"
         );
+    }
+
+    #[test]
+    fn a_gpu_slice_without_the_cuda_worker_is_refused_with_the_way_to_build_it() {
+        let launcher = Launcher {
+            bin: "mig-worker".into(),
+            cuda_bin: None,
+            grace: Duration::from_secs(1),
+            ready_timeout: Duration::from_secs(1),
+            scrape_targets: None,
+        };
+        let launch = Launch {
+            model: "m".into(),
+            source: ModelSource::Identity,
+            slice: "GPU-1".parse().unwrap(),
+            profile: None,
+            threads: None,
+            args: Vec::new(),
+        };
+        let e = launcher.command(&launch).unwrap_err().to_string();
+        assert!(
+            e.contains("`make cuda`") && e.contains("--cuda-worker-bin"),
+            "{e}"
+        );
+        let cpu = Launch {
+            slice: "cpu:0".parse().unwrap(),
+            ..launch
+        };
+        assert!(launcher.command(&cpu).is_ok());
     }
 }
