@@ -42,12 +42,15 @@
 
 use std::path::{Path, PathBuf};
 
+use mig_slices::synthetic::SyntheticSpec;
 use mig_slices::SliceId;
 use serde::Deserialize;
 
 /// An identity model's name must contain this (as `mig-worker serve
 /// --identity` requires of `--model-name`).
 pub const IDENTITY_NAME_MARK: &str = "identity";
+/// A synthetic model's name must contain this (as the worker requires).
+pub const SYNTHETIC_NAME_MARK: &str = "synthetic";
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -68,6 +71,10 @@ pub struct ModelEntry {
     /// must contain `identity`.
     #[serde(default)]
     pub identity: bool,
+    /// Start a synthetic model (`mig-worker serve --synthetic`) instead of a
+    /// file: `llama-7b:bf16`, sizes 135m, 1b, 3b, 7b, 8b, 13b. The name must
+    /// contain `synthetic`.
+    pub synthetic: Option<String>,
     /// With an explicit `slices` list: these slices may overlap other
     /// workers' (and each other), on purpose: time-sharing for isolation
     /// experiments, or slices of several sizes on a small machine.
@@ -124,6 +131,9 @@ pub enum ModelSource {
     File(PathBuf),
     /// The identity model (`identity = true`).
     Identity,
+    /// A synthetic model (`synthetic = "llama-7b:bf16"`): a public shape
+    /// with random weights, no file.
+    Synthetic(SyntheticSpec),
 }
 
 /// A model entry, checked.
@@ -228,10 +238,13 @@ impl Fleet {
                 if m.threads == Some(0) {
                     return Err(err("`threads` must be at least 1".into()));
                 }
-                let source = match (&want, &m.path) {
-                    (Want::Remote { .. }, _) => None,
-                    (_, Some(path)) => Some(ModelSource::File(path.clone())),
-                    (_, None) => Some(ModelSource::Identity),
+                let source = match (&want, &m.path, &m.synthetic) {
+                    (Want::Remote { .. }, ..) => None,
+                    (_, Some(path), _) => Some(ModelSource::File(path.clone())),
+                    (_, None, Some(spec)) => Some(ModelSource::Synthetic(
+                        spec.parse().map_err(|e| err(format!("`synthetic`: {e}")))?,
+                    )),
+                    (_, None, None) => Some(ModelSource::Identity),
                 };
                 Ok(ModelPlan {
                     name: m.name.clone(),
@@ -254,6 +267,7 @@ impl ModelEntry {
             let extra = [
                 ("path", self.path.is_some()),
                 ("identity", self.identity),
+                ("synthetic", self.synthetic.is_some()),
                 ("slices", self.slices.is_some()),
                 ("shared", self.shared),
                 ("profile", self.profile.is_some()),
@@ -273,28 +287,37 @@ impl ModelEntry {
                 addresses: self.addresses.clone(),
             });
         }
-        match (&self.path, self.identity) {
-            (None, false) => {
+        let sources = [self.path.is_some(), self.identity, self.synthetic.is_some()];
+        match sources.iter().filter(|set| **set).count() {
+            0 => {
                 return Err(
                     "set `path` (a model for the gateway to start), `identity = true` (the echo \
-                     model) or `addresses` (running workers)"
+                     model), `synthetic` (random weights of a public shape) or `addresses` \
+                     (running workers)"
                         .into(),
                 )
             }
-            (Some(_), true) => return Err(
-                "set either `path` or `identity = true`, not both: the identity model has no file"
-                    .into(),
-            ),
-            _ => {}
+            1 => {}
+            _ => {
+                return Err(
+                    "set one of `path`, `identity = true` and `synthetic`: the identity and \
+                     synthetic models have no file"
+                        .into(),
+                )
+            }
         }
-        // The worker refuses such a name too; said here, before anything starts.
-        if self.identity && !self.name.contains(IDENTITY_NAME_MARK) {
-            return Err(format!(
-                "`name` `{}` must contain `{IDENTITY_NAME_MARK}` with `identity = true`, so \
-                 that the echo model's figures are never taken for a real model's in metrics \
-                 and reports",
-                self.name
-            ));
+        // The worker refuses such names too; said here, before anything starts.
+        for (on, mark, field) in [
+            (self.identity, IDENTITY_NAME_MARK, "identity = true"),
+            (self.synthetic.is_some(), SYNTHETIC_NAME_MARK, "synthetic"),
+        ] {
+            if on && !self.name.contains(mark) {
+                return Err(format!(
+                    "`name` `{}` must contain `{mark}` with `{field}`, so that its figures are \
+                     never taken for a real model's in metrics and reports",
+                    self.name
+                ));
+            }
         }
         if self.shared && !matches!(self.slices, Some(Slices::List(_))) {
             return Err(
@@ -469,7 +492,7 @@ mod tests {
             ),
             (
                 "[[model]]\nname = \"identity\"\npath = \"x\"\nidentity = true\n",
-                "set either `path` or `identity = true`, not both",
+                "set one of `path`, `identity = true` and `synthetic`",
             ),
             (
                 "[[model]]\nname = \"echo\"\nidentity = true\n",
@@ -542,5 +565,34 @@ mod tests {
             }
         }
         assert!(checked >= 7, "{checked} fleet examples found");
+    }
+
+    #[test]
+    fn synthetic_models_need_a_known_spec_and_say_so_in_their_name() {
+        let p =
+            parse("[[model]]\nname = \"synthetic-7b\"\nsynthetic = \"llama-7b:bf16\"\n").unwrap();
+        assert_eq!(
+            p[0].source,
+            Some(ModelSource::Synthetic("llama-7b:bf16".parse().unwrap()))
+        );
+        for (text, says) in [
+            (
+                "name = \"llama\"\nsynthetic = \"llama-7b\"",
+                "must contain `synthetic`",
+            ),
+            (
+                "name = \"synthetic\"\nsynthetic = \"llama-2b\"",
+                "`synthetic`: `llama-2b` is not a synthetic model",
+            ),
+            (
+                "name = \"synthetic\"\nsynthetic = \"llama-1b\"\npath = \"m.gguf\"",
+                "set one of `path`",
+            ),
+        ] {
+            let e = parse(&format!("[[model]]\n{text}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{e}");
+        }
     }
 }

@@ -119,6 +119,11 @@ pub fn replica_need(plan: &ModelPlan) -> Result<MemoryNeed, String> {
     let path = match &plan.source {
         Some(ModelSource::File(path)) => path,
         Some(ModelSource::Identity) => return Ok(MemoryNeed::weights(0)),
+        Some(ModelSource::Synthetic(spec)) => {
+            // The worker serves up to 4096 tokens of a synthetic model.
+            let context = plan.context.unwrap_or(4096);
+            return Ok(memory_need(&spec.shape(), context, plan.concurrency));
+        }
         None => return Err(format!("`{}` has no `path` to read", plan.name)),
     };
     let native = plan
@@ -133,4 +138,23 @@ pub fn replica_need(plan: &ModelPlan) -> Result<MemoryNeed, String> {
 /// [`replica_need`] in bytes, the form the placement rules take.
 pub fn replica_need_bytes(plan: &ModelPlan) -> Result<u64, String> {
     replica_need(plan).map(|n| n.total_bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::Fleet;
+
+    #[test]
+    fn a_synthetic_7b_bf16_needs_its_weights_and_a_4096_token_cache() {
+        let plans = Fleet::parse(
+            "[[model]]\nname = \"synthetic-7b\"\nsynthetic = \"llama-7b:bf16\"\n",
+            std::path::Path::new("f.toml"),
+        )
+        .unwrap();
+        let need = replica_need(&plans[0]).unwrap();
+        assert_eq!(need.weights_bytes, 6_738_415_616 * 2);
+        // 32 layers x 2 (K and V) x 32 heads x 128 dims x 2 bytes x 4096 tokens.
+        assert_eq!(need.kv_cache_bytes, 32 * 2 * 32 * 128 * 2 * 4096);
+    }
 }

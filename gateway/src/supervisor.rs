@@ -230,6 +230,7 @@ impl Launcher {
         match &launch.source {
             ModelSource::File(path) => cmd.arg("--model-path").arg(path),
             ModelSource::Identity => cmd.arg("--identity"),
+            ModelSource::Synthetic(spec) => cmd.arg("--synthetic").arg(spec.to_string()),
         };
         cmd.arg("--slice")
             .arg(launch.slice.to_string())
@@ -537,6 +538,10 @@ mod tests {
         assert!(!args.contains(&"--identity".to_string()));
         let args = command_with(ModelSource::Identity, "cpu:0", None).args;
         assert!(args.contains(&"--identity".to_string()), "{args:?}");
+        let spec = "llama-1b:bf16".parse().unwrap();
+        let args = command_with(ModelSource::Synthetic(spec), "cpu:0", None).args;
+        assert_eq!(value_of(&args, "--synthetic"), Some("llama-1b:bf16"));
+        assert_eq!(value_of(&args, "--model-path"), None);
         assert_eq!(value_of(&args, "--model-path"), None);
         assert_eq!(value_of(&args, "--model-name"), Some("m"));
         assert_eq!(value_of(&args, "--slice"), Some("cpu:0"));

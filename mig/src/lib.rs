@@ -14,6 +14,8 @@
 //!   the fewest GPUs; also assigns models to slices that exist already.
 //! - [`render`]: a plan as `nvidia-smi` commands, a mig-parted config and
 //!   Kubernetes resource names.
+//! - [`synthetic`]: the shapes of public llama-family models, for synthetic
+//!   (random-weight) workers and their memory need.
 //! - [`discovery`]: what NVML reports (GPUs, MIG mode, MIG devices), kept apart
 //!   from the mapping to slices so the mapping is tested on recorded data.
 
@@ -24,5 +26,6 @@ pub mod need;
 pub mod planner;
 pub mod render;
 pub mod slice;
+pub mod synthetic;
 
 pub use slice::{compute_units, CoreSet, SliceId, SliceParseError};
