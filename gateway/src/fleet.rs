@@ -42,15 +42,13 @@
 
 use std::path::{Path, PathBuf};
 
-use mig_slices::synthetic::SyntheticSpec;
+use mig_slices::synthetic::{self, SyntheticSpec};
 use mig_slices::SliceId;
 use serde::Deserialize;
 
 /// An identity model's name must contain this (as `mig-worker serve
 /// --identity` requires of `--model-name`).
 pub const IDENTITY_NAME_MARK: &str = "identity";
-/// A synthetic model's name must contain this (as the worker requires).
-pub const SYNTHETIC_NAME_MARK: &str = "synthetic";
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -309,7 +307,7 @@ impl ModelEntry {
         // The worker refuses such names too; said here, before anything starts.
         for (on, mark, field) in [
             (self.identity, IDENTITY_NAME_MARK, "identity = true"),
-            (self.synthetic.is_some(), SYNTHETIC_NAME_MARK, "synthetic"),
+            (self.synthetic.is_some(), synthetic::NAME_MARK, "synthetic"),
         ] {
             if on && !self.name.contains(mark) {
                 return Err(format!(

@@ -193,15 +193,13 @@ pub async fn run_with(
     live: Arc<Live>,
     start: Instant,
 ) -> RunOutcome {
+    // A flood that runs until stopped has no length to show.
     let length = match &spec.until {
-        Until::Duration(d) => Length::Seconds((spec.warmup + *d).as_secs()),
-        Until::Requests(n) => Length::Requests(*n),
-        Until::Stopped(_) => Length::Seconds(0),
-    };
-    let progress = match spec.until {
+        Until::Duration(d) => Some(Length::Seconds((spec.warmup + *d).as_secs())),
+        Until::Requests(n) => Some(Length::Requests(*n)),
         Until::Stopped(_) => None,
-        _ => Some(Progress::start(label, live.clone(), length)),
     };
+    let progress = length.map(|length| Progress::start(label, live.clone(), length));
     let window_start = start + spec.warmup;
     let (over_tx, mut over_rx) = watch::channel(false);
     let gate = Arc::new(Gate {

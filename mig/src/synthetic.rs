@@ -7,6 +7,11 @@ use std::str::FromStr;
 
 use crate::need::ModelShape;
 
+/// A synthetic model's name must contain this, so its figures are never taken
+/// for a real model's in metrics and reports (the worker and the fleet file
+/// both check it).
+pub const NAME_MARK: &str = "synthetic";
+
 /// A public architecture's shape.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Architecture {

@@ -20,7 +20,9 @@ use rand::{Rng, SeedableRng};
 use super::{identity, Generator, TextCodec};
 use crate::prompt::TextPrompter;
 
-pub use mig_slices::synthetic::{Architecture, SyntheticSpec, WeightType, ARCHITECTURES};
+pub use mig_slices::synthetic::{
+    Architecture, SyntheticSpec, WeightType, ARCHITECTURES, NAME_MARK,
+};
 
 /// The candle type of a weight format.
 fn dtype(w: WeightType) -> DType {
@@ -163,9 +165,6 @@ pub fn codec(spec: SyntheticSpec) -> TextCodec {
 pub fn engine(spec: SyntheticSpec, seed: u64) -> String {
     format!("synthetic {spec} (random weights, seed {seed})")
 }
-
-/// A worker serving a synthetic model must have this in its model name.
-pub const NAME_MARK: &str = "synthetic";
 
 /// Context a synthetic worker serves (prompt plus generated tokens).
 pub const SERVED_CONTEXT: usize = 4096;
