@@ -15,9 +15,11 @@ run: models build
 	./target/release/mig-gateway up --fleet $(FLEET) --listen $(LISTEN) --metrics-listen $(METRICS) \
 		--worker-metrics-sd deploy/prometheus/workers.json
 
-## Fetch the demo models, install the test tools, and run every test.
+## Fetch the demo models, install the test tools, run every test, then build
+## and smoke-test the CUDA worker so CI keeps the CUDA code compiling.
 test: tools models build-debug
 	cargo test --workspace
+	$(MAKE) cuda
 
 ## Install promtool (Debian package `prometheus`) for the metrics tests.
 tools:
@@ -40,6 +42,7 @@ bench: models build
 
 ## The CUDA worker, built from PyPI's CUDA 13.0 wheels (cached outside the
 ## repository): target/cuda/mig-worker-cuda-sm$(CUDA_COMPUTE_CAP). 90: H100/H200, 80: A100.
+## Ends with scripts/cuda-smoke.sh (runs it against a stand-in driver).
 cuda:
 	CUDA_COMPUTE_CAP=$(CUDA_COMPUTE_CAP) PYTHON=$(PYTHON) scripts/build-cuda.sh
 

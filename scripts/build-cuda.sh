@@ -38,10 +38,11 @@ for lib in cudart cublas cublasLt nvrtc curand; do
   [ -n "$versioned" ] || { echo "cuda: lib$lib.so.* missing in $ROOT/lib" >&2; exit 1; }
   ln -sf "$versioned" "$ROOT/lib/lib$lib.so"
 done
-# cudarc's build searches <root>/lib/stubs; the stub is for linking only.
-# Rewritten when Cargo.lock changed (a new cudarc may declare new functions).
+# cudarc's build searches <root>/lib/stubs for the libcuda link stub.
+# Rewritten when Cargo.lock (a new cudarc may declare new functions) or the
+# generator changed.
 stub=$ROOT/lib/stubs/libcuda.so
-if [ ! -f "$stub" ] || [ Cargo.lock -nt "$stub" ]; then
+if [ ! -f "$stub" ] || [ Cargo.lock -nt "$stub" ] || [ scripts/cuda-stub.py -nt "$stub" ]; then
   "$PYTHON" scripts/cuda-stub.py "$ROOT/lib/stubs"
 fi
 
@@ -60,3 +61,5 @@ cargo build --release -p mig-worker --features cuda --target-dir target/cuda
 out=target/cuda/mig-worker-cuda-sm$CAP
 strip -o "$out" target/cuda/release/mig-worker
 echo "cuda: built $out ($(du -h "$out" | cut -f1))" >&2
+# It starts, runs on the CPU, and refuses --device cuda clearly without a GPU.
+scripts/cuda-smoke.sh "$out" "$ROOT"
