@@ -7,8 +7,9 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::config::DeviceKind;
+use crate::model;
+use crate::model::solo::Solo;
 use crate::model::synthetic::{self, SyntheticSpec};
-use crate::model::{self, Generator};
 
 #[derive(Debug, Clone, Args)]
 pub struct AgreeArgs {
@@ -60,15 +61,19 @@ fn logits_vec(logits: &candle_core::Tensor) -> candle_core::Result<Vec<f32>> {
 pub fn run(args: &AgreeArgs) -> anyhow::Result<AgreeReport> {
     anyhow::ensure!(args.steps > 0, "`--steps` must be at least 1");
     let other_device = model::device(args.device)?;
-    let mut cpu = synthetic::build(args.synthetic, &candle_core::Device::Cpu, args.seed)?;
-    let mut other = synthetic::build(args.synthetic, &other_device, args.seed)?;
+    let cpu_device = candle_core::Device::Cpu;
+    let mut cpu_model = synthetic::build(args.synthetic, &cpu_device, args.seed)?.model;
+    let mut other_model = synthetic::build(args.synthetic, &other_device, args.seed)?.model;
     let prompt: Vec<u32> = b"The quick brown fox"
         .iter()
         .map(|&b| u32::from(b))
         .collect();
 
     // Greedy on each device alone: the ids a user would get.
-    let greedy = |m: &mut dyn Generator| -> candle_core::Result<Vec<u32>> {
+    let room = prompt.len() + args.steps;
+    let mut cpu = Solo::new(&mut cpu_model, room, &cpu_device)?;
+    let mut other = Solo::new(&mut other_model, room, &other_device)?;
+    let greedy = |m: &mut Solo| -> candle_core::Result<Vec<u32>> {
         let mut ids = Vec::with_capacity(args.steps);
         let mut logits = m.prefill(&prompt)?;
         for i in 0..args.steps {

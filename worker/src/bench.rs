@@ -8,6 +8,7 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::config::{DeviceKind, WeightFormat};
+use crate::model::solo::Solo;
 use crate::model::{self, Backend, Codec, ModelSource};
 use crate::sampling::{Sampler, SamplingParams};
 
@@ -82,6 +83,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<BenchReport> {
         prompt.extend(text.prompter.encode_prompt(seed_text)?);
     }
     prompt.truncate(args.prompt_tokens);
+    let mut model = Solo::new(
+        model.as_mut(),
+        args.prompt_tokens + args.decode_tokens + 1,
+        &device,
+    )?;
 
     let mut prefill = Vec::new();
     let mut decode = Vec::new();

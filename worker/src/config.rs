@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use clap::{Parser, ValueEnum};
 use mig_slices::SliceId;
 
+use crate::engine::scheduler::SchedulerConfig;
+use crate::engine::EngineConfig;
 use crate::model::synthetic::{self, SyntheticSpec};
 use crate::model::{identity, ModelSource};
 
@@ -87,9 +89,34 @@ pub struct ServeArgs {
     #[arg(long, env = "MIG_WORKER_WEIGHTS", value_enum, default_value = "q8-0")]
     pub weights: WeightFormat,
 
-    /// Requests that may wait for the engine; more are refused with RESOURCE_EXHAUSTED.
-    #[arg(long, env = "MIG_WORKER_MAX_QUEUE", default_value_t = 64)]
-    pub max_queue: usize,
+    /// Requests that may wait for a place in the running batch; more are
+    /// refused with RESOURCE_EXHAUSTED.
+    #[arg(
+        long,
+        alias = "max-queue",
+        env = "MIG_WORKER_MAX_WAITING",
+        default_value_t = 64
+    )]
+    pub max_waiting: usize,
+
+    /// Sequences generating together in one batch (continuous batching).
+    #[arg(long, env = "MIG_WORKER_MAX_BATCH_SIZE", default_value_t = 16)]
+    pub max_batch_size: usize,
+
+    /// Tokens in one forward step: a decode token per running sequence,
+    /// then chunks of newcomers' prompts.
+    #[arg(long, env = "MIG_WORKER_MAX_BATCH_TOKENS", default_value_t = 256)]
+    pub max_batch_tokens: usize,
+
+    /// Prompt tokens of one sequence per step: a long prompt is read in
+    /// chunks of this size, between the decode steps of the others.
+    #[arg(long, env = "MIG_WORKER_PREFILL_CHUNK", default_value_t = 128)]
+    pub prefill_chunk: usize,
+
+    /// Memory of the KV store in MiB; defaults to 1024 on a CPU slice and to
+    /// 90% of the GPU memory left free after loading the model.
+    #[arg(long, env = "MIG_WORKER_KV_CACHE_MIB")]
+    pub kv_cache_mib: Option<u64>,
 
     /// Longest embedding batch (inputs per request).
     #[arg(long, env = "MIG_WORKER_MAX_EMBED_INPUTS", default_value_t = 64)]
@@ -177,8 +204,9 @@ impl ServeArgs {
         if self.threads == Some(0) {
             return Err("`--threads` must be at least 1".into());
         }
-        if self.max_queue == 0 {
-            return Err("`--max-queue` must be at least 1".into());
+        self.scheduler().validate()?;
+        if self.kv_cache_mib == Some(0) {
+            return Err("`--kv-cache-mib` must be at least 1".into());
         }
         for (flag, value) in [
             ("--gateway", &self.gateway),
@@ -202,6 +230,24 @@ impl ServeArgs {
             ));
         }
         Ok(())
+    }
+
+    /// The batching knobs.
+    pub fn scheduler(&self) -> SchedulerConfig {
+        SchedulerConfig {
+            max_batch_size: self.max_batch_size,
+            max_batch_tokens: self.max_batch_tokens,
+            prefill_chunk: self.prefill_chunk,
+            max_waiting: self.max_waiting,
+        }
+    }
+
+    /// The batching knobs and the KV store's size.
+    pub fn engine(&self) -> EngineConfig {
+        EngineConfig {
+            scheduler: self.scheduler(),
+            kv_bytes: self.kv_cache_mib.map(|mib| mib << 20),
+        }
     }
 
     /// What to load: the file of `--model-path`, or the identity model (read

@@ -55,6 +55,18 @@ pub enum InferenceError {
     /// The engine queue is full.
     #[error("worker queue is full ({limit} requests waiting); retry later")]
     QueueFull { limit: usize },
+    /// The request could never fit this worker's KV store.
+    #[error(
+        "the prompt ({prompt} tokens) plus `max_tokens` ({max_tokens}) need {needed} tokens of \
+         KV cache, but this worker's KV store holds {capacity} (`--kv-cache-mib`); lower \
+         `max_tokens` or shorten the prompt"
+    )]
+    KvCapacity {
+        prompt: usize,
+        max_tokens: usize,
+        needed: usize,
+        capacity: usize,
+    },
     #[error("deadline exceeded after {generated} generated tokens")]
     DeadlineExceeded { generated: u32 },
     /// The worker is shutting down and takes no new work.
@@ -76,6 +88,7 @@ impl InferenceError {
             InferenceError::Invalid(_) => "validation",
             InferenceError::OtherProfile { .. } => "other_profile",
             InferenceError::QueueFull { .. } => "overloaded",
+            InferenceError::KvCapacity { .. } => "kv_capacity",
             InferenceError::DeadlineExceeded { .. } => "deadline",
             InferenceError::ShuttingDown => "shutting_down",
             InferenceError::Model(_) => "model",
@@ -90,7 +103,9 @@ impl From<InferenceError> for tonic::Status {
             InferenceError::Invalid(_) => tonic::Status::invalid_argument(msg),
             // As the gateway answers when no worker of the model has it.
             InferenceError::OtherProfile { .. } => tonic::Status::not_found(msg),
-            InferenceError::QueueFull { .. } => tonic::Status::resource_exhausted(msg),
+            InferenceError::QueueFull { .. } | InferenceError::KvCapacity { .. } => {
+                tonic::Status::resource_exhausted(msg)
+            }
             InferenceError::DeadlineExceeded { .. } => tonic::Status::deadline_exceeded(msg),
             InferenceError::ShuttingDown => tonic::Status::unavailable(msg),
             InferenceError::Model(_) => tonic::Status::internal(msg),

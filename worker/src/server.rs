@@ -71,7 +71,7 @@ pub async fn load(args: &ServeArgs) -> Result<Ready, StartupError> {
         device: args.device,
         weights: args.weights,
     };
-    let capacity = args.max_queue;
+    let engine_config = args.engine();
     let started = std::time::Instant::now();
     let metrics_listener = match args.metrics_listen {
         Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
@@ -80,10 +80,10 @@ pub async fn load(args: &ServeArgs) -> Result<Ready, StartupError> {
         None => None,
     };
     let identity = Identity::resolve(args);
-    let metrics = WorkerMetrics::new(&identity, capacity);
+    let metrics = WorkerMetrics::new(&identity, engine_config.scheduler.max_waiting);
     let engine_metrics = metrics.clone();
     let (engine, codec) =
-        tokio::task::spawn_blocking(move || Engine::start(spec, capacity, engine_metrics))
+        tokio::task::spawn_blocking(move || Engine::start(spec, engine_config, engine_metrics))
             .await
             .map_err(|e| StartupError::Engine(e.to_string()))??;
     tracing::info!(
@@ -97,6 +97,11 @@ pub async fn load(args: &ServeArgs) -> Result<Ready, StartupError> {
         device = %identity.device,
         threads = args.threads(),
         weights = ?args.weights,
+        max_batch_size = engine_config.scheduler.max_batch_size,
+        max_batch_tokens = engine_config.scheduler.max_batch_tokens,
+        prefill_chunk = engine_config.scheduler.prefill_chunk,
+        kv_tokens = engine.capacity().kv_tokens,
+        kv_mib = engine.capacity().kv_bytes >> 20,
         load_ms = started.elapsed().as_millis() as u64,
         "model loaded"
     );

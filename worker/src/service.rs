@@ -12,7 +12,7 @@ use mig_proto::inference::v1::{
     ModelKind as WireKind, ServedBy, Usage,
 };
 use mig_proto::worker::v1::worker_server::Worker;
-use mig_proto::worker::v1::{InfoRequest, WorkerInfo};
+use mig_proto::worker::v1::{Batching, InfoRequest, WorkerInfo};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
@@ -75,6 +75,21 @@ impl WorkerService {
             gpu: self.identity.gpu.clone(),
             memory_bytes: self.identity.memory_bytes,
             engine: self.engine.description().to_string(),
+            batching: match self.codec.kind() {
+                ModelKind::Generate => {
+                    let config = self.engine.config().scheduler;
+                    let kv = self.engine.capacity();
+                    Some(Batching {
+                        max_batch_size: config.max_batch_size as u32,
+                        max_batch_tokens: config.max_batch_tokens as u32,
+                        prefill_chunk: config.prefill_chunk as u32,
+                        max_waiting: config.max_waiting as u32,
+                        kv_capacity_tokens: kv.kv_tokens as u64,
+                        kv_bytes: kv.kv_bytes,
+                    })
+                }
+                ModelKind::Embed => None,
+            },
         }
     }
 }

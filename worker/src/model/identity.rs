@@ -9,14 +9,18 @@
 //! and its chat template writes each turn's text on a line of its own, so
 //! the same chat workload runs against it and a real model.
 
-use candle_core::{Device, Tensor};
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Tensor};
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::{Vocab, BPE};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::Tokenizer;
 
 use super::chat_template::ChatTemplate;
-use super::{Generator, TextCodec};
+use super::kv_store::{KvShape, KvStore};
+use super::{BatchSeq, Generator, TextCodec};
+use crate::engine::scheduler::SeqId;
 use crate::prompt::TextPrompter;
 
 /// What computes the answers, as `Info` reports it.
@@ -31,12 +35,18 @@ const VOCAB: usize = 256;
 /// Each turn's text and a newline: no roles, no control tokens.
 const CHAT_TEMPLATE: &str = "{% for message in messages %}{{ message['content'] }}\n{% endfor %}";
 
-/// The echo generator: one sequence, like the real models.
+/// What the echo keeps per sequence.
+#[derive(Debug, Default)]
+struct Echo {
+    prompt: Vec<u32>,
+    /// Tokens produced so far; the next is `prompt[emitted % prompt.len()]`.
+    emitted: usize,
+}
+
+/// The echo generator: any number of sequences per step, no KV store.
 #[derive(Debug, Default)]
 pub struct IdentityModel {
-    prompt: Vec<u32>,
-    /// Index into `prompt` (modulo its length) of the next token to produce.
-    next: usize,
+    sequences: HashMap<SeqId, Echo>,
 }
 
 impl IdentityModel {
@@ -44,30 +54,50 @@ impl IdentityModel {
     /// others are -inf, so no temperature, top-p, top-k or repetition
     /// penalty can pick them (a penalty multiplies -inf, a temperature
     /// divides it, and both stay -inf).
-    fn emit(&mut self) -> candle_core::Result<Tensor> {
-        if self.prompt.is_empty() {
-            candle_core::bail!("identity model: no prompt to echo (prefill first)");
+    fn emit(echo: &mut Echo, logits: &mut Vec<f32>) -> candle_core::Result<()> {
+        if echo.prompt.is_empty() {
+            candle_core::bail!("identity model: no prompt to echo");
         }
-        let wanted = self.prompt[self.next % self.prompt.len()] as usize;
-        self.next += 1;
-        let mut logits = vec![f32::NEG_INFINITY; VOCAB];
-        let slot = logits
-            .get_mut(wanted)
-            .ok_or_else(|| candle_core::Error::Msg(format!("token {wanted} is not a byte")))?;
-        *slot = 0.0;
-        Tensor::from_vec(logits, (1, VOCAB), &Device::Cpu)
+        let wanted = echo.prompt[echo.emitted % echo.prompt.len()] as usize;
+        echo.emitted += 1;
+        if wanted >= VOCAB {
+            candle_core::bail!("token {wanted} is not a byte");
+        }
+        let start = logits.len();
+        logits.resize(start + VOCAB, f32::NEG_INFINITY);
+        logits[start + wanted] = 0.0;
+        Ok(())
     }
 }
 
 impl Generator for IdentityModel {
-    fn prefill(&mut self, prompt: &[u32]) -> candle_core::Result<Tensor> {
-        self.prompt = prompt.to_vec();
-        self.next = 0;
-        self.emit()
+    fn kv_shape(&self) -> KvShape {
+        KvShape {
+            layers: 0,
+            kv_dim: 0,
+            dtype: DType::F32,
+        }
     }
 
-    fn step(&mut self, _token: u32, _pos: usize) -> candle_core::Result<Tensor> {
-        self.emit()
+    fn forward(&mut self, batch: &[BatchSeq], _: &mut KvStore) -> candle_core::Result<Tensor> {
+        let mut logits = Vec::new();
+        for seq in batch {
+            let echo = self.sequences.entry(seq.id).or_default();
+            // Until the first answer, tokens fed are the prompt (possibly in
+            // chunks); after it, they are the echo coming back.
+            if echo.emitted == 0 {
+                echo.prompt.extend_from_slice(seq.tokens);
+            }
+            if seq.logits {
+                Self::emit(echo, &mut logits)?;
+            }
+        }
+        let rows = logits.len() / VOCAB;
+        Tensor::from_vec(logits, (rows, VOCAB), &Device::Cpu)
+    }
+
+    fn release(&mut self, id: SeqId) {
+        self.sequences.remove(&id);
     }
 }
 
@@ -136,6 +166,7 @@ pub fn load() -> (IdentityModel, TextCodec) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::solo::Solo;
     use crate::sampling::{Sampler, SamplingParams};
 
     #[test]
@@ -201,20 +232,47 @@ mod tests {
             },
         ] {
             let (mut model, _) = load();
+            let mut solo = Solo::new(&mut model, 64, &Device::Cpu).unwrap();
             let mut sampler = Sampler::new(&params);
             let mut history = prompt.to_vec();
-            let logits = model.prefill(&history).unwrap();
+            let logits = solo.prefill(&history).unwrap();
             assert_eq!(logits.dims(), [1, VOCAB]);
             let mut out = vec![sampler.sample(&logits, &history).unwrap()];
             for _ in 0..6 {
                 history.push(*out.last().unwrap());
-                let logits = model.step(*out.last().unwrap(), history.len() - 1).unwrap();
+                let logits = solo.step(*out.last().unwrap(), history.len() - 1).unwrap();
                 out.push(sampler.sample(&logits, &history).unwrap());
             }
             let text: String = out.iter().map(|&b| char::from(b as u8)).collect();
             assert_eq!(text, "abcabca", "{params:?}");
         }
+    }
+
+    #[test]
+    fn sequences_of_one_batch_echo_their_own_prompts_read_in_chunks() {
         let (mut model, _) = load();
-        assert!(model.step(0, 0).is_err(), "a step before any prompt");
+        let mut kv = KvStore::new(model.kv_shape(), 0, &Device::Cpu).unwrap();
+        let seq = |id, tokens: &'static [u32], logits| BatchSeq {
+            id,
+            start: 0,
+            tokens,
+            pages: &[],
+            logits,
+        };
+        let argmax = |t: &Tensor| t.argmax(1).unwrap().to_vec1::<u32>().unwrap();
+        // Sequence 1's prompt comes in two chunks; 2's in one.
+        let l = model
+            .forward(&[seq(1, &[10, 11], false), seq(2, &[20], true)], &mut kv)
+            .unwrap();
+        assert_eq!(argmax(&l), [20]);
+        let l = model
+            .forward(&[seq(1, &[12], true), seq(2, &[20], true)], &mut kv)
+            .unwrap();
+        assert_eq!(argmax(&l), [10, 20]);
+        let l = model.forward(&[seq(1, &[10], true)], &mut kv).unwrap();
+        assert_eq!(argmax(&l), [11]);
+        model.release(1);
+        let l = model.forward(&[seq(1, &[30], true)], &mut kv).unwrap();
+        assert_eq!(argmax(&l), [30], "a released id starts over");
     }
 }

@@ -1,175 +1,374 @@
-//! Llama-architecture GGUF models (SmolLM2) on candle-transformers'
-//! quantized llama, with the tokenizer and chat template from the same file.
+//! The llama-family forward pass over a ragged batch: several sequences of
+//! any lengths in one step, each token at its own position, each sequence
+//! attending only to its own keys and values in the paged [`KvStore`].
+//!
+//! The tokens of all sequences are stacked into one `(tokens, hidden)`
+//! matrix, so every weight matrix is read once per step whatever the batch
+//! size; only attention runs per sequence. The same code serves GGUF models
+//! (quantized weights) and synthetic ones (dense bf16/f16/f32), on the CPU and
+//! on CUDA.
 
-use std::fs::File;
-use std::io::{BufReader, Cursor};
-use std::path::Path;
+use candle_core::quantized::QMatMul;
+use candle_core::{DType, Device, Module, Tensor};
 
-use candle_core::quantized::gguf_file::{self, Content};
-use candle_core::quantized::{GgmlDType, QTensor};
-use candle_core::{Device, Tensor};
-use candle_transformers::models::quantized_llama::{ModelWeights, MAX_SEQ_LEN};
+use mig_kernels::attention::{self, Heads, SeqRows};
 
-use super::chat_template::ChatTemplate;
-use super::{gguf_tokenizer, Generator, TextCodec};
-use crate::config::WeightFormat;
-use crate::error::StartupError;
-use crate::prompt::TextPrompter;
+use super::kv_store::{self, KvShape, KvStore};
+use super::{BatchSeq, Generator};
 
-pub struct QuantizedLlama {
-    model: ModelWeights,
+/// The shape and numerics of a llama-family model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlamaConfig {
+    pub hidden: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub layers: usize,
+    pub vocab: usize,
+    pub rms_eps: f64,
+    pub rope_theta: f32,
+    /// GGUF files pair dimensions `(2i, 2i+1)` in RoPE (their Q and K rows
+    /// are permuted); Hugging Face checkpoints pair `(i, i + d/2)`.
+    pub rope_interleaved: bool,
+    /// Positions the RoPE tables cover: the context served.
+    pub context: usize,
+    /// The type of activations and of the KV store.
+    pub dtype: DType,
+}
+
+impl LlamaConfig {
+    pub fn head_dim(&self) -> usize {
+        self.hidden / self.heads
+    }
+}
+
+/// A weight matrix `(out, in)` applied to `(tokens, in)`.
+pub enum Linear {
+    /// GGUF blocks, multiplied by candle's quantized kernels.
+    Quantized(QMatMul),
+    /// A plain matrix (synthetic models).
+    Dense(Tensor),
+}
+
+impl Linear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Linear::Quantized(w) => w.forward(x),
+            Linear::Dense(w) => x.matmul(&w.t()?),
+        }
+    }
+}
+
+/// One transformer block's weights.
+pub struct Block {
+    pub attn_norm: Tensor,
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+    pub o: Linear,
+    pub ffn_norm: Tensor,
+    pub gate: Linear,
+    pub up: Linear,
+    pub down: Linear,
+}
+
+pub struct Llama {
+    config: LlamaConfig,
+    /// `(vocab, hidden)`, looked up by token id.
+    embed: Tensor,
+    blocks: Vec<Block>,
+    norm: Tensor,
+    head: Linear,
+    /// RoPE tables `(context, head_dim / 2)`.
+    cos: Tensor,
+    sin: Tensor,
     device: Device,
-    /// The type holding most weights as loaded (`q8_0` after re-quantizing).
-    weights_dtype: String,
 }
 
-impl QuantizedLlama {
-    /// The weights' main type as held in memory: `q4_1`, or `q8_0` with
-    /// `--weights q8-0`.
-    pub fn weights_dtype(&self) -> &str {
-        &self.weights_dtype
-    }
-}
-
-impl Generator for QuantizedLlama {
-    fn prefill(&mut self, prompt: &[u32]) -> candle_core::Result<Tensor> {
-        let input = Tensor::new(prompt, &self.device)?.unsqueeze(0)?;
-        // Position 0 makes the model drop the previous sequence's KV cache.
-        self.model.forward(&input, 0)
-    }
-
-    fn step(&mut self, token: u32, pos: usize) -> candle_core::Result<Tensor> {
-        let input = Tensor::new(&[token], &self.device)?.unsqueeze(0)?;
-        self.model.forward(&input, pos)
-    }
-}
-
-/// Loads the model, its tokenizer and its chat template.
-pub fn load(
-    path: &Path,
-    device: &Device,
-    weights: WeightFormat,
-) -> Result<(QuantizedLlama, TextCodec), StartupError> {
-    let read_err = |source| StartupError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = BufReader::new(File::open(path).map_err(read_err)?);
-    let content = Content::read(&mut file).map_err(|e| StartupError::model(path, e))?;
-    let arch = meta_str(&content, "general.architecture").unwrap_or_default();
-    if arch != "llama" {
-        return Err(StartupError::model(
-            path,
-            format!("architecture `{arch}` is not supported (only `llama`)"),
-        ));
-    }
-
-    let vocab = gguf_tokenizer::from_gguf(&content).map_err(|e| StartupError::model(path, e))?;
-    let template = match meta_str(&content, "tokenizer.chat_template") {
-        Some(src) => Some(
-            ChatTemplate::new(
-                &src,
-                vocab.bos.as_deref().unwrap_or(""),
-                vocab.eos.as_deref().unwrap_or(""),
-            )
-            .map_err(|e| StartupError::model(path, e))?,
-        ),
-        None => None,
-    };
-    let trained_context = content
-        .metadata
-        .get("llama.context_length")
-        .and_then(|v| v.to_u32().ok())
-        .map(|v| v as usize)
-        .unwrap_or(MAX_SEQ_LEN);
-    // candle's quantized llama precomputes RoPE for MAX_SEQ_LEN positions.
-    let context_length = trained_context.min(MAX_SEQ_LEN);
-
-    let (model, weights_dtype) = match weights {
-        WeightFormat::Native => {
-            let dtype = main_dtype(&content);
-            (ModelWeights::from_gguf(content, &mut file, device), dtype)
-        }
-        WeightFormat::Q8_0 => {
-            let requantized = requantize_q4_to_q8(content, &mut file)
-                .map_err(|e| StartupError::model(path, format!("re-quantizing to Q8_0: {e}")))?;
-            let mut cursor = Cursor::new(requantized);
-            let content = Content::read(&mut cursor).map_err(|e| StartupError::model(path, e))?;
-            let dtype = main_dtype(&content);
-            (ModelWeights::from_gguf(content, &mut cursor, device), dtype)
-        }
-    };
-    let model = model.map_err(|e| StartupError::model(path, e))?;
-
-    let codec = TextCodec {
-        prompter: TextPrompter::new(vocab.tokenizer, template),
-        stop_ids: vocab.stop_ids,
-        context_length,
-    };
-    Ok((
-        QuantizedLlama {
-            model,
+impl Llama {
+    pub fn new(
+        config: LlamaConfig,
+        embed: Tensor,
+        blocks: Vec<Block>,
+        norm: Tensor,
+        head: Linear,
+        device: &Device,
+    ) -> candle_core::Result<Self> {
+        let (cos, sin) = rope_tables(&config, device)?;
+        Ok(Llama {
+            embed: embed.to_dtype(config.dtype)?,
+            config,
+            blocks,
+            norm,
+            head,
+            cos,
+            sin,
             device: device.clone(),
-            weights_dtype,
-        },
-        codec,
+        })
+    }
+
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+
+    /// Rotates `x` (`(tokens, heads * head_dim)`) by each token's position.
+    fn rope(
+        &self,
+        x: &Tensor,
+        heads: usize,
+        cos: &Tensor,
+        sin: &Tensor,
+    ) -> candle_core::Result<Tensor> {
+        let tokens = x.dim(0)?;
+        let d = self.config.head_dim();
+        // rope wants (batch, heads, tokens, d); each token is its own row of
+        // the tables, so the "sequence" is the stacked batch.
+        let x = x
+            .reshape((tokens, heads, d))?
+            .transpose(0, 1)?
+            .contiguous()?
+            .unsqueeze(0)?;
+        let rotated = if self.config.rope_interleaved {
+            candle_nn::rotary_emb::rope_i(&x, cos, sin)?
+        } else {
+            candle_nn::rotary_emb::rope(&x, cos, sin)?
+        };
+        rotated
+            .squeeze(0)?
+            .transpose(0, 1)?
+            .contiguous()?
+            .reshape((tokens, heads * d))
+    }
+
+    /// Whether attention runs in the CPU kernel: an f32 model on the CPU.
+    /// Elsewhere (CUDA, bf16/f16) it runs by tensor ops, per sequence.
+    fn host_attention(&self) -> bool {
+        self.device.is_cpu() && self.config.dtype == DType::F32
+    }
+
+    /// Attention of the whole batch with the CPU kernel, in one call; every
+    /// token's arithmetic is independent of the rest of the batch.
+    fn attend_host(
+        &self,
+        q: &Tensor,
+        kv: &KvStore,
+        layer: usize,
+        seqs: &[SeqRows],
+    ) -> candle_core::Result<Tensor> {
+        let c = &self.config;
+        let heads = Heads {
+            heads: c.heads,
+            kv_heads: c.kv_heads,
+            head_dim: c.head_dim(),
+        };
+        let q_host = q.flatten_all()?.to_vec1::<f32>()?;
+        let mut out = vec![0f32; q_host.len()];
+        kv.with_host_f32(layer, |k, v| {
+            attention::attend(heads, &q_host, k, v, seqs, &mut out)
+        })
+        .ok_or_else(|| candle_core::Error::Msg("the KV store is not f32 host memory".into()))?;
+        Tensor::from_vec(out, q.shape(), &self.device)
+    }
+
+    /// Causal attention of one sequence's new tokens (`q`: `(n, heads *
+    /// head_dim)`, at positions `start..start + n`) over its keys and values
+    /// `0..start + n` read from the store.
+    fn attend(
+        &self,
+        q: &Tensor,
+        kv: &KvStore,
+        layer: usize,
+        seq: &BatchSeq,
+        rows: &Tensor,
+    ) -> candle_core::Result<Tensor> {
+        let c = &self.config;
+        let (n, d) = (seq.tokens.len(), c.head_dim());
+        let context = seq.start + n;
+        let group = c.heads / c.kv_heads;
+        let (k, v) = kv.read(layer, rows)?;
+        // (kv_heads, context, d)
+        let k = k.reshape((context, c.kv_heads, d))?.transpose(0, 1)?;
+        let v = v
+            .reshape((context, c.kv_heads, d))?
+            .transpose(0, 1)?
+            .contiguous()?;
+        // The query heads sharing a KV head are consecutive: (kv_heads,
+        // group * n, d), rows ordered (head in group, token).
+        let q = q
+            .reshape((n, c.heads, d))?
+            .transpose(0, 1)?
+            .contiguous()?
+            .reshape((c.kv_heads, group * n, d))?;
+        let scale = 1.0 / (d as f64).sqrt();
+        let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?;
+        let scores = if n > 1 {
+            let mask = causal_mask(seq.start, n, group, &self.device)?.to_dtype(scores.dtype())?;
+            scores.broadcast_add(&mask)?
+        } else {
+            scores
+        };
+        let weights =
+            candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(v.dtype())?;
+        weights
+            .matmul(&v)?
+            .reshape((c.heads, n, d))?
+            .transpose(0, 1)?
+            .reshape((n, c.heads * d))
+    }
+}
+
+/// `-inf` where a token would see a later position: `(group * n, context)`,
+/// the `n` rows repeated for each query head of a group.
+fn causal_mask(
+    start: usize,
+    n: usize,
+    group: usize,
+    device: &Device,
+) -> candle_core::Result<Tensor> {
+    let context = start + n;
+    let rows: Vec<f32> = (0..n)
+        .flat_map(|i| {
+            (0..context).map(move |j| {
+                if j <= start + i {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+        })
+        .collect();
+    let mask = Tensor::from_vec(rows, (n, context), device)?;
+    Tensor::cat(&vec![&mask; group], 0)
+}
+
+/// `cos` and `sin` of every position and frequency, `(context, head_dim / 2)`.
+fn rope_tables(config: &LlamaConfig, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
+    let d = config.head_dim();
+    let inv_freq: Vec<f32> = (0..d / 2)
+        .map(|i| 1.0 / config.rope_theta.powf(2.0 * i as f32 / d as f32))
+        .collect();
+    let inv_freq = Tensor::from_vec(inv_freq, (1, d / 2), device)?;
+    let positions = Tensor::arange(0u32, config.context as u32, device)?
+        .to_dtype(DType::F32)?
+        .reshape((config.context, 1))?;
+    let angles = positions.broadcast_mul(&inv_freq)?;
+    Ok((
+        angles.cos()?.to_dtype(config.dtype)?,
+        angles.sin()?.to_dtype(config.dtype)?,
     ))
 }
 
-/// The type that holds the most weight elements (`q4_1`, `q8_0`, `f16`):
-/// a file's norms stay f32 and its embeddings may differ, but this one type
-/// decides the speed of the matrix products.
-fn main_dtype(content: &Content) -> String {
-    let mut elements: Vec<(GgmlDType, usize)> = Vec::new();
-    for info in content.tensor_infos.values() {
-        let n = info.shape.elem_count();
-        match elements.iter_mut().find(|(d, _)| *d == info.ggml_dtype) {
-            Some((_, total)) => *total += n,
-            None => elements.push((info.ggml_dtype, n)),
+impl Generator for Llama {
+    fn kv_shape(&self) -> KvShape {
+        KvShape {
+            layers: self.config.layers,
+            kv_dim: self.config.kv_heads * self.config.head_dim(),
+            dtype: self.config.dtype,
         }
     }
-    elements
-        .into_iter()
-        .max_by_key(|(_, n)| *n)
-        .map(|(dtype, _)| format!("{dtype:?}").to_lowercase())
-        .unwrap_or_else(|| "unknown".into())
-}
 
-fn meta_str(ct: &Content, key: &str) -> Option<String> {
-    ct.metadata
-        .get(key)
-        .and_then(|v| v.to_string().ok())
-        .cloned()
-}
-
-/// Rewrites the file in memory with its Q4_0/Q4_1 tensors as Q8_0. The Q8_0
-/// copy holds the Q4 values exactly up to Q8_0's own rounding, and candle's
-/// Q8_0 CPU kernel is SIMD where its Q4_1 one is scalar.
-fn requantize_q4_to_q8(
-    content: Content,
-    file: &mut BufReader<File>,
-) -> candle_core::Result<Vec<u8>> {
-    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
-    names.sort();
-    let mut tensors: Vec<(String, QTensor)> = Vec::with_capacity(names.len());
-    for name in names {
-        let q = content.tensor(file, name, &Device::Cpu)?;
-        let cols = q.shape().dims().last().copied().unwrap_or(0);
-        let q = match q.dtype() {
-            GgmlDType::Q4_0 | GgmlDType::Q4_1 if cols % GgmlDType::Q8_0.block_size() == 0 => {
-                QTensor::quantize(&q.dequantize(&Device::Cpu)?, GgmlDType::Q8_0)?
+    fn forward(&mut self, batch: &[BatchSeq], kv: &mut KvStore) -> candle_core::Result<Tensor> {
+        let c = &self.config;
+        let kv_dim = c.kv_heads * c.head_dim();
+        let mut ids = Vec::new();
+        let mut positions = Vec::new();
+        let mut write_rows = Vec::new();
+        // Per sequence: the store rows of its whole context, so attention reads them in order.
+        let mut host_rows: Vec<Vec<u32>> = Vec::with_capacity(batch.len());
+        for seq in batch {
+            let end = seq.start + seq.tokens.len();
+            if end > c.context {
+                candle_core::bail!("position {end} is past the context of {}", c.context);
             }
-            _ => q,
+            if end > seq.pages.len() * kv_store::PAGE_TOKENS {
+                candle_core::bail!(
+                    "position {end} is past the {} KV pages of sequence {}",
+                    seq.pages.len(),
+                    seq.id
+                );
+            }
+            ids.extend_from_slice(seq.tokens);
+            for pos in seq.start..end {
+                positions.push(pos as u32);
+                write_rows.extend(std::iter::repeat_n(
+                    kv_store::row(seq.pages, pos) as u32,
+                    kv_dim,
+                ));
+            }
+            let rows: Vec<u32> = (0..end)
+                .map(|pos| kv_store::row(seq.pages, pos) as u32)
+                .collect();
+            host_rows.push(rows);
+        }
+        let tokens = ids.len();
+        let mut first = 0;
+        let host_rows: Vec<SeqRows> = batch
+            .iter()
+            .zip(&host_rows)
+            .map(|(seq, rows)| {
+                let part = SeqRows {
+                    first,
+                    start: seq.start,
+                    len: seq.tokens.len(),
+                    rows,
+                };
+                first += seq.tokens.len();
+                part
+            })
+            .collect();
+        // Row tables as tensors, for attention by tensor ops (off the CPU).
+        let read_rows = if self.host_attention() {
+            Vec::new()
+        } else {
+            host_rows
+                .iter()
+                .map(|seq| Tensor::new(seq.rows, &self.device))
+                .collect::<candle_core::Result<_>>()?
         };
-        tensors.push((name.clone(), q));
+        let ids = Tensor::new(ids, &self.device)?;
+        let positions = Tensor::new(positions, &self.device)?;
+        let write_rows = Tensor::from_vec(write_rows, (tokens, kv_dim), &self.device)?;
+        let cos = self.cos.index_select(&positions, 0)?;
+        let sin = self.sin.index_select(&positions, 0)?;
+        let eps = c.rms_eps as f32;
+
+        let mut x = self.embed.index_select(&ids, 0)?;
+        for (layer, block) in self.blocks.iter().enumerate() {
+            let h = candle_nn::ops::rms_norm(&x, &block.attn_norm, eps)?;
+            let q = self.rope(&block.q.forward(&h)?, c.heads, &cos, &sin)?;
+            let k = self.rope(&block.k.forward(&h)?, c.kv_heads, &cos, &sin)?;
+            let v = block.v.forward(&h)?;
+            kv.write(layer, &write_rows, &k, &v)?;
+            let attn = match self.host_attention() {
+                true => self.attend_host(&q, kv, layer, &host_rows)?,
+                false => {
+                    let mut outputs = Vec::with_capacity(batch.len());
+                    let mut offset = 0;
+                    for (seq, rows) in batch.iter().zip(&read_rows) {
+                        let n = seq.tokens.len();
+                        let q = q.narrow(0, offset, n)?;
+                        outputs.push(self.attend(&q, kv, layer, seq, rows)?);
+                        offset += n;
+                    }
+                    Tensor::cat(&outputs, 0)?
+                }
+            };
+            x = (x + block.o.forward(&attn)?)?;
+            let h = candle_nn::ops::rms_norm(&x, &block.ffn_norm, eps)?;
+            let gated =
+                (candle_nn::ops::silu(&block.gate.forward(&h)?)? * block.up.forward(&h)?)?;
+            x = (x + block.down.forward(&gated)?)?;
+        }
+        // Only the last token of each sequence that samples needs logits.
+        let mut last = Vec::new();
+        let mut offset = 0;
+        for seq in batch {
+            offset += seq.tokens.len();
+            if seq.logits {
+                last.push(offset as u32 - 1);
+            }
+        }
+        let x = x.index_select(&Tensor::new(last, &self.device)?, 0)?;
+        let x = candle_nn::ops::rms_norm(&x, &self.norm, eps)?;
+        self.head.forward(&x)?.to_dtype(DType::F32)
     }
-    let metadata: Vec<(&str, &gguf_file::Value)> = content
-        .metadata
-        .iter()
-        .map(|(k, v)| (k.as_str(), v))
-        .collect();
-    let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    let mut out = Cursor::new(Vec::new());
-    gguf_file::write(&mut out, &metadata, &tensor_refs)?;
-    Ok(out.into_inner())
 }

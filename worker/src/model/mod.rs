@@ -5,9 +5,12 @@
 
 pub mod bert;
 pub mod chat_template;
+pub mod gguf;
 pub mod gguf_tokenizer;
 pub mod identity;
+pub mod kv_store;
 pub mod llama;
+pub mod solo;
 pub mod synthetic;
 
 use std::fmt;
@@ -17,17 +20,36 @@ use std::sync::Arc;
 use candle_core::{Device, Tensor};
 
 use crate::config::{DeviceKind, WeightFormat};
+use crate::engine::scheduler::SeqId;
 use crate::error::StartupError;
 use crate::prompt::TextPrompter;
 use bert::EmbedTokenizer;
+use kv_store::{KvShape, KvStore};
 
-/// An autoregressive text model with its own KV cache (one sequence).
+/// One sequence's part of a forward step.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchSeq<'a> {
+    pub id: SeqId,
+    /// Position of `tokens[0]`: the tokens before it are in the KV store.
+    pub start: usize,
+    pub tokens: &'a [u32],
+    /// The sequence's page table in the KV store.
+    pub pages: &'a [u32],
+    /// Whether the step returns logits after the last of `tokens`.
+    pub logits: bool,
+}
+
+/// An autoregressive text model that runs several sequences per step, each
+/// with its keys and values in a shared [`KvStore`].
 pub trait Generator: Send {
-    /// Runs the prompt from position 0, forgetting any previous sequence, and
-    /// returns the logits of the next token, shape `(1, vocab)`.
-    fn prefill(&mut self, prompt: &[u32]) -> candle_core::Result<Tensor>;
-    /// Feeds one token at position `pos` and returns the next logits.
-    fn step(&mut self, token: u32, pos: usize) -> candle_core::Result<Tensor>;
+    /// What it keeps per token in the KV store.
+    fn kv_shape(&self) -> KvShape;
+    /// Feeds each sequence's tokens at its positions, writing their keys and
+    /// values into `kv`, and returns the next-token logits of the sequences
+    /// that ask for them, in batch order: `(asking sequences, vocab)`, f32.
+    fn forward(&mut self, batch: &[BatchSeq], kv: &mut KvStore) -> candle_core::Result<Tensor>;
+    /// The sequence left the batch: forget anything kept for it.
+    fn release(&mut self, _id: SeqId) {}
 }
 
 /// A sentence-embedding model.
@@ -158,7 +180,7 @@ pub fn load(
                 StartupError::Engine(format!("building the synthetic model {spec}: {e}"))
             })?;
             return Ok(Loaded {
-                backend: Backend::Generate(Box::new(model)),
+                backend: Backend::Generate(Box::new(model.model)),
                 codec: Codec::Text(Arc::new(synthetic::codec(*spec))),
                 engine: synthetic::engine(*spec, *seed),
             });
@@ -173,9 +195,9 @@ pub fn load(
             engine: bert::ENGINE.to_string(),
         })
     } else if path.extension().is_some_and(|e| e == "gguf") {
-        let (model, codec) = llama::load(path, device, weights)?;
+        let (model, codec, weights_dtype) = gguf::load(path, device, weights)?;
         Ok(Loaded {
-            engine: format!("llama gguf {}", model.weights_dtype()),
+            engine: format!("llama gguf {weights_dtype}"),
             backend: Backend::Generate(Box::new(model)),
             codec: Codec::Text(Arc::new(codec)),
         })

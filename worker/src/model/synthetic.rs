@@ -7,17 +7,12 @@
 //! Named as synthetic wherever it appears: a spec reads `llama-7b:bf16`, and
 //! the worker's model name must contain `synthetic`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-
 use candle_core::{DType, Device, Shape, Tensor};
-use candle_nn::var_builder::SimpleBackend;
-use candle_nn::{Init, VarBuilder};
-use candle_transformers::models::llama::{Cache, Config, Llama};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{identity, Generator, TextCodec};
+use super::llama::{Block, Linear, Llama, LlamaConfig};
+use super::{identity, TextCodec};
 use crate::prompt::TextPrompter;
 
 pub use mig_slices::synthetic::{
@@ -37,20 +32,18 @@ fn dtype(w: WeightType) -> DType {
 /// the tensor's name (so every device gets the same model, whatever the
 /// order of loading), uniform with the spread of a 0.02 standard deviation;
 /// norm weights are ones.
-struct RandomWeights {
+struct RandomWeights<'a> {
     seed: u64,
+    dtype: DType,
+    device: &'a Device,
     /// Bytes handed out, in the model's dtype.
-    allocated: Arc<AtomicU64>,
+    allocated: u64,
 }
 
-impl RandomWeights {
-    fn values(&self, name: &str, shape: &Shape, init: Init) -> Vec<f32> {
-        let n = shape.elem_count();
+impl RandomWeights<'_> {
+    fn values(&self, name: &str, n: usize) -> Vec<f32> {
         if name.ends_with("norm.weight") {
             return vec![1.0; n];
-        }
-        if let Init::Const(v) = init {
-            return vec![v as f32; n];
         }
         // FNV-1a of the name, mixed with the seed.
         let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
@@ -60,91 +53,84 @@ impl RandomWeights {
         let bound = 0.02 * 3f32.sqrt();
         (0..n).map(|_| rng.random_range(-bound..bound)).collect()
     }
-}
 
-impl SimpleBackend for RandomWeights {
-    fn get(
-        &self,
-        shape: Shape,
-        name: &str,
-        init: Init,
-        dtype: DType,
-        dev: &Device,
-    ) -> candle_core::Result<Tensor> {
-        let values = self.values(name, &shape, init);
+    fn get(&mut self, shape: impl Into<Shape>, name: &str) -> candle_core::Result<Tensor> {
+        let shape = shape.into();
+        let values = self.values(name, shape.elem_count());
         let tensor = Tensor::from_vec(values, shape, &Device::Cpu)?
-            .to_dtype(dtype)?
-            .to_device(dev)?;
-        self.allocated.fetch_add(
-            (tensor.elem_count() * dtype.size_in_bytes()) as u64,
-            Ordering::Relaxed,
-        );
+            .to_dtype(self.dtype)?
+            .to_device(self.device)?;
+        self.allocated += (tensor.elem_count() * self.dtype.size_in_bytes()) as u64;
         Ok(tensor)
     }
 
-    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
-        candle_core::bail!("synthetic weights have no tensor `{name}` without a shape")
-    }
-
-    fn contains_tensor(&self, _: &str) -> bool {
-        true
+    fn linear(&mut self, out: usize, inp: usize, name: &str) -> candle_core::Result<Linear> {
+        Ok(Linear::Dense(self.get((out, inp), name)?))
     }
 }
 
 /// A synthetic llama on its device.
 pub struct SyntheticLlama {
-    model: Llama,
-    config: Config,
-    cache: Cache,
-    dtype: DType,
-    device: Device,
+    pub model: Llama,
     /// Bytes of weights built.
     pub weight_bytes: u64,
 }
 
-/// Builds the model of `spec` with weights from `seed` on `device`.
+/// Builds the model of `spec` with weights from `seed` on `device`. Tensor
+/// names follow the Hugging Face checkpoints, whose RoPE pairs `(i, i+d/2)`.
 pub fn build(
     spec: SyntheticSpec,
     device: &Device,
     seed: u64,
 ) -> candle_core::Result<SyntheticLlama> {
     let a = spec.architecture;
-    let config = Config {
-        hidden_size: a.hidden,
-        intermediate_size: a.intermediate,
-        vocab_size: a.vocab,
-        num_hidden_layers: a.layers,
-        num_attention_heads: a.heads,
-        num_key_value_heads: a.kv_heads,
-        use_flash_attn: false,
-        rms_norm_eps: 1e-5,
+    let config = LlamaConfig {
+        hidden: a.hidden,
+        heads: a.heads,
+        kv_heads: a.kv_heads,
+        layers: a.layers,
+        vocab: a.vocab,
+        rms_eps: 1e-5,
         rope_theta: a.rope_theta,
-        bos_token_id: None,
-        eos_token_id: None,
         // Llama 3.x use llama3 RoPE scaling: it changes numbers, not the
         // shape, speed or memory.
-        rope_scaling: None,
-        // The RoPE tables are precomputed for every position: keep them to
-        // the context the worker serves.
-        max_position_embeddings: a.context.min(SERVED_CONTEXT),
-        tie_word_embeddings: a.tied_embeddings,
+        rope_interleaved: false,
+        context: a.context.min(SERVED_CONTEXT),
+        dtype: dtype(spec.weights),
     };
-    let allocated = Arc::new(AtomicU64::new(0));
-    let backend = RandomWeights {
+    let mut w = RandomWeights {
         seed,
-        allocated: allocated.clone(),
+        dtype: config.dtype,
+        device,
+        allocated: 0,
     };
-    let dtype = dtype(spec.weights);
-    let vb = VarBuilder::from_backend(Box::new(backend), dtype, device.clone());
-    let model = Llama::load(vb, &config)?;
-    let cache = Cache::new(true, dtype, &config, device)?;
+    let (h, i, kv) = (a.hidden, a.intermediate, a.kv_heads * a.head_dim());
+    let embed = w.get((a.vocab, h), "model.embed_tokens.weight")?;
+    let mut blocks = Vec::with_capacity(a.layers);
+    for l in 0..a.layers {
+        let name = |part: &str| format!("model.layers.{l}.{part}.weight");
+        blocks.push(Block {
+            attn_norm: w.get(h, &name("input_layernorm"))?,
+            q: w.linear(h, h, &name("self_attn.q_proj"))?,
+            k: w.linear(kv, h, &name("self_attn.k_proj"))?,
+            v: w.linear(kv, h, &name("self_attn.v_proj"))?,
+            o: w.linear(h, h, &name("self_attn.o_proj"))?,
+            ffn_norm: w.get(h, &name("post_attention_layernorm"))?,
+            gate: w.linear(i, h, &name("mlp.gate_proj"))?,
+            up: w.linear(i, h, &name("mlp.up_proj"))?,
+            down: w.linear(h, i, &name("mlp.down_proj"))?,
+        });
+    }
+    let norm = w.get(h, "model.norm.weight")?;
+    let head = if a.tied_embeddings {
+        Linear::Dense(embed.clone())
+    } else {
+        w.linear(a.vocab, h, "lm_head.weight")?
+    };
+    let weight_bytes = w.allocated;
     Ok(SyntheticLlama {
-        model,
-        cache,
-        config,
-        dtype,
-        device: device.clone(),
-        weight_bytes: allocated.load(Ordering::Relaxed),
+        model: Llama::new(config, embed, blocks, norm, head, device)?,
+        weight_bytes,
     })
 }
 
@@ -169,23 +155,10 @@ pub fn engine(spec: SyntheticSpec, seed: u64) -> String {
 /// Context a synthetic worker serves (prompt plus generated tokens).
 pub const SERVED_CONTEXT: usize = 4096;
 
-impl Generator for SyntheticLlama {
-    fn prefill(&mut self, prompt: &[u32]) -> candle_core::Result<Tensor> {
-        // A new sequence: a fresh KV cache.
-        self.cache = Cache::new(true, self.dtype, &self.config, &self.device)?;
-        let input = Tensor::new(prompt, &self.device)?.unsqueeze(0)?;
-        self.model.forward(&input, 0, &mut self.cache)
-    }
-
-    fn step(&mut self, token: u32, pos: usize) -> candle_core::Result<Tensor> {
-        let input = Tensor::new(&[token], &self.device)?.unsqueeze(0)?;
-        self.model.forward(&input, pos, &mut self.cache)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::solo::Solo;
 
     #[test]
     fn the_same_seed_builds_the_same_model_and_greedy_tokens() {
@@ -194,8 +167,9 @@ mod tests {
         let mut b = build(spec, &Device::Cpu, 7).unwrap();
         assert_eq!(a.weight_bytes, spec.weight_bytes());
         let greedy = |m: &mut SyntheticLlama| {
+            let mut solo = Solo::new(&mut m.model, 16, &Device::Cpu).unwrap();
             let mut ids = vec![1u32, 2, 3];
-            let mut logits = m.prefill(&ids).unwrap();
+            let mut logits = solo.prefill(&ids).unwrap();
             for _ in 0..8 {
                 let next = logits
                     .squeeze(0)
@@ -205,7 +179,7 @@ mod tests {
                     .to_scalar::<u32>()
                     .unwrap();
                 ids.push(next);
-                logits = m.step(next, ids.len() - 1).unwrap();
+                logits = solo.step(next, ids.len() - 1).unwrap();
             }
             ids
         };
@@ -216,7 +190,9 @@ mod tests {
             .all(|&t| (t as usize) < spec.architecture.vocab));
         let mut c = build(spec, &Device::Cpu, 8).unwrap();
         let first = |m: &mut SyntheticLlama| {
-            m.prefill(&[1, 2, 3])
+            Solo::new(&mut m.model, 16, &Device::Cpu)
+                .unwrap()
+                .prefill(&[1, 2, 3])
                 .unwrap()
                 .flatten_all()
                 .unwrap()

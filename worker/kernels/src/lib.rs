@@ -1,0 +1,4 @@
+//! The worker's CPU kernels, in their own crate so that they are optimised
+//! even in debug builds (tests run real models through them).
+
+pub mod attention;

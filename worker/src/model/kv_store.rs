@@ -1,0 +1,237 @@
+//! The KV store: every running sequence's attention keys and values, in
+//! fixed-size pages of one preallocated buffer per layer.
+//!
+//! A sequence gets its pages when it is admitted, enough for its prompt and
+//! all the tokens it may generate, so it can never run out mid-stream; a
+//! request that cannot fit waits for pages, or is refused at once when even
+//! an empty store is too small. New keys and values are written in place (no
+//! per-step concatenation), and position `p` of a sequence lives in row
+//! `pages[p / PAGE_TOKENS] * PAGE_TOKENS + p % PAGE_TOKENS`.
+//!
+//! [`PagePool`] is the bookkeeping, without tensors (the scheduler owns it);
+//! [`KvStore`] holds the tensors (the model writes and reads them).
+
+use candle_core::{CpuStorage, DType, Device, Storage, Tensor};
+
+/// Tokens per page. Small enough that a short request wastes little, large
+/// enough that page tables stay short.
+pub const PAGE_TOKENS: usize = 16;
+
+/// What a model keeps per token and layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvShape {
+    pub layers: usize,
+    /// Key (and value) width of one token: KV heads times head size.
+    pub kv_dim: usize,
+    pub dtype: DType,
+}
+
+impl KvShape {
+    /// Bytes of keys and values of one token, all layers.
+    pub fn bytes_per_token(&self) -> usize {
+        self.layers * 2 * self.kv_dim * self.dtype.size_in_bytes()
+    }
+
+    /// Whole pages that fit in `bytes`.
+    pub fn pages_in(&self, bytes: u64) -> usize {
+        let per_page = (self.bytes_per_token() * PAGE_TOKENS) as u64;
+        if per_page == 0 {
+            return 0;
+        }
+        (bytes / per_page) as usize
+    }
+}
+
+/// Pages needed for `tokens` positions.
+pub fn pages_for(tokens: usize) -> usize {
+    tokens.div_ceil(PAGE_TOKENS)
+}
+
+/// Which pages are free. Pages are numbered from 0.
+#[derive(Debug, Clone)]
+pub struct PagePool {
+    free: Vec<u32>,
+    total: usize,
+}
+
+impl PagePool {
+    pub fn new(total: usize) -> Self {
+        // Handed out from the low end first (pop takes the last).
+        PagePool {
+            free: (0..total as u32).rev().collect(),
+            total,
+        }
+    }
+
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    pub fn free(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Tokens the whole store holds.
+    pub fn capacity_tokens(&self) -> usize {
+        self.total * PAGE_TOKENS
+    }
+
+    /// `n` pages, or `None` (and nothing taken) when fewer are free.
+    pub fn allocate(&mut self, n: usize) -> Option<Vec<u32>> {
+        if n > self.free.len() {
+            return None;
+        }
+        Some(self.free.split_off(self.free.len() - n))
+    }
+
+    pub fn release(&mut self, pages: Vec<u32>) {
+        debug_assert!(self.free.len() + pages.len() <= self.total);
+        self.free.extend(pages);
+    }
+}
+
+/// The row of position `pos` of a sequence with page table `pages`.
+pub fn row(pages: &[u32], pos: usize) -> usize {
+    pages[pos / PAGE_TOKENS] as usize * PAGE_TOKENS + pos % PAGE_TOKENS
+}
+
+/// Keys and values of every layer: `(pages * PAGE_TOKENS, kv_dim)` each,
+/// on the model's device, in its dtype.
+pub struct KvStore {
+    shape: KvShape,
+    pages: usize,
+    layers: Vec<(Tensor, Tensor)>,
+}
+
+impl KvStore {
+    pub fn new(shape: KvShape, pages: usize, device: &Device) -> candle_core::Result<Self> {
+        let rows = pages * PAGE_TOKENS;
+        let layers = (0..shape.layers)
+            .map(|_| {
+                Ok((
+                    Tensor::zeros((rows, shape.kv_dim), shape.dtype, device)?,
+                    Tensor::zeros((rows, shape.kv_dim), shape.dtype, device)?,
+                ))
+            })
+            .collect::<candle_core::Result<_>>()?;
+        Ok(KvStore {
+            shape,
+            pages,
+            layers,
+        })
+    }
+
+    pub fn shape(&self) -> KvShape {
+        self.shape
+    }
+
+    pub fn pages(&self) -> usize {
+        self.pages
+    }
+
+    /// Writes `k` and `v` (`(tokens, kv_dim)`) of `layer` into `rows` (one
+    /// per token, a `(tokens, kv_dim)` u32 index tensor as `scatter_set`
+    /// takes it), in place.
+    pub fn write(
+        &self,
+        layer: usize,
+        rows: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+    ) -> candle_core::Result<()> {
+        let (k_store, v_store) = &self.layers[layer];
+        k_store.scatter_set(rows, &k.to_dtype(self.shape.dtype)?, 0)?;
+        v_store.scatter_set(rows, &v.to_dtype(self.shape.dtype)?, 0)
+    }
+
+    /// Runs `f` on the keys and values of `layer` as host slices
+    /// (`(rows, kv_dim)` row-major), when the store is f32 on the CPU.
+    pub fn with_host_f32<R>(&self, layer: usize, f: impl FnOnce(&[f32], &[f32]) -> R) -> Option<R> {
+        let (k_store, v_store) = &self.layers[layer];
+        let (k, k_layout) = k_store.storage_and_layout();
+        let (v, v_layout) = v_store.storage_and_layout();
+        match (&*k, &*v) {
+            (Storage::Cpu(CpuStorage::F32(k)), Storage::Cpu(CpuStorage::F32(v))) => Some(f(
+                &k[k_layout.start_offset()..],
+                &v[v_layout.start_offset()..],
+            )),
+            _ => None,
+        }
+    }
+
+    /// Keys and values of `layer` at `rows` (a u32 vector): `(rows, kv_dim)` each.
+    pub fn read(&self, layer: usize, rows: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+        let (k_store, v_store) = &self.layers[layer];
+        Ok((
+            k_store.index_select(rows, 0)?,
+            v_store.index_select(rows, 0)?,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_are_handed_out_once_and_come_back() {
+        let mut pool = PagePool::new(4);
+        let a = pool.allocate(3).unwrap();
+        assert_eq!(pool.free(), 1);
+        assert!(pool.allocate(2).is_none(), "two pages asked, one free");
+        assert_eq!(pool.free(), 1, "a refused allocation takes nothing");
+        let b = pool.allocate(1).unwrap();
+        let mut all: Vec<u32> = a.iter().chain(&b).copied().collect();
+        all.sort();
+        assert_eq!(all, [0, 1, 2, 3]);
+        pool.release(a);
+        assert_eq!(pool.free(), 3);
+        assert_eq!(pool.capacity_tokens(), 4 * PAGE_TOKENS);
+    }
+
+    #[test]
+    fn positions_map_through_the_page_table() {
+        let pages = [7u32, 2];
+        assert_eq!(row(&pages, 0), 7 * PAGE_TOKENS);
+        assert_eq!(row(&pages, PAGE_TOKENS - 1), 8 * PAGE_TOKENS - 1);
+        assert_eq!(row(&pages, PAGE_TOKENS), 2 * PAGE_TOKENS);
+        assert_eq!(pages_for(0), 0);
+        assert_eq!(pages_for(1), 1);
+        assert_eq!(pages_for(PAGE_TOKENS + 1), 2);
+    }
+
+    #[test]
+    fn sizes_follow_the_model_shape() {
+        // SmolLM2-135M: 30 layers, 3 KV heads of 64, f32.
+        let shape = KvShape {
+            layers: 30,
+            kv_dim: 192,
+            dtype: DType::F32,
+        };
+        assert_eq!(shape.bytes_per_token(), 30 * 2 * 192 * 4);
+        let page = (shape.bytes_per_token() * PAGE_TOKENS) as u64;
+        assert_eq!(shape.pages_in(10 * page + 1), 10);
+    }
+
+    #[test]
+    fn writes_land_in_place_and_read_back_by_row() {
+        let shape = KvShape {
+            layers: 1,
+            kv_dim: 2,
+            dtype: DType::F32,
+        };
+        let store = KvStore::new(shape, 2, &Device::Cpu).unwrap();
+        let rows = Tensor::new(&[[17u32, 17], [3, 3]], &Device::Cpu).unwrap();
+        let k = Tensor::new(&[[1f32, 2.], [3., 4.]], &Device::Cpu).unwrap();
+        let v = (&k * 10.).unwrap();
+        store.write(0, &rows, &k, &v).unwrap();
+        let (k_read, v_read) = store
+            .read(0, &Tensor::new(&[3u32, 17, 0], &Device::Cpu).unwrap())
+            .unwrap();
+        assert_eq!(
+            k_read.to_vec2::<f32>().unwrap(),
+            [[3., 4.], [1., 2.], [0., 0.]]
+        );
+        assert_eq!(v_read.to_vec2::<f32>().unwrap()[1], [10., 20.]);
+    }
+}
