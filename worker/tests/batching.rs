@@ -158,10 +158,11 @@ async fn a_cancelled_stream_leaves_the_batch_and_the_others_finish() {
         (16, 256, 128, 64),
         "the documented defaults"
     );
-    // 1 GiB of f32 keys and values: 30 layers x 2 x 192 x 4 bytes a token.
+    // 1 GiB of f16 keys and values: 30 layers x 2 x 192 x 2 bytes a token,
+    // in whole pages of 16 tokens.
     assert_eq!(
         batching.kv_capacity_tokens,
-        (1 << 30) / (30 * 2 * 192 * 4) / 16 * 16
+        (1 << 30) / (30 * 2 * 192 * 2 * 16) * 16
     );
 
     let steady = tokio::spawn(answer(client.clone(), chat("Count to twenty.", 48)));
@@ -193,20 +194,20 @@ async fn a_cancelled_stream_leaves_the_batch_and_the_others_finish() {
 
 #[tokio::test]
 async fn a_request_larger_than_the_kv_store_is_refused_with_the_numbers() {
-    // 8 MiB: 11 pages of 16 tokens (46,080 bytes a token).
+    // 8 MiB: 22 pages of 16 tokens (23,040 bytes a token).
     let (addr, _) = worker(&["--kv-cache-mib", "8"]).await;
     let mut client = WorkerClient::connect(addr).await.unwrap();
     let info = client.info(InfoRequest {}).await.unwrap().into_inner();
-    assert_eq!(info.batching.unwrap().kv_capacity_tokens, 176);
+    assert_eq!(info.batching.unwrap().kv_capacity_tokens, 352);
 
     let status = client
-        .generate(chat("Hello there.", 200))
+        .generate(chat("Hello there.", 400))
         .await
         .expect_err("cannot fit");
     assert_eq!(status.code(), Code::ResourceExhausted);
     let msg = status.message();
     assert!(
-        msg.contains("`max_tokens` (200)") && msg.contains("holds 176"),
+        msg.contains("`max_tokens` (400)") && msg.contains("holds 352"),
         "{msg}"
     );
     // One that fits is served.

@@ -11,7 +11,7 @@
 //! [`PagePool`] is the bookkeeping, without tensors (the scheduler owns it);
 //! [`KvStore`] holds the tensors (the model writes and reads them).
 
-use candle_core::{CpuStorage, DType, Device, Storage, Tensor};
+use candle_core::{DType, Device, Storage, Tensor, WithDType};
 
 /// Tokens per page. Small enough that a short request wastes little, large
 /// enough that page tables stay short.
@@ -145,15 +145,19 @@ impl KvStore {
     }
 
     /// Runs `f` on the keys and values of `layer` as host slices
-    /// (`(rows, kv_dim)` row-major), when the store is f32 on the CPU.
-    pub fn with_host_f32<R>(&self, layer: usize, f: impl FnOnce(&[f32], &[f32]) -> R) -> Option<R> {
+    /// (`(rows, kv_dim)` row-major), when the store is on the CPU in `T`.
+    pub fn with_host<T: WithDType, R>(
+        &self,
+        layer: usize,
+        f: impl FnOnce(&[T], &[T]) -> R,
+    ) -> Option<R> {
         let (k_store, v_store) = &self.layers[layer];
         let (k, k_layout) = k_store.storage_and_layout();
         let (v, v_layout) = v_store.storage_and_layout();
         match (&*k, &*v) {
-            (Storage::Cpu(CpuStorage::F32(k)), Storage::Cpu(CpuStorage::F32(v))) => Some(f(
-                &k[k_layout.start_offset()..],
-                &v[v_layout.start_offset()..],
+            (Storage::Cpu(k), Storage::Cpu(v)) => Some(f(
+                &k.as_slice::<T>().ok()?[k_layout.start_offset()..],
+                &v.as_slice::<T>().ok()?[v_layout.start_offset()..],
             )),
             _ => None,
         }

@@ -9,9 +9,9 @@
 //! on CUDA.
 
 use candle_core::quantized::QMatMul;
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{DType, Device, Module, Tensor, WithDType};
 
-use mig_kernels::attention::{self, Heads, SeqRows};
+use mig_kernels::attention::{self, Heads, KvElement, SeqRows};
 
 use super::kv_store::{self, KvShape, KvStore};
 use super::{BatchSeq, Generator};
@@ -162,10 +162,11 @@ impl Llama {
         };
         let q_host = q.flatten_all()?.to_vec1::<f32>()?;
         let mut out = vec![0f32; q_host.len()];
-        kv.with_host_f32(layer, |k, v| {
-            attention::attend(heads, &q_host, k, v, seqs, &mut out)
-        })
-        .ok_or_else(|| candle_core::Error::Msg("the KV store is not f32 host memory".into()))?;
+        let done = match kv.shape().dtype {
+            DType::F16 => attend_in::<half::f16>(kv, layer, heads, &q_host, seqs, &mut out),
+            _ => attend_in::<f32>(kv, layer, heads, &q_host, seqs, &mut out),
+        };
+        done.ok_or_else(|| candle_core::Error::Msg("the KV store is not in host memory".into()))?;
         Tensor::from_vec(out, q.shape(), &self.device)
     }
 
@@ -216,6 +217,18 @@ impl Llama {
     }
 }
 
+/// The CPU kernel over a host store of `T`; `None` if the store is not one.
+fn attend_in<T: KvElement + WithDType>(
+    kv: &KvStore,
+    layer: usize,
+    heads: Heads,
+    q: &[f32],
+    seqs: &[SeqRows],
+    out: &mut [f32],
+) -> Option<()> {
+    kv.with_host::<T, _>(layer, |k, v| attention::attend(heads, q, k, v, seqs, out))
+}
+
 /// `-inf` where a token would see a later position: `(group * n, context)`,
 /// the `n` rows repeated for each query head of a group.
 fn causal_mask(
@@ -258,11 +271,17 @@ fn rope_tables(config: &LlamaConfig, device: &Device) -> candle_core::Result<(Te
 }
 
 impl Generator for Llama {
+    /// On the CPU the store holds f16 (half the memory traffic of a long
+    /// context); elsewhere the activations' type.
     fn kv_shape(&self) -> KvShape {
         KvShape {
             layers: self.config.layers,
             kv_dim: self.config.kv_heads * self.config.head_dim(),
-            dtype: self.config.dtype,
+            dtype: if self.host_attention() {
+                DType::F16
+            } else {
+                self.config.dtype
+            },
         }
     }
 
