@@ -51,6 +51,7 @@ bench-loadtest: models build
 	scripts/bench-loadtest.sh compare
 	scripts/bench-loadtest.sh isolation
 	scripts/bench-loadtest.sh overhead
+	scripts/bench-loadtest.sh batching
 
 fmt:
 	cargo fmt --all

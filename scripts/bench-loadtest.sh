@@ -6,20 +6,22 @@
 #   scripts/bench-loadtest.sh compare    # smollm2-135m on cpu-1c, then cpu-2c
 #   scripts/bench-loadtest.sh isolation  # victim beside a flood: pinned, then shared cores
 #   scripts/bench-loadtest.sh overhead   # identity model: gateway vs straight to the worker
+#   scripts/bench-loadtest.sh batching   # smollm2-135m on cpu-2c at 1-16 concurrent streams
 #
 # FLEET overrides the fleet file (for example one naming MIG slices); more
 # arguments after the scenario go to mig-loadtest (`--duration 10s`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN_DIR=${BIN_DIR:-./target/release}
-scenario=${1:?usage: scripts/bench-loadtest.sh compare|isolation|overhead [mig-loadtest flags]}
+scenario=${1:?usage: scripts/bench-loadtest.sh compare|isolation|overhead|batching [mig-loadtest flags]}
 shift
 out=${OUT:-target/loadtest/$scenario}
 case $scenario in
   compare) fleet=deploy/fleet-compare.toml ;;
   isolation) fleet=deploy/fleet-isolation.toml ;;
   overhead) fleet=deploy/fleet-identity.toml ;;
-  *) echo "unknown scenario '$scenario': compare, isolation or overhead" >&2; exit 2 ;;
+  batching) fleet=deploy/fleet-batching.toml ;;
+  *) echo "unknown scenario '$scenario': compare, isolation, overhead or batching" >&2; exit 2 ;;
 esac
 fleet=${FLEET:-$fleet}
 
@@ -49,4 +51,7 @@ case $scenario in
   overhead)
     "${lt[@]}" sweep --target "$addr" --direct --model identity --concurrency 1,4,16 \
       --duration 10s --max-tokens 64 --out "$out" "$@" ;;
+  batching)
+    "${lt[@]}" sweep --target "$addr" --model smollm2-135m --concurrency 1,2,4,8,16 \
+      --duration 20s --max-tokens 64 --ignore-eos --out "$out" "$@" ;;
 esac
