@@ -65,7 +65,7 @@ fn read_gguf(path: &Path, requantize_q4: bool) -> Result<FileShape, String> {
         .values()
         .map(|t| {
             let elements = t.shape.elem_count() as u64;
-            // `--weights q8-0` (the worker's default) holds Q4 tensors as Q8_0.
+            // `--weights q8-0` holds Q4 tensors as Q8_0.
             let dtype = match t.ggml_dtype {
                 GgmlDType::Q4_0 | GgmlDType::Q4_1 if requantize_q4 => GgmlDType::Q8_0,
                 other => other,
@@ -126,11 +126,11 @@ pub fn replica_need(plan: &ModelPlan) -> Result<MemoryNeed, String> {
         }
         None => return Err(format!("`{}` has no `path` to read", plan.name)),
     };
-    let native = plan
+    let requantized = plan
         .args
         .windows(2)
-        .any(|w| w[0] == "--weights" && w[1] == "native");
-    let file = read_shape(path, !native)?;
+        .any(|w| w[0] == "--weights" && w[1] == "q8-0");
+    let file = read_shape(path, requantized)?;
     let context = plan.context.unwrap_or(file.default_context);
     Ok(memory_need(&file.shape, context, plan.concurrency))
 }

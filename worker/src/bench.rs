@@ -19,7 +19,7 @@ pub struct BenchArgs {
     pub model_path: PathBuf,
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceKind,
-    #[arg(long, value_enum, default_value = "q8-0")]
+    #[arg(long, value_enum, default_value = "native")]
     pub weights: WeightFormat,
     /// Compute threads.
     #[arg(long, default_value_t = 2)]

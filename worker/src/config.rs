@@ -14,10 +14,11 @@ use crate::model::{identity, ModelSource};
 /// How GGUF weights stored as Q4_0/Q4_1 are held in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum WeightFormat {
-    /// As stored in the file.
+    /// As stored in the file: the CPU kernels multiply Q4_1 directly.
     Native,
-    /// Q4_0/Q4_1 tensors re-quantized to Q8_0 at load: candle's Q8_0 CPU dot
-    /// product has a SIMD path, Q4_1's has none (about 3x faster decode here).
+    /// Q4_0/Q4_1 tensors re-quantized to Q8_0 at load: more memory and
+    /// traffic, and one more rounding. It was the fast path while candle's
+    /// Q4_1 dot product was scalar; kept for comparison.
     Q8_0,
 }
 
@@ -86,7 +87,7 @@ pub struct ServeArgs {
     pub threads: Option<usize>,
 
     /// In-memory format of Q4 GGUF weights.
-    #[arg(long, env = "MIG_WORKER_WEIGHTS", value_enum, default_value = "q8-0")]
+    #[arg(long, env = "MIG_WORKER_WEIGHTS", value_enum, default_value = "native")]
     pub weights: WeightFormat,
 
     /// Requests that may wait for a place in the running batch; more are

@@ -108,22 +108,31 @@ pub fn attend<T: KvElement>(
     let scale = 1.0 / (d as f32).sqrt();
     // One unit of work: a token and a KV head, with the `group` query heads
     // that read it (contiguous in the output row).
-    out[..tokens * heads.q_dim()]
-        .par_chunks_mut(group * d)
-        .enumerate()
-        .for_each(|(unit, out)| {
-            let (t, g) = (unit / heads.kv_heads, unit % heads.kv_heads);
-            let (seq, pos) = owner[t];
-            let rows = &seqs[seq].rows[..=pos];
-            let q = &q[t * heads.q_dim() + g * group * d..][..group * d];
-            let at = Columns {
-                column: g * d,
-                kv_dim: heads.kv_dim(),
-                d,
-            };
-            attend_group(q, k, v, rows, at, scale, out);
-        });
+    let unit = |(unit, out): (usize, &mut [f32])| {
+        let (t, g) = (unit / heads.kv_heads, unit % heads.kv_heads);
+        let (seq, pos) = owner[t];
+        let rows = &seqs[seq].rows[..=pos];
+        let q = &q[t * heads.q_dim() + g * group * d..][..group * d];
+        let at = Columns {
+            column: g * d,
+            kv_dim: heads.kv_dim(),
+            d,
+        };
+        attend_group(q, k, v, rows, at, scale, out);
+    };
+    let out = &mut out[..tokens * heads.q_dim()];
+    // Multiply-adds of the whole call: below a few hundred thousand, waking
+    // other threads costs more than they save (a short decode step).
+    let work: usize = owner.iter().map(|&(_, pos)| pos + 1).sum::<usize>() * heads.q_dim() * 2;
+    if work < PARALLEL_WORK {
+        out.chunks_mut(group * d).enumerate().for_each(unit);
+    } else {
+        out.par_chunks_mut(group * d).enumerate().for_each(unit);
+    }
 }
+
+/// Multiply-adds below which attention runs on the calling thread.
+const PARALLEL_WORK: usize = 1 << 18;
 
 /// Where a KV head's `d` columns sit in a store row of `kv_dim`.
 #[derive(Clone, Copy)]

@@ -2,3 +2,4 @@
 //! even in debug builds (tests run real models through them).
 
 pub mod attention;
+pub mod qmatmul;

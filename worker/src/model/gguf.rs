@@ -11,8 +11,11 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device};
 
 use super::chat_template::ChatTemplate;
+use mig_kernels::qmatmul::QMatrix;
+
 use super::llama::{Block, Linear, Llama, LlamaConfig};
-use super::{gguf_tokenizer, TextCodec};
+use super::llama_host::{self, HostBlock, HostLlama};
+use super::{gguf_tokenizer, Generator, TextCodec};
 use crate::config::WeightFormat;
 use crate::error::StartupError;
 use crate::prompt::TextPrompter;
@@ -22,7 +25,7 @@ pub fn load(
     path: &Path,
     device: &Device,
     weights: WeightFormat,
-) -> Result<(Llama, TextCodec, String), StartupError> {
+) -> Result<(Box<dyn Generator>, TextCodec, String), StartupError> {
     let read_err = |source| StartupError::Read {
         path: path.to_path_buf(),
         source,
@@ -60,26 +63,72 @@ pub fn load(
         }
     };
     let weights_dtype = main_dtype(&content);
-    let model = build(&content, &mut reader, device).map_err(|e| StartupError::model(path, e))?;
+    let config = config(&content).map_err(|e| StartupError::model(path, e))?;
+    let context_length = config.context;
+    let built = if device.is_cpu() && host_supported(&content) {
+        // The CPU kernels where they take every matrix; candle's tensor ops
+        // elsewhere (CUDA, or weight types the kernels lack).
+        build_host(config, &content, &mut reader).map(|m| Box::new(m) as Box<dyn Generator>)
+    } else {
+        build(config, &content, &mut reader, device).map(|m| Box::new(m) as Box<dyn Generator>)
+    };
+    let model = built.map_err(|e| StartupError::model(path, e))?;
     let codec = TextCodec {
         prompter: TextPrompter::new(vocab.tokenizer, template),
         stop_ids: vocab.stop_ids,
-        context_length: model.config().context,
+        context_length,
     };
     Ok((model, codec, weights_dtype))
+}
+
+/// Every matrix of the file in a type the CPU kernels take.
+fn host_supported(content: &Content) -> bool {
+    content
+        .tensor_infos
+        .iter()
+        .filter(|(name, _)| !name.ends_with("norm.weight"))
+        .all(|(_, info)| llama_host::supported(info.ggml_dtype))
+}
+
+/// The model for the CPU kernels: Q, K, V and gate, up stacked into one
+/// matrix each.
+fn build_host(
+    config: LlamaConfig,
+    content: &Content,
+    reader: &mut Box<dyn ReadSeek>,
+) -> candle_core::Result<HostLlama> {
+    let cpu = Device::Cpu;
+    let mut tensor = |name: &str| content.tensor(reader, name, &cpu);
+    let vector = |t: QTensor| t.dequantize(&cpu)?.to_vec1::<f32>();
+    let embed_q = tensor("token_embd.weight")?;
+    let embed = QMatrix::from_qtensor(&embed_q)?;
+    let head = match tensor("output.weight") {
+        Ok(t) => QMatrix::from_qtensor(&t)?,
+        Err(_) => QMatrix::from_qtensor(&embed_q)?,
+    };
+    let norm = vector(tensor("output_norm.weight")?)?;
+    let mut blocks = Vec::with_capacity(config.layers);
+    for i in 0..config.layers {
+        let mut get = |part: &str| tensor(&format!("blk.{i}.{part}.weight"));
+        let (q, k, v) = (get("attn_q")?, get("attn_k")?, get("attn_v")?);
+        let (gate, up) = (get("ffn_gate")?, get("ffn_up")?);
+        blocks.push(HostBlock {
+            attn_norm: vector(get("attn_norm")?)?,
+            qkv: QMatrix::from_qtensor(&llama_host::stack_rows(&[&q, &k, &v])?)?,
+            o: QMatrix::from_qtensor(&get("attn_output")?)?,
+            ffn_norm: vector(get("ffn_norm")?)?,
+            gate_up: QMatrix::from_qtensor(&llama_host::stack_rows(&[&gate, &up])?)?,
+            down: QMatrix::from_qtensor(&get("ffn_down")?)?,
+        });
+    }
+    Ok(HostLlama::new(config, embed, blocks, norm, head))
 }
 
 trait ReadSeek: std::io::Read + std::io::Seek {}
 impl<T: std::io::Read + std::io::Seek> ReadSeek for T {}
 
-/// The model of a llama GGUF file: shape from its metadata, weights from its
-/// tensors (`blk.N.attn_q.weight`, ...), the output head tied to the token
-/// embeddings when the file has no `output.weight`.
-fn build(
-    content: &Content,
-    reader: &mut Box<dyn ReadSeek>,
-    device: &Device,
-) -> candle_core::Result<Llama> {
+/// The shape of a llama GGUF file, from its metadata.
+fn config(content: &Content) -> candle_core::Result<LlamaConfig> {
     let meta_u32 = |key: &str| -> candle_core::Result<usize> {
         match content.metadata.get(key) {
             Some(v) => Ok(v.to_u32()? as usize),
@@ -109,6 +158,18 @@ fn build(
         context: meta_u32("llama.context_length")?,
         dtype: DType::F32,
     };
+    Ok(config)
+}
+
+/// The model for candle's tensor ops: weights from the file's tensors
+/// (`blk.N.attn_q.weight`, ...), the output head tied to the token
+/// embeddings when the file has no `output.weight`.
+fn build(
+    config: LlamaConfig,
+    content: &Content,
+    reader: &mut Box<dyn ReadSeek>,
+    device: &Device,
+) -> candle_core::Result<Llama> {
     let mut tensor = |name: &str| content.tensor(reader, name, device);
     let linear =
         |t: QTensor| Ok::<_, candle_core::Error>(Linear::Quantized(QMatMul::from_qtensor(t)?));

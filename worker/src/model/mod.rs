@@ -10,6 +10,7 @@ pub mod gguf_tokenizer;
 pub mod identity;
 pub mod kv_store;
 pub mod llama;
+pub mod llama_host;
 pub mod solo;
 pub mod synthetic;
 
@@ -198,7 +199,7 @@ pub fn load(
         let (model, codec, weights_dtype) = gguf::load(path, device, weights)?;
         Ok(Loaded {
             engine: format!("llama gguf {weights_dtype}"),
-            backend: Backend::Generate(Box::new(model)),
+            backend: Backend::Generate(model),
             codec: Codec::Text(Arc::new(codec)),
         })
     } else {
