@@ -18,11 +18,25 @@ use rayon::prelude::*;
 /// What the KV store holds: f32, or f16 widened as it is read.
 pub trait KvElement: Copy + Send + Sync {
     fn widen(src: &[Self], dst: &mut [f32]);
+
+    /// [`KvElement::widen`] inlined into AVX2 code (F16C for f16): a row is
+    /// 64 values, too short to pay a call and a feature check each time.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, FMA and F16C.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn widen_avx2(src: &[Self], dst: &mut [f32]);
 }
 
 impl KvElement for f32 {
     #[inline(always)]
     fn widen(src: &[f32], dst: &mut [f32]) {
+        dst.copy_from_slice(src);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn widen_avx2(src: &[f32], dst: &mut [f32]) {
         dst.copy_from_slice(src);
     }
 }
@@ -31,6 +45,25 @@ impl KvElement for f16 {
     #[inline(always)]
     fn widen(src: &[f16], dst: &mut [f32]) {
         src.convert_to_f32_slice(dst);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn widen_avx2(src: &[f16], dst: &mut [f32]) {
+        use std::arch::x86_64::{__m128i, _mm256_cvtph_ps, _mm256_storeu_ps, _mm_loadu_si128};
+        assert_eq!(src.len(), dst.len());
+        let whole = src.len() / 8 * 8;
+        for i in (0..whole).step_by(8) {
+            // SAFETY: i + 8 <= len for both slices; unaligned loads/stores.
+            unsafe {
+                let h = _mm_loadu_si128(src.as_ptr().add(i).cast::<__m128i>());
+                _mm256_storeu_ps(dst.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
+            }
+        }
+        for i in whole..src.len() {
+            dst[i] = src[i].to_f32();
+        }
     }
 }
 
@@ -155,23 +188,27 @@ fn attend_group<T: KvElement>(
     #[cfg(target_arch = "x86_64")]
     {
         if has_avx2() {
-            // SAFETY: the CPU has AVX2 and FMA (checked just above).
+            // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
             unsafe { group_avx2(q, k, v, rows, at, scale, out) };
             return;
         }
     }
-    group_body(q, k, v, rows, at, scale, out);
+    group_body(q, k, v, rows, at, scale, out, T::widen);
 }
 
 #[cfg(target_arch = "x86_64")]
 fn has_avx2() -> bool {
     use std::sync::OnceLock;
     static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+    *HAS.get_or_init(|| {
+        is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+    })
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn group_avx2<T: KvElement>(
     q: &[f32],
     k: &[T],
@@ -181,12 +218,16 @@ unsafe fn group_avx2<T: KvElement>(
     scale: f32,
     out: &mut [f32],
 ) {
-    group_body(q, k, v, rows, at, scale, out);
+    // SAFETY: this function only runs on a CPU with these features.
+    group_body(q, k, v, rows, at, scale, out, |src, dst| unsafe {
+        T::widen_avx2(src, dst)
+    });
 }
 
 /// `group` query heads (`q`, `group * d`) against one KV head's columns of
 /// `rows`: each key and value row is widened once for the whole group.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn group_body<T: KvElement>(
     q: &[f32],
     k: &[T],
@@ -195,6 +236,7 @@ fn group_body<T: KvElement>(
     at: Columns,
     scale: f32,
     out: &mut [f32],
+    widen: impl Fn(&[T], &mut [f32]),
 ) {
     let (n, d) = (rows.len(), at.d);
     let group = q.len() / d;
@@ -202,7 +244,7 @@ fn group_body<T: KvElement>(
     // scores[r * n + j]: head r of the group, position j.
     let mut scores = vec![0f32; group * n];
     for (j, &r_store) in rows.iter().enumerate() {
-        T::widen(
+        widen(
             &k[r_store as usize * at.kv_dim + at.column..][..d],
             &mut row,
         );
@@ -215,7 +257,7 @@ fn group_body<T: KvElement>(
     }
     out.fill(0.0);
     for (j, &r_store) in rows.iter().enumerate() {
-        T::widen(
+        widen(
             &v[r_store as usize * at.kv_dim + at.column..][..d],
             &mut row,
         );
