@@ -223,10 +223,11 @@ struct Plan {
 const CHUNK_BYTES: usize = 48 << 10;
 
 /// Products below this many weight bytes times tokens run on the calling
-/// thread: handing them to the pool costs more than it saves (measured on
-/// whole-model decode, where the pool's threads are still awake from the
-/// previous product).
-const SERIAL_WORK: usize = 64 << 10;
+/// thread: handing them to the pool costs more than it saves. Whole-model
+/// decode on 2 cores was as fast from 64 KiB to 256 KiB; the upper end keeps
+/// the smallest decode products (attention, 70-210 KiB, a few µs each) off
+/// the pool, whose threads may have gone to sleep between products.
+const SERIAL_WORK: usize = 256 << 10;
 
 impl Plan {
     fn new(w: &QMatrix, m: usize, tile_rows: usize) -> Plan {
