@@ -212,8 +212,8 @@ impl HostLlama {
             );
         }
         for (seq, rows) in batch.iter().zip(&seq_rows) {
-            for pos in seq.start..seq.start + seq.tokens.len() {
-                write_rows.extend(std::iter::repeat_n(rows[pos], kv_dim));
+            for &row in &rows[seq.start..seq.start + seq.tokens.len()] {
+                write_rows.extend(std::iter::repeat_n(row, kv_dim));
             }
         }
         let tokens = positions.len();

@@ -8,7 +8,6 @@
 //! # Layout
 //! - `matmul`: [`QMatrix`], the public product, its chunking over the rayon
 //!   pool and the per-thread scratch.
-//! - `qlinear`: [`QLinear`], the same product as a candle op.
 //! - `blocks`: GGUF block layouts and the regrouped weights the kernels read.
 //! - `acts`: activations quantized to int8 blocks.
 //! - `kernel`: [`Kernel`], detection and the tile every kernel computes.
@@ -19,7 +18,6 @@ mod acts;
 mod blocks;
 mod kernel;
 mod matmul;
-mod qlinear;
 mod scalar;
 #[cfg(test)]
 mod tests;
@@ -29,4 +27,3 @@ mod x86;
 pub use blocks::QFormat;
 pub use kernel::Kernel;
 pub use matmul::QMatrix;
-pub use qlinear::QLinear;

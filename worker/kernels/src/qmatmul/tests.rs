@@ -2,14 +2,12 @@
 //! the scalar one, and the candle op against the plain call. No model file:
 //! weights are seeded random f32 quantized by candle.
 
-use std::sync::Arc;
-
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{Kernel, QFormat, QLinear, QMatrix};
+use super::{Kernel, QFormat, QMatrix};
 
 /// (rows, cols): the model's k/v (192 x 576: one chunk of 16 blocks and two
 /// left), ffn_down (576 x 1536: three chunks) and ffn_up (1536 x 576), then
@@ -192,29 +190,6 @@ fn scratch_padding_from_a_wider_call_does_not_leak() {
     }
 }
 
-#[test]
-fn qlinear_gives_matmul_results_with_the_batch_dims_kept() {
-    let qt = weights(GgmlDType::Q4_1, 192, 576, 11);
-    let w = Arc::new(QMatrix::from_qtensor(&qt).expect("Q4_1"));
-    let x = activations(6, 576, 12);
-    let mut want = vec![0f32; 6 * 192];
-    w.matmul(&x, 6, &mut want);
-    let xt = Tensor::from_slice(&x, (2, 3, 576), &Device::Cpu).expect("x");
-    let y = xt.apply_op1_no_bwd(&QLinear(w.clone())).expect("QLinear");
-    assert_eq!(y.dims(), &[2, 3, 192]);
-    let got = y.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("y");
-    assert_eq!(got, want);
-
-    // A contiguous narrow (offset start) is fine, and gives the same values
-    // as the whole batch (see `a_token_s_result_does_not_depend_on_its_batch`).
-    let tail = xt.narrow(0, 1, 1).expect("narrow");
-    let y = tail
-        .apply_op1_no_bwd(&QLinear(w))
-        .expect("QLinear on a narrow");
-    let got = y.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("y");
-    assert_eq!(got, want[3 * 192..]);
-}
-
 /// Every kernel adds a token's terms in the same order whatever tile shape
 /// its batch size picks, so batching requests (or not) changes no output bit.
 #[test]
@@ -242,36 +217,6 @@ fn a_token_s_result_does_not_depend_on_its_batch() {
             }
         }
     }
-}
-
-#[test]
-fn qlinear_errors_name_what_is_wrong() {
-    let qt = weights(GgmlDType::Q8_0, 64, 576, 13);
-    let op = QLinear(Arc::new(QMatrix::from_qtensor(&qt).expect("Q8_0")));
-    let x = Tensor::from_vec(activations(4, 576, 14), (4, 576), &Device::Cpu).expect("x");
-    let err = |t: &Tensor| {
-        t.apply_op1_no_bwd(&op)
-            .expect_err("must be refused")
-            .to_string()
-    };
-
-    let half = x.to_dtype(DType::F16).expect("f16");
-    assert!(
-        err(&half).contains("F16") && err(&half).contains("f32 only"),
-        "{}",
-        err(&half)
-    );
-
-    let transposed = x.reshape((576, 4)).and_then(|t| t.t()).expect("transpose");
-    assert!(
-        err(&transposed).contains("not contiguous"),
-        "{}",
-        err(&transposed)
-    );
-
-    let narrow = x.narrow(1, 0, 544).expect("narrow");
-    let e = err(&narrow.contiguous().expect("contiguous"));
-    assert!(e.contains("576"), "{e}");
 }
 
 #[test]
