@@ -218,11 +218,11 @@ async fn list_models_shows_kinds_and_worker_health() {
     assert_eq!(names, [DEAD_MODEL, "minilm-l6", "smollm2-135m"]);
     let smol = &models[2];
     assert_eq!(smol.kind, ModelKind::Generate as i32);
-    assert_eq!(smol.context_length, 4096);
+    assert_eq!(smol.context_length, 8192);
     assert_eq!(smol.workers[0].health, WorkerHealth::Serving as i32);
     assert_eq!(smol.workers[0].slice, "cpu:0");
     assert_eq!(smol.workers[0].profile, "cpu-1c");
-    assert_eq!(smol.workers[0].engine, "llama gguf q8_0");
+    assert_eq!(smol.workers[0].engine, "llama gguf q4_1");
     assert_eq!(models[1].workers[0].engine, "bert safetensors f32");
     assert_eq!(models[1].kind, ModelKind::Embed as i32);
     assert_eq!(models[1].context_length, 512);
@@ -285,20 +285,20 @@ async fn errors_have_their_code_and_name_the_field() {
         (
             "max_tokens above context",
             GenerateRequest {
-                max_tokens: Some(5000),
+                max_tokens: Some(9000),
                 ..base.clone()
             },
             Code::InvalidArgument,
-            "`max_tokens` is 5000, above the model's context of 4096 tokens",
+            "`max_tokens` is 9000, above the model's context of 8192 tokens",
         ),
         (
             "max_tokens plus prompt above context",
             GenerateRequest {
-                max_tokens: Some(4090),
+                max_tokens: Some(8190),
                 ..base.clone()
             },
             Code::InvalidArgument,
-            "exceed the model's context of 4096 tokens",
+            "exceed the model's context of 8192 tokens",
         ),
         (
             "negative temperature",
