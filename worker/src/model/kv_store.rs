@@ -12,6 +12,9 @@
 //! [`KvStore`] holds the tensors (the model writes and reads them).
 
 use candle_core::{DType, Device, Storage, Tensor, WithDType};
+use mig_kernels::attention::SeqRows;
+
+use super::BatchSeq;
 
 /// Tokens per page. Small enough that a short request wastes little, large
 /// enough that page tables stay short.
@@ -93,6 +96,74 @@ impl PagePool {
 /// The row of position `pos` of a sequence with page table `pages`.
 pub fn row(pages: &[u32], pos: usize) -> usize {
     pages[pos / PAGE_TOKENS] as usize * PAGE_TOKENS + pos % PAGE_TOKENS
+}
+
+/// Where a batch's tokens go in the store: each token's position and row,
+/// and each sequence's rows for positions `0..end` (what attention reads).
+pub struct BatchRows {
+    /// Per token, in batch order.
+    pub positions: Vec<usize>,
+    /// Per token: the row its keys and values are written to.
+    pub write: Vec<u32>,
+    /// Per sequence: the rows of its whole context.
+    pub context: Vec<Vec<u32>>,
+}
+
+impl BatchRows {
+    /// Refuses a sequence that runs past `context` positions or past its
+    /// pages.
+    pub fn new(batch: &[BatchSeq], context: usize) -> candle_core::Result<Self> {
+        let mut rows = BatchRows {
+            positions: Vec::new(),
+            write: Vec::new(),
+            context: Vec::with_capacity(batch.len()),
+        };
+        for seq in batch {
+            let end = seq.start + seq.tokens.len();
+            if end > context || end > seq.pages.len() * PAGE_TOKENS {
+                candle_core::bail!(
+                    "sequence {}: position {end} is past the context ({context}) or its {} KV pages",
+                    seq.id,
+                    seq.pages.len()
+                );
+            }
+            let all: Vec<u32> = (0..end).map(|pos| row(seq.pages, pos) as u32).collect();
+            rows.positions.extend(seq.start..end);
+            rows.write.extend_from_slice(&all[seq.start..]);
+            rows.context.push(all);
+        }
+        Ok(rows)
+    }
+
+    /// Each sequence's share, as the attention kernel takes it.
+    pub fn parts<'a>(&'a self, batch: &[BatchSeq]) -> Vec<SeqRows<'a>> {
+        let mut first = 0;
+        batch
+            .iter()
+            .zip(&self.context)
+            .map(|(seq, rows)| {
+                let part = SeqRows {
+                    first,
+                    start: seq.start,
+                    len: seq.tokens.len(),
+                    rows,
+                };
+                first += seq.tokens.len();
+                part
+            })
+            .collect()
+    }
+
+    /// The write rows as [`KvStore::write`] takes them: `(tokens, kv_dim)`,
+    /// each token's row repeated across its width.
+    pub fn write_index(&self, kv_dim: usize, device: &Device) -> candle_core::Result<Tensor> {
+        let index: Vec<u32> = self
+            .write
+            .iter()
+            .flat_map(|&r| std::iter::repeat_n(r, kv_dim))
+            .collect();
+        Tensor::from_vec(index, (self.write.len(), kv_dim), device)
+    }
 }
 
 /// Keys and values of every layer: `(pages * PAGE_TOKENS, kv_dim)` each,

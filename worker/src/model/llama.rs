@@ -13,7 +13,7 @@ use candle_core::{DType, Device, Module, Tensor, WithDType};
 
 use mig_kernels::attention::{self, Heads, KvElement, SeqRows};
 
-use super::kv_store::{self, KvShape, KvStore};
+use super::kv_store::{BatchRows, KvShape, KvStore};
 use super::{BatchSeq, Generator};
 
 /// The shape and numerics of a llama-family model.
@@ -288,51 +288,11 @@ impl Generator for Llama {
     fn forward(&mut self, batch: &[BatchSeq], kv: &mut KvStore) -> candle_core::Result<Tensor> {
         let c = &self.config;
         let kv_dim = c.kv_heads * c.head_dim();
-        let mut ids = Vec::new();
-        let mut positions = Vec::new();
-        let mut write_rows = Vec::new();
-        // Per sequence: the store rows of its whole context, so attention reads them in order.
-        let mut host_rows: Vec<Vec<u32>> = Vec::with_capacity(batch.len());
-        for seq in batch {
-            let end = seq.start + seq.tokens.len();
-            if end > c.context {
-                candle_core::bail!("position {end} is past the context of {}", c.context);
-            }
-            if end > seq.pages.len() * kv_store::PAGE_TOKENS {
-                candle_core::bail!(
-                    "position {end} is past the {} KV pages of sequence {}",
-                    seq.pages.len(),
-                    seq.id
-                );
-            }
-            ids.extend_from_slice(seq.tokens);
-            for pos in seq.start..end {
-                positions.push(pos as u32);
-                write_rows.extend(std::iter::repeat_n(
-                    kv_store::row(seq.pages, pos) as u32,
-                    kv_dim,
-                ));
-            }
-            let rows: Vec<u32> = (0..end)
-                .map(|pos| kv_store::row(seq.pages, pos) as u32)
-                .collect();
-            host_rows.push(rows);
-        }
-        let tokens = ids.len();
-        let mut first = 0;
-        let host_rows: Vec<SeqRows> = batch
+        let rows = BatchRows::new(batch, c.context)?;
+        let host_rows = rows.parts(batch);
+        let ids: Vec<u32> = batch
             .iter()
-            .zip(&host_rows)
-            .map(|(seq, rows)| {
-                let part = SeqRows {
-                    first,
-                    start: seq.start,
-                    len: seq.tokens.len(),
-                    rows,
-                };
-                first += seq.tokens.len();
-                part
-            })
+            .flat_map(|s| s.tokens.iter().copied())
             .collect();
         // Row tables as tensors, for attention by tensor ops (off the CPU).
         let read_rows = if self.host_attention() {
@@ -344,8 +304,9 @@ impl Generator for Llama {
                 .collect::<candle_core::Result<_>>()?
         };
         let ids = Tensor::new(ids, &self.device)?;
+        let positions: Vec<u32> = rows.positions.iter().map(|&p| p as u32).collect();
         let positions = Tensor::new(positions, &self.device)?;
-        let write_rows = Tensor::from_vec(write_rows, (tokens, kv_dim), &self.device)?;
+        let write_rows = rows.write_index(kv_dim, &self.device)?;
         let cos = self.cos.index_select(&positions, 0)?;
         let sin = self.sin.index_select(&positions, 0)?;
         let eps = c.rms_eps as f32;

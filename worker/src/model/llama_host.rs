@@ -12,10 +12,10 @@
 use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::{DType, Device, Tensor};
 use half::f16;
-use mig_kernels::attention::{self, Heads, SeqRows};
+use mig_kernels::attention::{self, Heads};
 use mig_kernels::qmatmul::QMatrix;
 
-use super::kv_store::{self, KvShape, KvStore};
+use super::kv_store::{BatchRows, KvShape, KvStore};
 use super::llama::LlamaConfig;
 use super::{BatchSeq, Generator};
 
@@ -190,49 +190,10 @@ impl HostLlama {
         let inter = self.blocks.first().map_or(0, |b| b.down.cols());
         let eps = c.rms_eps as f32;
 
-        // Per token: position and KV row; per sequence: its rows 0..end.
-        let mut positions = Vec::new();
-        let mut write_rows = Vec::new();
-        let mut seq_rows: Vec<Vec<u32>> = Vec::with_capacity(batch.len());
-        for seq in batch {
-            let end = seq.start + seq.tokens.len();
-            if end > c.context || end > seq.pages.len() * kv_store::PAGE_TOKENS {
-                candle_core::bail!(
-                    "sequence {}: position {end} is past the context ({}) or its {} KV pages",
-                    seq.id,
-                    c.context,
-                    seq.pages.len()
-                );
-            }
-            positions.extend(seq.start..end);
-            seq_rows.push(
-                (0..end)
-                    .map(|pos| kv_store::row(seq.pages, pos) as u32)
-                    .collect(),
-            );
-        }
-        for (seq, rows) in batch.iter().zip(&seq_rows) {
-            for &row in &rows[seq.start..seq.start + seq.tokens.len()] {
-                write_rows.extend(std::iter::repeat_n(row, kv_dim));
-            }
-        }
+        let rows = BatchRows::new(batch, c.context)?;
+        let (positions, parts) = (&rows.positions, rows.parts(batch));
         let tokens = positions.len();
-        let mut first = 0;
-        let parts: Vec<SeqRows> = batch
-            .iter()
-            .zip(&seq_rows)
-            .map(|(seq, rows)| {
-                let part = SeqRows {
-                    first,
-                    start: seq.start,
-                    len: seq.tokens.len(),
-                    rows,
-                };
-                first += seq.tokens.len();
-                part
-            })
-            .collect();
-        let write_rows = Tensor::from_vec(write_rows, (tokens, kv_dim), &Device::Cpu)?;
+        let write_rows = rows.write_index(kv_dim, &Device::Cpu)?;
 
         let mut x = vec![0f32; tokens * hidden];
         for (token, row) in batch
