@@ -44,7 +44,9 @@ pub struct ServeArgs {
     pub model_name: String,
 
     /// A `.gguf` file (text generation) or a folder with `config.json`,
-    /// `model.safetensors` and `tokenizer.json` (BERT embeddings).
+    /// `model.safetensors` and `tokenizer.json`: a llama checkpoint
+    /// (`"model_type": "llama"`, bf16/f16/f32; text generation) or BERT
+    /// (embeddings).
     #[arg(long, env = "MIG_WORKER_MODEL_PATH", conflicts_with_all = ["identity", "synthetic"])]
     pub model_path: Option<PathBuf>,
 

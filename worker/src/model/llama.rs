@@ -9,7 +9,7 @@
 //! on CUDA.
 
 use candle_core::quantized::QMatMul;
-use candle_core::{DType, Device, Module, Tensor, WithDType};
+use candle_core::{DType, Device, Module, Shape, Tensor, WithDType};
 
 use mig_kernels::attention::{self, Heads, KvElement, SeqRows};
 
@@ -215,6 +215,58 @@ impl Llama {
             .transpose(0, 1)?
             .reshape((n, c.heads * d))
     }
+}
+
+/// A model whose tensors carry the Hugging Face names
+/// (`model.layers.N.self_attn.q_proj.weight`, ...): `get(shape, name)`
+/// gives each one, from a checkpoint or drawn at random. The output head
+/// is the embedding matrix when `tied`.
+pub fn from_hf_names(
+    config: LlamaConfig,
+    intermediate: usize,
+    tied: bool,
+    device: &Device,
+    mut get: impl FnMut(Shape, &str) -> candle_core::Result<Tensor>,
+) -> candle_core::Result<Llama> {
+    let (h, i, vocab) = (config.hidden, intermediate, config.vocab);
+    let kv = config.kv_heads * config.head_dim();
+    let embed = get((vocab, h).into(), "model.embed_tokens.weight")?;
+    let mut blocks = Vec::with_capacity(config.layers);
+    for l in 0..config.layers {
+        let name = |part: &str| format!("model.layers.{l}.{part}.weight");
+        let mut dense = |out: usize, inp: usize, part: &str| {
+            get((out, inp).into(), &name(part)).map(Linear::Dense)
+        };
+        let (q, k, v, o) = (
+            dense(h, h, "self_attn.q_proj")?,
+            dense(kv, h, "self_attn.k_proj")?,
+            dense(kv, h, "self_attn.v_proj")?,
+            dense(h, h, "self_attn.o_proj")?,
+        );
+        let (gate, up, down) = (
+            dense(i, h, "mlp.gate_proj")?,
+            dense(i, h, "mlp.up_proj")?,
+            dense(h, i, "mlp.down_proj")?,
+        );
+        blocks.push(Block {
+            attn_norm: get(h.into(), &name("input_layernorm"))?,
+            q,
+            k,
+            v,
+            o,
+            ffn_norm: get(h.into(), &name("post_attention_layernorm"))?,
+            gate,
+            up,
+            down,
+        });
+    }
+    let norm = get(h.into(), "model.norm.weight")?;
+    let head = if tied {
+        Linear::Dense(embed.clone())
+    } else {
+        Linear::Dense(get((vocab, h).into(), "lm_head.weight")?)
+    };
+    Llama::new(config, embed, blocks, norm, head, device)
 }
 
 /// The CPU kernel over a host store of `T`; `None` if the store is not one.

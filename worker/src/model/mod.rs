@@ -7,6 +7,7 @@ pub mod bert;
 pub mod chat_template;
 pub mod gguf;
 pub mod gguf_tokenizer;
+pub mod hf_llama;
 pub mod identity;
 pub mod kv_store;
 pub mod llama;
@@ -160,8 +161,9 @@ pub fn device(kind: DeviceKind) -> Result<Device, StartupError> {
 }
 
 /// Loads what `source` names: a `.gguf` file as a text generator, a folder
-/// with `config.json` + `model.safetensors` + `tokenizer.json` as a BERT
-/// embedder, or the identity model.
+/// with `config.json` + `model.safetensors` + `tokenizer.json` as a llama
+/// generator (`"model_type": "llama"`) or a BERT embedder, the identity
+/// model, or a synthetic one.
 pub fn load(
     source: &ModelSource,
     device: &Device,
@@ -188,7 +190,14 @@ pub fn load(
         }
         ModelSource::File(path) => path,
     };
-    if path.is_dir() {
+    if path.is_dir() && hf_llama::is_llama(path) {
+        let (model, codec, engine) = hf_llama::load(path, device)?;
+        Ok(Loaded {
+            backend: Backend::Generate(Box::new(model)),
+            codec: Codec::Text(Arc::new(codec)),
+            engine,
+        })
+    } else if path.is_dir() {
         let (model, tokenizer) = bert::load(path, device)?;
         Ok(Loaded {
             backend: Backend::Embed(Box::new(model)),

@@ -11,7 +11,7 @@ use candle_core::{DType, Device, Shape, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::llama::{Block, Linear, Llama, LlamaConfig};
+use super::llama::{self, Llama, LlamaConfig};
 use super::{identity, TextCodec};
 use crate::prompt::TextPrompter;
 
@@ -54,18 +54,13 @@ impl RandomWeights<'_> {
         (0..n).map(|_| rng.random_range(-bound..bound)).collect()
     }
 
-    fn get(&mut self, shape: impl Into<Shape>, name: &str) -> candle_core::Result<Tensor> {
-        let shape = shape.into();
+    fn get(&mut self, shape: Shape, name: &str) -> candle_core::Result<Tensor> {
         let values = self.values(name, shape.elem_count());
         let tensor = Tensor::from_vec(values, shape, &Device::Cpu)?
             .to_dtype(self.dtype)?
             .to_device(self.device)?;
         self.allocated += (tensor.elem_count() * self.dtype.size_in_bytes()) as u64;
         Ok(tensor)
-    }
-
-    fn linear(&mut self, out: usize, inp: usize, name: &str) -> candle_core::Result<Linear> {
-        Ok(Linear::Dense(self.get((out, inp), name)?))
     }
 }
 
@@ -78,6 +73,7 @@ pub struct SyntheticLlama {
 
 /// Builds the model of `spec` with weights from `seed` on `device`. Tensor
 /// names follow the Hugging Face checkpoints, whose RoPE pairs `(i, i+d/2)`.
+/// A tied output head shares the embedding matrix, counted once.
 pub fn build(
     spec: SyntheticSpec,
     device: &Device,
@@ -104,33 +100,16 @@ pub fn build(
         device,
         allocated: 0,
     };
-    let (h, i, kv) = (a.hidden, a.intermediate, a.kv_heads * a.head_dim());
-    let embed = w.get((a.vocab, h), "model.embed_tokens.weight")?;
-    let mut blocks = Vec::with_capacity(a.layers);
-    for l in 0..a.layers {
-        let name = |part: &str| format!("model.layers.{l}.{part}.weight");
-        blocks.push(Block {
-            attn_norm: w.get(h, &name("input_layernorm"))?,
-            q: w.linear(h, h, &name("self_attn.q_proj"))?,
-            k: w.linear(kv, h, &name("self_attn.k_proj"))?,
-            v: w.linear(kv, h, &name("self_attn.v_proj"))?,
-            o: w.linear(h, h, &name("self_attn.o_proj"))?,
-            ffn_norm: w.get(h, &name("post_attention_layernorm"))?,
-            gate: w.linear(i, h, &name("mlp.gate_proj"))?,
-            up: w.linear(i, h, &name("mlp.up_proj"))?,
-            down: w.linear(h, i, &name("mlp.down_proj"))?,
-        });
-    }
-    let norm = w.get(h, "model.norm.weight")?;
-    let head = if a.tied_embeddings {
-        Linear::Dense(embed.clone())
-    } else {
-        w.linear(a.vocab, h, "lm_head.weight")?
-    };
-    let weight_bytes = w.allocated;
+    let model = llama::from_hf_names(
+        config,
+        a.intermediate,
+        a.tied_embeddings,
+        device,
+        |shape, name| w.get(shape, name),
+    )?;
     Ok(SyntheticLlama {
-        model: Llama::new(config, embed, blocks, norm, head, device)?,
-        weight_bytes,
+        model,
+        weight_bytes: w.allocated,
     })
 }
 
