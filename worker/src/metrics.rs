@@ -123,7 +123,7 @@ impl Registrar<'_> {
 }
 
 impl WorkerMetrics {
-    /// `queue_capacity` is `--max-queue`, exported so alerts can use a ratio.
+    /// `queue_capacity` is `--max-waiting`, exported so alerts can use a ratio.
     pub fn new(identity: &Identity, queue_capacity: usize) -> Arc<WorkerMetrics> {
         let recorder = [
             (TIME_TO_FIRST_TOKEN, LATENCY_BUCKETS),
@@ -305,7 +305,7 @@ fn describe(r: &PrometheusRecorder) {
     g(
         QUEUE_CAPACITY,
         Unit::Count,
-        "Requests that may wait (--max-queue); more are refused with RESOURCE_EXHAUSTED.",
+        "Requests that may wait for the running batch (--max-waiting); more are refused with RESOURCE_EXHAUSTED.",
     );
     g(
         MEMORY_USED,
