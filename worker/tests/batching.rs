@@ -11,8 +11,7 @@ use clap::Parser;
 use mig_proto::inference::v1::{ChatMessage, FinishReason, GenerateRequest};
 use mig_proto::worker::v1::worker_client::WorkerClient;
 use mig_proto::worker::v1::InfoRequest;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tonic::transport::Channel;
 use tonic::Code;
 
@@ -36,25 +35,6 @@ async fn worker(flags: &[&str]) -> (String, std::net::SocketAddr) {
     let grpc = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(mig_worker::run(ready, listener, std::future::pending()));
     (grpc, metrics)
-}
-
-async fn scrape(addr: std::net::SocketAddr) -> String {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: worker\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    tcp.read_to_string(&mut response).await.unwrap();
-    response.split_once("\r\n\r\n").unwrap().1.to_string()
-}
-
-/// The value of the series `name{...}` (or `name` with no labels).
-fn value(exposition: &str, name: &str) -> f64 {
-    let line = exposition
-        .lines()
-        .find(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("no `{name}` in:\n{exposition}"));
-    line.rsplit(' ').next().unwrap().parse().unwrap()
 }
 
 fn chat(content: &str, max_tokens: u32) -> GenerateRequest {
@@ -110,7 +90,7 @@ async fn eight_concurrent_greedy_answers_equal_their_solo_runs() {
     for prompt in PROMPTS {
         solo.push(answer(client.clone(), chat(prompt, tokens)).await);
     }
-    let before = scrape(metrics).await;
+    let before = common::scrape(metrics).await;
 
     let together: Vec<_> = PROMPTS
         .iter()
@@ -123,8 +103,8 @@ async fn eight_concurrent_greedy_answers_equal_their_solo_runs() {
     }
 
     // The concurrent run did batch: more sequences than steps.
-    let after = scrape(metrics).await;
-    let delta = |name: &str| value(&after, name) - value(&before, name);
+    let after = common::scrape(metrics).await;
+    let delta = |name: &str| common::value(&after, name) - common::value(&before, name);
     let steps = delta("mig_worker_batch_size_count");
     let sequences = delta("mig_worker_batch_size_sum");
     assert!(
@@ -137,7 +117,7 @@ async fn eight_concurrent_greedy_answers_equal_their_solo_runs() {
         .find(|l| l.starts_with("mig_worker_batch_size_bucket{") && l.contains("le=\"8\""))
         .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .expect("an le=8 bucket");
-    assert_eq!(le_8, value(&after, "mig_worker_batch_size_count"));
+    assert_eq!(le_8, common::value(&after, "mig_worker_batch_size_count"));
 }
 
 #[tokio::test]

@@ -9,31 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 use mig_proto::inference::v1::{ChatMessage, GenerateRequest};
 use mig_proto::worker::v1::worker_client::WorkerClient;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-/// `GET /metrics` over plain HTTP/1.1, as Prometheus scrapes.
-async fn scrape(addr: std::net::SocketAddr) -> String {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: worker\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    tcp.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
-    body.to_string()
-}
-
-/// The value of the one series of `name` (all its labels are the slice's).
-fn value(exposition: &str, name: &str) -> f64 {
-    let line = exposition
-        .lines()
-        .find(|l| l.starts_with(&format!("{name}{{")))
-        .unwrap_or_else(|| panic!("no `{name}` in:\n{exposition}"));
-    line.rsplit(' ').next().unwrap().parse().unwrap()
-}
+use tokio::net::TcpListener;
 
 #[tokio::test]
 async fn token_counter_rises_while_the_stream_runs_and_promtool_accepts_it() {
@@ -54,8 +30,11 @@ async fn token_counter_rises_while_the_stream_runs_and_promtool_accepts_it() {
     let grpc = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(mig_worker::run(ready, listener, std::future::pending()));
 
-    let before = scrape(metrics_addr).await;
-    assert_eq!(value(&before, "mig_worker_generated_tokens_total"), 0.0);
+    let before = common::scrape(metrics_addr).await;
+    assert_eq!(
+        common::value(&before, "mig_worker_generated_tokens_total"),
+        0.0
+    );
     assert!(before.contains(
         r#"mig_worker_build_info{model="smollm2-135m",slice="cpu:0",profile="cpu-1c",gpu="",version="#
     ));
@@ -78,8 +57,8 @@ async fn token_counter_rises_while_the_stream_runs_and_promtool_accepts_it() {
         assert_eq!(message.finish_reason, 0, "ended after {received} tokens");
         received += message.token_count;
     }
-    let during = value(
-        &scrape(metrics_addr).await,
+    let during = common::value(
+        &common::scrape(metrics_addr).await,
         "mig_worker_generated_tokens_total",
     );
     assert!(during >= 10.0, "{during} tokens counted after 10 streamed");
@@ -88,8 +67,8 @@ async fn token_counter_rises_while_the_stream_runs_and_promtool_accepts_it() {
         assert_eq!(message.finish_reason, 0, "ended after {received} tokens");
         received += message.token_count;
     }
-    let later = value(
-        &scrape(metrics_addr).await,
+    let later = common::value(
+        &common::scrape(metrics_addr).await,
         "mig_worker_generated_tokens_total",
     );
     assert!(
@@ -102,9 +81,9 @@ async fn token_counter_rises_while_the_stream_runs_and_promtool_accepts_it() {
     let cancelled = r#"mig_worker_requests_total{model="smollm2-135m",slice="cpu:0",profile="cpu-1c",gpu="",code="CANCELLED"} 1"#;
     let started = std::time::Instant::now();
     let after = loop {
-        let exposition = scrape(metrics_addr).await;
+        let exposition = common::scrape(metrics_addr).await;
         if exposition.contains(cancelled)
-            && value(&exposition, "mig_worker_requests_in_flight") == 0.0
+            && common::value(&exposition, "mig_worker_requests_in_flight") == 0.0
         {
             break exposition;
         }
@@ -114,21 +93,24 @@ async fn token_counter_rises_while_the_stream_runs_and_promtool_accepts_it() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(value(&after, "mig_worker_queue_depth"), 0.0);
+    assert_eq!(common::value(&after, "mig_worker_queue_depth"), 0.0);
     assert!(
         !after.contains(r#"code="OK""#),
         "one terminal status only:\n{after}"
     );
-    assert!(value(&after, "mig_worker_prompt_tokens_total") > 10.0);
+    assert!(common::value(&after, "mig_worker_prompt_tokens_total") > 10.0);
     for histogram in [
         "mig_worker_time_to_first_token_seconds_count",
         "mig_worker_inter_token_latency_seconds_count",
         "mig_worker_queue_wait_seconds_count",
     ] {
-        assert!(value(&after, histogram) >= 1.0, "{histogram}:\n{after}");
+        assert!(
+            common::value(&after, histogram) >= 1.0,
+            "{histogram}:\n{after}"
+        );
     }
     assert!(
-        value(&after, "mig_worker_memory_used_bytes") > 50e6,
+        common::value(&after, "mig_worker_memory_used_bytes") > 50e6,
         "RSS of a loaded model"
     );
 

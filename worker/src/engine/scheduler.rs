@@ -124,15 +124,6 @@ impl Scheduler {
         }
     }
 
-    pub fn config(&self) -> SchedulerConfig {
-        self.config
-    }
-
-    /// Tokens the KV store holds in all.
-    pub fn capacity_tokens(&self) -> usize {
-        self.pool.capacity_tokens()
-    }
-
     pub fn waiting(&self) -> usize {
         self.waiting.len()
     }

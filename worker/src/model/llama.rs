@@ -106,10 +106,6 @@ impl Llama {
         })
     }
 
-    pub fn config(&self) -> &LlamaConfig {
-        &self.config
-    }
-
     /// Rotates `x` (`(tokens, heads * head_dim)`) by each token's position.
     fn rope(
         &self,

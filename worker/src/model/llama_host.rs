@@ -90,10 +90,6 @@ impl HostLlama {
         }
     }
 
-    pub fn config(&self) -> &LlamaConfig {
-        &self.config
-    }
-
     fn heads(&self) -> Heads {
         Heads {
             heads: self.config.heads,

@@ -60,3 +60,28 @@ pub async fn start_worker(flags: &[&str]) -> String {
     tokio::spawn(mig_worker::run(ready, listener, std::future::pending()));
     format!("http://{addr}")
 }
+
+/// `GET /metrics` over plain HTTP/1.1, as Prometheus scrapes.
+pub async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: worker\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    body.to_string()
+}
+
+/// The value of the series `name{...}` (all its labels are the slice's) or
+/// `name` with no labels.
+pub fn value(exposition: &str, name: &str) -> f64 {
+    let line = exposition
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no `{name}` in:\n{exposition}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
