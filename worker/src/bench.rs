@@ -33,6 +33,10 @@ pub struct BenchArgs {
     /// Measured repetitions; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// Sequences decoded together, each after its own copy of the prompt:
+    /// decode tokens/s is then the whole batch's.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -43,6 +47,7 @@ pub struct BenchReport {
     pub prompt_tokens: usize,
     pub decode_tokens: usize,
     pub runs: usize,
+    pub batch: usize,
     pub load_seconds: f64,
     pub prefill_tokens_per_second: f64,
     pub decode_tokens_per_second: f64,
@@ -83,9 +88,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<BenchReport> {
         prompt.extend(text.prompter.encode_prompt(seed_text)?);
     }
     prompt.truncate(args.prompt_tokens);
-    let mut model = Solo::new(
+    anyhow::ensure!(args.batch > 0, "`--batch` must be at least 1");
+    let mut model = Solo::with_slots(
         model.as_mut(),
         args.prompt_tokens + args.decode_tokens + 1,
+        args.batch,
         &device,
     )?;
 
@@ -94,23 +101,31 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<BenchReport> {
     let mut ttft = Vec::new();
     // One warm-up run, then the measured ones.
     for run in 0..=args.runs {
-        let mut sampler = Sampler::new(&SamplingParams::greedy());
+        let mut samplers: Vec<Sampler> = (0..args.batch)
+            .map(|_| Sampler::new(&SamplingParams::greedy()))
+            .collect();
         let mut history = prompt.clone();
         let t0 = Instant::now();
         let logits = model.prefill(&history)?;
-        let mut next = sampler.sample(&logits, &history)?;
+        let mut next = vec![samplers[0].sample(&logits, &history)?; args.batch];
         let first = t0.elapsed().as_secs_f64();
+        // The other slots start from the same prompt, untimed.
+        for slot in 1..args.batch {
+            model.prefill_in(slot, &history)?;
+        }
         let t1 = Instant::now();
         for _ in 0..args.decode_tokens {
-            history.push(next);
-            let logits = model.step(next, history.len() - 1)?;
-            next = sampler.sample(&logits, &history)?;
+            history.push(next[0]);
+            let logits = model.step_all(&next, history.len() - 1)?;
+            for (slot, (sampler, token)) in samplers.iter_mut().zip(&mut next).enumerate() {
+                *token = sampler.sample(&logits.get(slot)?.unsqueeze(0)?, &history)?;
+            }
         }
         let decode_s = t1.elapsed().as_secs_f64();
         if run > 0 {
             prefill.push(args.prompt_tokens as f64 / first);
             ttft.push(first * 1000.0);
-            decode.push(args.decode_tokens as f64 / decode_s);
+            decode.push((args.decode_tokens * args.batch) as f64 / decode_s);
         }
     }
     Ok(BenchReport {
@@ -120,6 +135,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<BenchReport> {
         prompt_tokens: args.prompt_tokens,
         decode_tokens: args.decode_tokens,
         runs: args.runs,
+        batch: args.batch,
         load_seconds,
         prefill_tokens_per_second: median(prefill),
         decode_tokens_per_second: median(decode),

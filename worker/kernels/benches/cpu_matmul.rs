@@ -25,6 +25,8 @@ use rand::{Rng, SeedableRng};
 const CHILD_ENV: &str = "MIG_BENCH_CHILD";
 
 const TOKENS: [usize; 5] = [1, 4, 8, 16, 128];
+/// Tokens per pass of the whole model: decode, a batch of 8 decodes, prefill.
+const MODEL_TOKENS: [usize; 3] = [1, 8, 128];
 const LAYERS: usize = 30;
 
 /// A matrix of the model: its name, type, rows (outputs), cols (inputs), and
@@ -171,7 +173,7 @@ fn report(results: &Results) {
     println!("no attention, norms or activations.");
     println!("| m | ours 1t ms | tok/s | ours 2t ms | tok/s | candle 1t tok/s | candle 2t tok/s | AVX2 1t tok/s |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for m in [1, 128] {
+    for m in MODEL_TOKENS {
         let tok = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.0}", m as f64 / v * 1e6));
         let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.2}", v / 1e3));
         let o1 = get("ours", 1, "model", m);
@@ -261,7 +263,7 @@ fn whole_model(imp: &str, rng: &mut StdRng, out: &mut [f32]) {
             }
         }
     }
-    for m in [1, 128] {
+    for m in MODEL_TOKENS {
         let narrow = input(rng, m, 576);
         let wide = input(rng, m, 1536);
         let mut pass = || {
