@@ -102,6 +102,7 @@ pub async fn load(args: &ServeArgs) -> Result<Ready, StartupError> {
         prefill_chunk = engine_config.scheduler.prefill_chunk,
         kv_tokens = engine.capacity().kv_tokens,
         kv_mib = engine.capacity().kv_bytes >> 20,
+        kv_type = engine.capacity().kv_type,
         load_ms = started.elapsed().as_millis() as u64,
         "model loaded"
     );

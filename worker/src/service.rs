@@ -86,6 +86,7 @@ impl WorkerService {
                         max_waiting: config.max_waiting as u32,
                         kv_capacity_tokens: kv.kv_tokens as u64,
                         kv_bytes: kv.kv_bytes,
+                        kv_cache_type: kv.kv_type.to_string(),
                     })
                 }
                 ModelKind::Embed => None,

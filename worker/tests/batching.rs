@@ -138,11 +138,12 @@ async fn a_cancelled_stream_leaves_the_batch_and_the_others_finish() {
         (16, 256, 128, 64),
         "the documented defaults"
     );
-    // 1 GiB of f16 keys and values: 30 layers x 2 x 192 x 2 bytes a token,
-    // in whole pages of 16 tokens.
+    // 1 GiB of int8 keys and values: 30 layers x 2 x (192 values + 6 f32
+    // scales) a token, in whole pages of 16 tokens.
+    assert_eq!(batching.kv_cache_type, "q8_0");
     assert_eq!(
         batching.kv_capacity_tokens,
-        (1 << 30) / (30 * 2 * 192 * 2 * 16) * 16
+        (1 << 30) / (30 * 2 * (192 + 6 * 4) * 16) * 16
     );
 
     let steady = tokio::spawn(answer(client.clone(), chat("Count to twenty.", 48)));
@@ -174,20 +175,20 @@ async fn a_cancelled_stream_leaves_the_batch_and_the_others_finish() {
 
 #[tokio::test]
 async fn a_request_larger_than_the_kv_store_is_refused_with_the_numbers() {
-    // 8 MiB: 22 pages of 16 tokens (23,040 bytes a token).
+    // 8 MiB: 40 pages of 16 tokens (12,960 bytes a token).
     let (addr, _) = worker(&["--kv-cache-mib", "8"]).await;
     let mut client = WorkerClient::connect(addr).await.unwrap();
     let info = client.info(InfoRequest {}).await.unwrap().into_inner();
-    assert_eq!(info.batching.unwrap().kv_capacity_tokens, 352);
+    assert_eq!(info.batching.unwrap().kv_capacity_tokens, 640);
 
     let status = client
-        .generate(chat("Hello there.", 400))
+        .generate(chat("Hello there.", 700))
         .await
         .expect_err("cannot fit");
     assert_eq!(status.code(), Code::ResourceExhausted);
     let msg = status.message();
     assert!(
-        msg.contains("`max_tokens` (400)") && msg.contains("holds 352"),
+        msg.contains("`max_tokens` (700)") && msg.contains("holds 640"),
         "{msg}"
     );
     // One that fits is served.

@@ -15,17 +15,22 @@ use mig_worker::model::{self, Backend, ModelSource};
 use mig_worker::sampling::{Sampler, SamplingParams};
 
 /// Largest difference allowed between our first-step logits and llama.cpp's,
-/// over llama.cpp's top 8 tokens (logits here are about 24). Measured on the
-/// four fixture prompts: `native` at most 0.38, `q8-0` at most 0.85.
-/// llama.cpp and the worker's CPU kernels both multiply Q4_1 weights with
-/// activations quantized to int8 blocks and keep the KV cache in f16; the
-/// order of summation accounts for the rest. `q8-0` re-quantizes the
-/// weights to Q8_0, which adds its own rounding. A greedy parting is accepted only at a step where llama.cpp's
-/// own top-2 margin is below this tolerance.
+/// over llama.cpp's top 8 tokens (logits here are about 24).
+///
+/// The noise floor is what two equally exact computations give: the
+/// worker's portable and AVX2 attention kernels agree to 1e-5, yet their
+/// first-step logits differ by up to 0.53 on the four fixture prompts.
+/// Activations are quantized to int8 blocks before every product (here and
+/// in llama.cpp), so a change in the last bits flips roundings, and 30
+/// layers carry them on. Measured against llama.cpp: `native` at most 0.67
+/// (int8 KV store; 0.58 with f16), `q8-0` at most 0.85; `q8-0` re-quantizes
+/// the weights to Q8_0, which adds its own rounding. A greedy parting is
+/// accepted only at a step where llama.cpp's own top-2 margin is below this
+/// tolerance.
 fn logit_tolerance(weights: WeightFormat) -> f32 {
     match weights {
-        WeightFormat::Native => 0.5,
-        WeightFormat::Q8_0 => 0.9,
+        WeightFormat::Native => 0.8,
+        WeightFormat::Q8_0 => 1.0,
     }
 }
 
@@ -97,7 +102,7 @@ fn check(weights: WeightFormat) {
         compared_total += compared;
     }
     // Most steps must have been compared before a parting at a near-tie
-    // (out of 87): 60 for the Q4_1 file, fewer for the lossier Q8_0 copy.
+    // (out of 87): 61 for the Q4_1 file, fewer for the lossier Q8_0 copy.
     assert!(
         compared_total >= 32,
         "{weights:?}: only {compared_total} ids compared"

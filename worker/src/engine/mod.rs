@@ -128,6 +128,8 @@ pub struct Capacity {
     /// Tokens (prompt plus generated, all sequences) the KV store holds.
     pub kv_tokens: usize,
     pub kv_bytes: u64,
+    /// [`model::kv_store::KvFormat::name`].
+    pub kv_type: &'static str,
 }
 
 /// KV store bytes when `--kv-cache-mib` is not given: 1 GiB on a CPU slice
@@ -346,6 +348,7 @@ fn capacity(kv: &KvStore) -> Capacity {
     Capacity {
         kv_tokens: tokens,
         kv_bytes: (tokens * kv.shape().bytes_per_token()) as u64,
+        kv_type: kv.shape().format.name(),
     }
 }
 

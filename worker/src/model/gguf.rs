@@ -11,8 +11,10 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device};
 
 use super::chat_template::ChatTemplate;
+use mig_kernels::attention::Q8_BLOCK;
 use mig_kernels::qmatmul::QMatrix;
 
+use super::kv_store::KvFormat;
 use super::llama::{Block, Linear, Llama, LlamaConfig};
 use super::llama_host::{self, HostBlock, HostLlama};
 use super::{gguf_tokenizer, Generator, TextCodec};
@@ -121,7 +123,14 @@ fn build_host(
             down: QMatrix::from_qtensor(&get("ffn_down")?)?,
         });
     }
-    Ok(HostLlama::new(config, embed, blocks, norm, head))
+    // Int8 keys and values where the rows cut into its blocks: decode of a
+    // long context is bound by reading them (docs/benchmarks.md).
+    let kv_format = if (config.kv_heads * config.head_dim()).is_multiple_of(Q8_BLOCK) {
+        KvFormat::Q8
+    } else {
+        KvFormat::Dense(DType::F16)
+    };
+    Ok(HostLlama::new(config, embed, blocks, norm, head, kv_format))
 }
 
 trait ReadSeek: std::io::Read + std::io::Seek {}

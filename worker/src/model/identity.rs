@@ -18,7 +18,7 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::Tokenizer;
 
 use super::chat_template::ChatTemplate;
-use super::kv_store::{KvShape, KvStore};
+use super::kv_store::{KvFormat, KvShape, KvStore};
 use super::{BatchSeq, Generator, TextCodec};
 use crate::engine::scheduler::SeqId;
 use crate::prompt::TextPrompter;
@@ -75,7 +75,7 @@ impl Generator for IdentityModel {
         KvShape {
             layers: 0,
             kv_dim: 0,
-            dtype: DType::F32,
+            format: KvFormat::Dense(DType::F32),
         }
     }
 

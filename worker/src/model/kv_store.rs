@@ -9,10 +9,13 @@
 //! `pages[p / PAGE_TOKENS] * PAGE_TOKENS + p % PAGE_TOKENS`.
 //!
 //! [`PagePool`] is the bookkeeping, without tensors (the scheduler owns it);
-//! [`KvStore`] holds the tensors (the model writes and reads them).
+//! [`KvStore`] holds the keys and values (the model writes and reads them):
+//! dense tensors on the model's device, or int8 rows in host memory for the
+//! CPU kernels.
 
 use candle_core::{DType, Device, Storage, Tensor, WithDType};
-use mig_kernels::attention::SeqRows;
+use half::f16;
+use mig_kernels::attention::{self, Dense, Heads, KvElement, Q8Rows, SeqRows, Q8_BLOCK};
 
 use super::BatchSeq;
 
@@ -26,13 +29,41 @@ pub struct KvShape {
     pub layers: usize,
     /// Key (and value) width of one token: KV heads times head size.
     pub kv_dim: usize,
-    pub dtype: DType,
+    pub format: KvFormat,
+}
+
+/// How keys and values are held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvFormat {
+    /// Tensors of this type on the model's device.
+    Dense(DType),
+    /// Int8 per block of 32 with an f32 scale, in host memory: what the CPU
+    /// kernels read, half the bytes of f16 (decode of a long context is
+    /// bound by reading them).
+    Q8,
+}
+
+impl KvFormat {
+    /// As `Info` and the logs name it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            KvFormat::Dense(DType::F32) => "f32",
+            KvFormat::Dense(DType::F16) => "f16",
+            KvFormat::Dense(DType::BF16) => "bf16",
+            KvFormat::Dense(_) => "dense",
+            KvFormat::Q8 => "q8_0",
+        }
+    }
 }
 
 impl KvShape {
     /// Bytes of keys and values of one token, all layers.
     pub fn bytes_per_token(&self) -> usize {
-        self.layers * 2 * self.kv_dim * self.dtype.size_in_bytes()
+        let row = match self.format {
+            KvFormat::Dense(dtype) => self.kv_dim * dtype.size_in_bytes(),
+            KvFormat::Q8 => Q8Rows::bytes_per_row(self.kv_dim),
+        };
+        self.layers * 2 * row
     }
 
     /// Whole pages that fit in `bytes`.
@@ -166,25 +197,56 @@ impl BatchRows {
     }
 }
 
-/// Keys and values of every layer: `(pages * PAGE_TOKENS, kv_dim)` each,
-/// on the model's device, in its dtype.
+/// Keys and values of every layer, `pages * PAGE_TOKENS` rows of `kv_dim`
+/// each.
 pub struct KvStore {
     shape: KvShape,
     pages: usize,
-    layers: Vec<(Tensor, Tensor)>,
+    layers: Layers,
+}
+
+enum Layers {
+    /// On the model's device, in its dtype.
+    Dense(Vec<(Tensor, Tensor)>),
+    Q8(Vec<(Q8Rows, Q8Rows)>),
 }
 
 impl KvStore {
+    /// # Errors
+    /// If the memory cannot be had, or an int8 store is asked for rows not
+    /// a multiple of its block.
     pub fn new(shape: KvShape, pages: usize, device: &Device) -> candle_core::Result<Self> {
         let rows = pages * PAGE_TOKENS;
-        let layers = (0..shape.layers)
-            .map(|_| {
-                Ok((
-                    Tensor::zeros((rows, shape.kv_dim), shape.dtype, device)?,
-                    Tensor::zeros((rows, shape.kv_dim), shape.dtype, device)?,
-                ))
-            })
-            .collect::<candle_core::Result<_>>()?;
+        let layers = match shape.format {
+            KvFormat::Dense(dtype) => Layers::Dense(
+                (0..shape.layers)
+                    .map(|_| {
+                        Ok((
+                            Tensor::zeros((rows, shape.kv_dim), dtype, device)?,
+                            Tensor::zeros((rows, shape.kv_dim), dtype, device)?,
+                        ))
+                    })
+                    .collect::<candle_core::Result<_>>()?,
+            ),
+            KvFormat::Q8 => {
+                if !shape.kv_dim.is_multiple_of(Q8_BLOCK) {
+                    candle_core::bail!(
+                        "an int8 KV store needs rows of a multiple of {Q8_BLOCK} values, not {}",
+                        shape.kv_dim
+                    );
+                }
+                Layers::Q8(
+                    (0..shape.layers)
+                        .map(|_| {
+                            (
+                                Q8Rows::new(rows, shape.kv_dim),
+                                Q8Rows::new(rows, shape.kv_dim),
+                            )
+                        })
+                        .collect(),
+                )
+            }
+        };
         Ok(KvStore {
             shape,
             pages,
@@ -202,7 +264,7 @@ impl KvStore {
 
     /// Writes `k` and `v` (`(tokens, kv_dim)`) of `layer` into `rows` (one
     /// per token, a `(tokens, kv_dim)` u32 index tensor as `scatter_set`
-    /// takes it), in place.
+    /// takes it), in place. Dense stores only.
     pub fn write(
         &self,
         layer: usize,
@@ -210,38 +272,126 @@ impl KvStore {
         k: &Tensor,
         v: &Tensor,
     ) -> candle_core::Result<()> {
-        let (k_store, v_store) = &self.layers[layer];
-        k_store.scatter_set(rows, &k.to_dtype(self.shape.dtype)?, 0)?;
-        v_store.scatter_set(rows, &v.to_dtype(self.shape.dtype)?, 0)
+        let (k_store, v_store) = &self.dense()?[layer];
+        let dtype = k_store.dtype();
+        k_store.scatter_set(rows, &k.to_dtype(dtype)?, 0)?;
+        v_store.scatter_set(rows, &v.to_dtype(dtype)?, 0)
     }
 
-    /// Runs `f` on the keys and values of `layer` as host slices
-    /// (`(rows, kv_dim)` row-major), when the store is on the CPU in `T`.
-    pub fn with_host<T: WithDType, R>(
-        &self,
+    /// Writes host rows: token `t`'s keys `k[t * kv_dim..]` and values into
+    /// row `rows[t]` of `layer`, whatever the store holds.
+    pub fn write_host(
+        &mut self,
         layer: usize,
-        f: impl FnOnce(&[T], &[T]) -> R,
-    ) -> Option<R> {
-        let (k_store, v_store) = &self.layers[layer];
-        let (k, k_layout) = k_store.storage_and_layout();
-        let (v, v_layout) = v_store.storage_and_layout();
-        match (&*k, &*v) {
-            (Storage::Cpu(k), Storage::Cpu(v)) => Some(f(
-                &k.as_slice::<T>().ok()?[k_layout.start_offset()..],
-                &v.as_slice::<T>().ok()?[v_layout.start_offset()..],
-            )),
-            _ => None,
+        rows: &[u32],
+        k: &[f32],
+        v: &[f32],
+    ) -> candle_core::Result<()> {
+        let kv_dim = self.shape.kv_dim;
+        match &mut self.layers {
+            Layers::Q8(layers) => {
+                let (k_store, v_store) = &mut layers[layer];
+                for ((&row, k), v) in rows
+                    .iter()
+                    .zip(k.chunks_exact(kv_dim))
+                    .zip(v.chunks_exact(kv_dim))
+                {
+                    k_store.write(row as usize, k);
+                    v_store.write(row as usize, v);
+                }
+                Ok(())
+            }
+            Layers::Dense(layers) => {
+                let device = layers[layer].0.device().clone();
+                let index: Vec<u32> = rows
+                    .iter()
+                    .flat_map(|&r| std::iter::repeat_n(r, kv_dim))
+                    .collect();
+                let shape = (rows.len(), kv_dim);
+                self.write(
+                    layer,
+                    &Tensor::from_vec(index, shape, &device)?,
+                    &Tensor::from_slice(k, shape, &device)?,
+                    &Tensor::from_slice(v, shape, &device)?,
+                )
+            }
         }
     }
 
-    /// Keys and values of `layer` at `rows` (a u32 vector): `(rows, kv_dim)` each.
+    /// The CPU attention kernel over `layer` ([`attention::attend`]), for a
+    /// store in host memory: int8, f16 or f32.
+    pub fn attend_host(
+        &self,
+        layer: usize,
+        heads: Heads,
+        q: &[f32],
+        seqs: &[SeqRows],
+        out: &mut [f32],
+    ) -> candle_core::Result<()> {
+        let done = match &self.layers {
+            Layers::Q8(layers) => {
+                let (k, v) = &layers[layer];
+                attention::attend(heads, q, k, v, seqs, out);
+                Some(())
+            }
+            Layers::Dense(layers) => match layers[layer].0.dtype() {
+                DType::F16 => attend_dense::<f16>(&layers[layer], heads, q, seqs, out),
+                DType::F32 => attend_dense::<f32>(&layers[layer], heads, q, seqs, out),
+                _ => None,
+            },
+        };
+        done.ok_or_else(|| {
+            candle_core::Error::Msg(format!(
+                "the CPU attention kernel reads host f32, f16 or int8 keys, not a {} store",
+                self.shape.format.name()
+            ))
+        })
+    }
+
+    /// Keys and values of `layer` at `rows` (a u32 vector): `(rows, kv_dim)`
+    /// each. Dense stores only.
     pub fn read(&self, layer: usize, rows: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
-        let (k_store, v_store) = &self.layers[layer];
+        let (k_store, v_store) = &self.dense()?[layer];
         Ok((
             k_store.index_select(rows, 0)?,
             v_store.index_select(rows, 0)?,
         ))
     }
+
+    fn dense(&self) -> candle_core::Result<&[(Tensor, Tensor)]> {
+        match &self.layers {
+            Layers::Dense(layers) => Ok(layers),
+            Layers::Q8(_) => {
+                candle_core::bail!("the int8 KV store is read by the CPU kernels only")
+            }
+        }
+    }
+}
+
+/// The kernel over a dense host store of `T`; `None` if it is not one.
+fn attend_dense<T: KvElement + WithDType>(
+    (k, v): &(Tensor, Tensor),
+    heads: Heads,
+    q: &[f32],
+    seqs: &[SeqRows],
+    out: &mut [f32],
+) -> Option<()> {
+    let (k, k_layout) = k.storage_and_layout();
+    let (v, v_layout) = v.storage_and_layout();
+    let (Storage::Cpu(k), Storage::Cpu(v)) = (&*k, &*v) else {
+        return None;
+    };
+    let width = heads.kv_heads * heads.head_dim;
+    let k = Dense {
+        data: &k.as_slice::<T>().ok()?[k_layout.start_offset()..],
+        width,
+    };
+    let v = Dense {
+        data: &v.as_slice::<T>().ok()?[v_layout.start_offset()..],
+        width,
+    };
+    attention::attend(heads, q, &k, &v, seqs, out);
+    Some(())
 }
 
 #[cfg(test)]
@@ -281,9 +431,15 @@ mod tests {
         let shape = KvShape {
             layers: 30,
             kv_dim: 192,
-            dtype: DType::F32,
+            format: KvFormat::Dense(DType::F32),
         };
         assert_eq!(shape.bytes_per_token(), 30 * 2 * 192 * 4);
+        let q8 = KvShape {
+            format: KvFormat::Q8,
+            ..shape
+        };
+        // 192 int8 values and 6 f32 scales per row.
+        assert_eq!(q8.bytes_per_token(), 30 * 2 * (192 + 6 * 4));
         let page = (shape.bytes_per_token() * PAGE_TOKENS) as u64;
         assert_eq!(shape.pages_in(10 * page + 1), 10);
     }
@@ -293,7 +449,7 @@ mod tests {
         let shape = KvShape {
             layers: 1,
             kv_dim: 2,
-            dtype: DType::F32,
+            format: KvFormat::Dense(DType::F32),
         };
         let store = KvStore::new(shape, 2, &Device::Cpu).unwrap();
         let rows = Tensor::new(&[[17u32, 17], [3, 3]], &Device::Cpu).unwrap();

@@ -9,11 +9,11 @@
 //! on CUDA.
 
 use candle_core::quantized::QMatMul;
-use candle_core::{DType, Device, Module, Shape, Tensor, WithDType};
+use candle_core::{DType, Device, Module, Shape, Tensor};
 
-use mig_kernels::attention::{self, Heads, KvElement, SeqRows};
+use mig_kernels::attention::{Heads, SeqRows};
 
-use super::kv_store::{BatchRows, KvShape, KvStore};
+use super::kv_store::{BatchRows, KvFormat, KvShape, KvStore};
 use super::{BatchSeq, Generator};
 
 /// The shape and numerics of a llama-family model.
@@ -158,11 +158,7 @@ impl Llama {
         };
         let q_host = q.flatten_all()?.to_vec1::<f32>()?;
         let mut out = vec![0f32; q_host.len()];
-        let done = match kv.shape().dtype {
-            DType::F16 => attend_in::<half::f16>(kv, layer, heads, &q_host, seqs, &mut out),
-            _ => attend_in::<f32>(kv, layer, heads, &q_host, seqs, &mut out),
-        };
-        done.ok_or_else(|| candle_core::Error::Msg("the KV store is not in host memory".into()))?;
+        kv.attend_host(layer, heads, &q_host, seqs, &mut out)?;
         Tensor::from_vec(out, q.shape(), &self.device)
     }
 
@@ -265,18 +261,6 @@ pub fn from_hf_names(
     Llama::new(config, embed, blocks, norm, head, device)
 }
 
-/// The CPU kernel over a host store of `T`; `None` if the store is not one.
-fn attend_in<T: KvElement + WithDType>(
-    kv: &KvStore,
-    layer: usize,
-    heads: Heads,
-    q: &[f32],
-    seqs: &[SeqRows],
-    out: &mut [f32],
-) -> Option<()> {
-    kv.with_host::<T, _>(layer, |k, v| attention::attend(heads, q, k, v, seqs, out))
-}
-
 /// `-inf` where a token would see a later position: `(group * n, context)`,
 /// the `n` rows repeated for each query head of a group.
 fn causal_mask(
@@ -325,11 +309,11 @@ impl Generator for Llama {
         KvShape {
             layers: self.config.layers,
             kv_dim: self.config.kv_heads * self.config.head_dim(),
-            dtype: if self.host_attention() {
+            format: KvFormat::Dense(if self.host_attention() {
                 DType::F16
             } else {
                 self.config.dtype
-            },
+            }),
         }
     }
 

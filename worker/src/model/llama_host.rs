@@ -10,12 +10,11 @@
 //! few loops over the batch's rows.
 
 use candle_core::quantized::{GgmlDType, QStorage, QTensor};
-use candle_core::{DType, Device, Tensor};
-use half::f16;
-use mig_kernels::attention::{self, Heads};
+use candle_core::{Device, Tensor};
+use mig_kernels::attention::Heads;
 use mig_kernels::qmatmul::QMatrix;
 
-use super::kv_store::{BatchRows, KvShape, KvStore};
+use super::kv_store::{BatchRows, KvFormat, KvShape, KvStore};
 use super::llama::LlamaConfig;
 use super::{BatchSeq, Generator};
 
@@ -41,6 +40,7 @@ pub struct HostLlama {
     /// RoPE tables, `(context, head_dim / 2)` row-major.
     cos: Vec<f32>,
     sin: Vec<f32>,
+    kv_format: KvFormat,
 }
 
 /// The QTensors `parts` (same type and width) as one with their rows
@@ -77,6 +77,7 @@ impl HostLlama {
         blocks: Vec<HostBlock>,
         norm: Vec<f32>,
         head: QMatrix,
+        kv_format: KvFormat,
     ) -> Self {
         let (cos, sin) = rope_tables(&config);
         HostLlama {
@@ -87,6 +88,7 @@ impl HostLlama {
             head,
             cos,
             sin,
+            kv_format,
         }
     }
 
@@ -163,8 +165,7 @@ impl Generator for HostLlama {
         KvShape {
             layers: self.config.layers,
             kv_dim: self.config.kv_heads * self.config.head_dim(),
-            // Half the memory traffic of a long context, as llama.cpp keeps it.
-            dtype: DType::F16,
+            format: self.kv_format,
         }
     }
 
@@ -189,7 +190,6 @@ impl HostLlama {
         let rows = BatchRows::new(batch, c.context)?;
         let (positions, parts) = (&rows.positions, rows.parts(batch));
         let tokens = positions.len();
-        let write_rows = rows.write_index(kv_dim, &Device::Cpu)?;
 
         let mut x = vec![0f32; tokens * hidden];
         for (token, row) in batch
@@ -226,16 +226,8 @@ impl HostLlama {
                 k[t * kv_dim..][..kv_dim].copy_from_slice(&kv_row[..kv_dim]);
                 v[t * kv_dim..][..kv_dim].copy_from_slice(&kv_row[kv_dim..]);
             }
-            kv.write(
-                layer,
-                &write_rows,
-                &Tensor::from_slice(&k, (tokens, kv_dim), &Device::Cpu)?,
-                &Tensor::from_slice(&v, (tokens, kv_dim), &Device::Cpu)?,
-            )?;
-            kv.with_host::<f16, _>(layer, |ks, vs| {
-                attention::attend(heads, &q, ks, vs, &parts, &mut attn)
-            })
-            .ok_or_else(|| candle_core::Error::Msg("the KV store is not f16 host memory".into()))?;
+            kv.write_host(layer, &rows.write, &k, &v)?;
+            kv.attend_host(layer, heads, &q, &parts, &mut attn)?;
             block.o.matmul(&attn, tokens, &mut proj);
             add(&mut x, &proj);
             rms_norm(&x, &block.ffn_norm, eps, &mut h);
