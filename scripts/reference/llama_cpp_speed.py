@@ -16,9 +16,9 @@ import llama_cpp
 def main() -> int:
     path = sys.argv[1]
     threads = int(sys.argv[2]) if len(sys.argv) > 2 else 2
-    llm = llama_cpp.Llama(model_path=path, n_ctx=1024, n_threads=threads, n_batch=1024, verbose=False)
+    llm = llama_cpp.Llama(model_path=path, n_ctx=2304, n_threads=threads, n_batch=2304, verbose=False)
     seed = llm.tokenize(b"The quick brown fox jumps over the lazy dog, and 12 more sentences follow about slices of a GPU. ", add_bos=False)
-    for prompt_len in (128, 512):
+    for prompt_len in (128, 512, 2000):
         prompt = (seed * (prompt_len // len(seed) + 1))[:prompt_len]
         prefill, decode = [], []
         for run in range(4):

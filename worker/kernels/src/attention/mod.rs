@@ -158,6 +158,15 @@ pub fn attend<K: KvRows, V: KvRows>(
     let scale = 1.0 / (d as f32).sqrt();
     let unit = |(i, part): (usize, &mut [f32])| {
         let (first, block) = units[i];
+        // Every head of the token reads these rows: ask for all of them at
+        // once, so the memory system fetches them side by side instead of
+        // one cache miss at a time as the first head's loop reaches them.
+        let lane = &lanes[first];
+        let rows = &seqs[lane.seq].rows[..=lane.pos];
+        for &r in &rows[block * BLOCK..rows.len().min((block + 1) * BLOCK)] {
+            k.prefetch(r as usize);
+            v.prefetch(r as usize);
+        }
         for (lane, part) in lanes[first..first + per_token]
             .iter()
             .zip(part.chunks_exact_mut(lane_stride))

@@ -25,6 +25,28 @@ pub trait KvRows: Sync {
     /// multiple of 8 and `column + 8 <= width()`.
     #[cfg(target_arch = "x86_64")]
     unsafe fn load8(&self, row: usize, column: usize) -> std::arch::x86_64::__m256;
+
+    /// Asks the CPU to bring `row` towards its caches (a hint; nothing if
+    /// the row is out of range or the target has no such hint).
+    fn prefetch(&self, row: usize) {
+        let _ = row;
+    }
+}
+
+/// Hints every cache line of `bytes` into L2.
+#[inline(always)]
+fn prefetch_bytes<T>(bytes: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        let (start, len) = (bytes.as_ptr().cast::<i8>(), std::mem::size_of_val(bytes));
+        for offset in (0..len).step_by(64) {
+            // SAFETY: a prefetch never faults; the address is inside `bytes`.
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(start.add(offset)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
 }
 
 impl<R: KvRows + ?Sized> KvRows for &R {
@@ -46,6 +68,10 @@ impl<R: KvRows + ?Sized> KvRows for &R {
     unsafe fn load8(&self, row: usize, column: usize) -> std::arch::x86_64::__m256 {
         // SAFETY: the caller's guarantees, passed on.
         unsafe { (**self).load8(row, column) }
+    }
+
+    fn prefetch(&self, row: usize) {
+        (**self).prefetch(row)
     }
 }
 
@@ -119,6 +145,13 @@ impl<T: KvElement> KvRows for Dense<'_, T> {
     unsafe fn load8(&self, row: usize, column: usize) -> std::arch::x86_64::__m256 {
         // SAFETY: the caller keeps row and column in bounds.
         unsafe { T::load8(self.data.as_ptr().add(row * self.width + column)) }
+    }
+
+    #[inline(always)]
+    fn prefetch(&self, row: usize) {
+        if let Some(values) = self.data.get(row * self.width..(row + 1) * self.width) {
+            prefetch_bytes(values);
+        }
     }
 }
 
@@ -219,6 +252,18 @@ impl KvRows for Q8Rows {
             let q = _mm_loadl_epi64(self.qs.as_ptr().add(at).cast());
             let x = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
             _mm256_mul_ps(x, _mm256_set1_ps(*self.scales.get_unchecked(at / Q8_BLOCK)))
+        }
+    }
+
+    #[inline(always)]
+    fn prefetch(&self, row: usize) {
+        let blocks = self.width / Q8_BLOCK;
+        if let (Some(qs), Some(scales)) = (
+            self.qs.get(row * self.width..(row + 1) * self.width),
+            self.scales.get(row * blocks..(row + 1) * blocks),
+        ) {
+            prefetch_bytes(qs);
+            prefetch_bytes(scales);
         }
     }
 }
