@@ -10,6 +10,7 @@
 #
 # FLEET overrides the fleet file (for example one naming MIG slices); more
 # arguments after the scenario go to mig-loadtest (`--duration 10s`).
+# MAX_TOKENS sets the tokens per request of `batching` (default 64).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN_DIR=${BIN_DIR:-./target/release}
@@ -53,5 +54,5 @@ case $scenario in
       --duration 10s --max-tokens 64 --out "$out" "$@" ;;
   batching)
     "${lt[@]}" sweep --target "$addr" --model smollm2-135m --concurrency 1,2,4,8,16 \
-      --duration 20s --max-tokens 64 --ignore-eos --out "$out" "$@" ;;
+      --duration 20s --max-tokens "${MAX_TOKENS:-64}" --ignore-eos --out "$out" "$@" ;;
 esac
