@@ -465,4 +465,51 @@ mod tests {
         );
         assert_eq!(v_read.to_vec2::<f32>().unwrap()[1], [10., 20.]);
     }
+
+    #[test]
+    fn host_writes_land_in_either_format_and_attention_reads_them() {
+        let heads = Heads {
+            heads: 2,
+            kv_heads: 1,
+            head_dim: 32,
+        };
+        let k: Vec<f32> = (0..64).map(|i| (i as f32 - 30.0) / 40.0).collect();
+        let v: Vec<f32> = (0..64).map(|i| (i as f32 * 0.37).sin()).collect();
+        for format in [KvFormat::Dense(DType::F32), KvFormat::Q8] {
+            let shape = KvShape {
+                layers: 2,
+                kv_dim: 32,
+                format,
+            };
+            let mut store = KvStore::new(shape, 2, &Device::Cpu).unwrap();
+            store.write_host(1, &[17, 3], &k, &v).unwrap();
+            // A token at position 0 whose only row is 3: its output is that
+            // row's values, for both heads.
+            let seqs = [SeqRows {
+                first: 0,
+                start: 0,
+                len: 1,
+                rows: &[3],
+            }];
+            let mut out = vec![0f32; 64];
+            store
+                .attend_host(1, heads, &[0.5; 64], &seqs, &mut out)
+                .unwrap();
+            let step = if format == KvFormat::Q8 {
+                1.0 / 254.0
+            } else {
+                1e-6
+            };
+            for (o, want) in out.iter().zip(v[32..].iter().chain(&v[32..])) {
+                assert!((o - want).abs() <= step, "{format:?}: {o} vs {want}");
+            }
+        }
+        let q8 = KvShape {
+            layers: 1,
+            kv_dim: 48,
+            format: KvFormat::Q8,
+        };
+        let err = KvStore::new(q8, 1, &Device::Cpu).err().unwrap().to_string();
+        assert!(err.contains("multiple of 32"), "{err}");
+    }
 }

@@ -14,9 +14,10 @@ use super::{Columns, KvRows, BLOCK, MAX_HEADS};
 /// See [`super::attend_block`].
 ///
 /// # Safety
-/// The CPU must have AVX2, FMA and F16C; `at.d` must be a multiple of 16,
-/// every row of `rows` must be in `k` and `v`, whose rows hold `at.column + d` values at least, `q` must hold
-/// `count * d` values and `part` `count * (d + 2)`, `count <= MAX_HEADS`.
+/// The CPU must have AVX2, FMA and F16C; `at.d` must be a multiple of 16;
+/// every row of `rows` must be in `k` and `v`, with at least `at.column + d`
+/// values; `q` must hold `count * d` values and `part` `count * (d + 2)`,
+/// `count <= MAX_HEADS`.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn block<K: KvRows, V: KvRows>(
     q: &[f32],

@@ -7,13 +7,14 @@
 //! # How the work is cut
 //!
 //! A token's positions are cut into blocks of [`BLOCK`]. One unit of work is
-//! a block of one token, for the query heads that share a KV head (at most
-//! [`MAX_HEADS`] of them): it computes the block's scores, their softmax
+//! a block of one token, for all its heads: it first asks for the block's
+//! rows (prefetch), then for each run of query heads sharing a KV head (at
+//! most [`MAX_HEADS`]: a lane) computes the block's scores, their softmax
 //! numerators and the weighted sum of values, and leaves the block's maximum
 //! score and sum beside it (a partial softmax). The blocks of a token are
 //! then merged in order. So a long context spreads over every thread even
 //! for one decode token, and each key and value row is read once for all
-//! the heads that share it.
+//! the heads of a lane.
 //!
 //! The arithmetic for a token depends only on its own position, never on
 //! what else is in the batch, how its prompt was chunked or how many threads
@@ -23,10 +24,8 @@
 //! - `mod.rs`: the public call, the cutting into units and the merge.
 //! - `portable`: the unit on any CPU, also the reference for the one below.
 //! - `avx2`: the unit with AVX2, FMA and F16C, picked at run time.
-//!
-//! The store may hold f16 (half the memory traffic of a long context, as
-//! llama.cpp keeps its cache) or f32; rows are widened to f32 as they are
-//! read.
+//! - `rows`: how the store is read ([`KvRows`]): dense f32 or f16, or int8
+//!   blocks ([`Q8Rows`]), widened to f32 as they are read.
 
 use rayon::prelude::*;
 
@@ -144,7 +143,8 @@ pub fn attend<K: KvRows, V: KvRows>(
     let lanes = lanes(heads, seqs, k.rows().min(v.rows()));
     // A token's lanes are consecutive; one unit is a block of all of them,
     // so it reads whole store rows.
-    let per_token = lanes.len() / tokens.max(1);
+    let per_token = heads.kv_heads * heads.group().div_ceil(MAX_HEADS);
+    debug_assert_eq!(lanes.len(), tokens * per_token);
     // (first lane, block) per unit, tokens in order and their blocks in order.
     let units: Vec<(usize, usize)> = (0..tokens)
         .flat_map(|t| {
@@ -186,12 +186,12 @@ pub fn attend<K: KvRows, V: KvRows>(
         partials.par_chunks_mut(stride).enumerate().for_each(unit);
     }
     let mut next = 0;
-    for (t, chunk) in lanes.chunks_exact(per_token.max(1)).enumerate() {
+    for chunk in lanes.chunks_exact(per_token) {
         let blocks = (chunk[0].pos + 1).div_ceil(BLOCK);
         let parts = &partials[next * stride..(next + blocks) * stride];
         next += blocks;
         for (l, lane) in chunk.iter().enumerate() {
-            let out = &mut out[t * q_dim + lane.head * d..][..lane.count * d];
+            let out = &mut out[lane.token * q_dim + lane.head * d..][..lane.count * d];
             merge(
                 &parts[l * lane_stride..],
                 stride,
@@ -208,8 +208,8 @@ pub fn attend<K: KvRows, V: KvRows>(
 const PARALLEL_WORK: usize = 1 << 18;
 
 /// Every token's query heads, cut into runs of at most [`MAX_HEADS`] that
-/// share a KV head.
-/// Checks every sequence's rows against the `store_rows` of the store.
+/// share a KV head, after checking every sequence's rows against the
+/// `store_rows` of the store.
 fn lanes(heads: Heads, seqs: &[SeqRows], store_rows: usize) -> Vec<Lane> {
     let (d, group) = (heads.head_dim, heads.group());
     let mut lanes = Vec::new();

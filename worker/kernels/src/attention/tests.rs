@@ -288,33 +288,41 @@ fn a_token_gets_the_same_bits_alone_chunked_or_batched() {
 fn the_portable_and_avx2_units_agree() {
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
-        let d = 64;
-        let at = Columns { column: 64, d };
-        let k: Vec<f16> = fill(300 * 192, 20)
-            .iter()
-            .map(|&x| f16::from_f32(x))
-            .collect();
-        let v: Vec<f16> = fill(300 * 192, 21)
-            .iter()
-            .map(|&x| f16::from_f32(x))
-            .collect();
-        let (k, v) = (dense(&k, SMOL), dense(&v, SMOL));
-        let rows: Vec<u32> = (0..BLOCK as u32).map(|p| (p * 13) % 300).collect();
-        for count in 1..=MAX_HEADS {
-            for n in [1, 7, 8, 100, BLOCK] {
-                let q = fill(count * d, 22);
-                let mut a = vec![0f32; count * (d + 2)];
-                let mut b = a.clone();
-                portable::block(&q, &k, &v, &rows[..n], at, 0.125, &mut a);
-                // SAFETY: the CPU has AVX2 (checked); the shapes are as
-                // `block` asks.
-                unsafe { avx2::block(&q, &k, &v, &rows[..n], at, 0.125, &mut b) };
-                for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-                    assert!(
-                        (x - y).abs() <= 1e-5 * x.abs().max(1.0),
-                        "{count} heads, {n} rows, value {i}: {x} vs {y}"
-                    );
-                }
+        let values = |seed| fill(300 * 192, seed);
+        let half = |x: Vec<f32>| -> Vec<f16> { x.iter().map(|&x| f16::from_f32(x)).collect() };
+        let (k16, v16) = (half(values(20)), half(values(21)));
+        let int8 = |x: Vec<f32>| {
+            let mut rows = Q8Rows::new(300, 192);
+            for (r, row) in x.chunks_exact(192).enumerate() {
+                rows.write(r, row);
+            }
+            rows
+        };
+        let (k8, v8) = (int8(values(20)), int8(values(21)));
+        units_agree(&dense(&k16, SMOL), &dense(&v16, SMOL));
+        units_agree(&k8, &v8);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn units_agree(k: &impl KvRows, v: &impl KvRows) {
+    let d = 64;
+    let at = Columns { column: 64, d };
+    let rows: Vec<u32> = (0..BLOCK as u32).map(|p| (p * 13) % 300).collect();
+    for count in 1..=MAX_HEADS {
+        for n in [1, 7, 8, 100, BLOCK] {
+            let q = fill(count * d, 22);
+            let mut a = vec![0f32; count * (d + 2)];
+            let mut b = a.clone();
+            portable::block(&q, k, v, &rows[..n], at, 0.125, &mut a);
+            // SAFETY: the CPU has AVX2 (checked by the caller); the shapes
+            // are as `block` asks.
+            unsafe { avx2::block(&q, k, v, &rows[..n], at, 0.125, &mut b) };
+            for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+                assert!(
+                    (x - y).abs() <= 1e-5 * x.abs().max(1.0),
+                    "{count} heads, {n} rows, value {i}: {x} vs {y}"
+                );
             }
         }
     }
