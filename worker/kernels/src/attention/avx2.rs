@@ -9,32 +9,25 @@
 
 use std::arch::x86_64::*;
 
-use super::{Columns, KvRows, BLOCK, MAX_HEADS};
+use super::{KvRows, Unit, BLOCK, MAX_HEADS};
 
 /// See [`super::attend_block`].
 ///
 /// # Safety
-/// The CPU must have AVX2, FMA and F16C; `at.d` must be a multiple of 16;
-/// every row of `rows` must be in `k` and `v`, with at least `at.column + d`
-/// values; `q` must hold `count * d` values and `part` `count * (d + 2)`,
-/// `count <= MAX_HEADS`.
+/// The CPU must have AVX2, FMA and F16C. Of the unit: `at.d` must be a
+/// multiple of 16; every row of `rows` must be in `k` and `v`, with at
+/// least `at.column + d` values; `q` must hold `count * d` values, `count <=
+/// MAX_HEADS`, and `part` `count * (d + 2)`.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn block<K: KvRows, V: KvRows>(
-    q: &[f32],
-    k: &K,
-    v: &V,
-    rows: &[u32],
-    at: Columns,
-    scale: f32,
-    part: &mut [f32],
-) {
+pub(super) unsafe fn block<K: KvRows, V: KvRows>(u: Unit, k: &K, v: &V, part: &mut [f32]) {
+    let Unit { q, at, .. } = u;
     // SAFETY: forwarded from the caller.
     unsafe {
         match q.len() / at.d {
-            1 => heads::<K, V, 1>(q, k, v, rows, at, scale, part),
-            2 => heads::<K, V, 2>(q, k, v, rows, at, scale, part),
-            3 => heads::<K, V, 3>(q, k, v, rows, at, scale, part),
-            _ => heads::<K, V, MAX_HEADS>(q, k, v, rows, at, scale, part),
+            1 => heads::<K, V, 1>(u, k, v, part),
+            2 => heads::<K, V, 2>(u, k, v, part),
+            3 => heads::<K, V, 3>(u, k, v, part),
+            _ => heads::<K, V, MAX_HEADS>(u, k, v, part),
         }
     }
 }
@@ -43,15 +36,8 @@ pub(super) unsafe fn block<K: KvRows, V: KvRows>(
 // Each head's registers and scores are indexed by head in several arrays.
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn heads<K: KvRows, V: KvRows, const H: usize>(
-    q: &[f32],
-    k: &K,
-    v: &V,
-    rows: &[u32],
-    at: Columns,
-    scale: f32,
-    part: &mut [f32],
-) {
+unsafe fn heads<K: KvRows, V: KvRows, const H: usize>(u: Unit, k: &K, v: &V, part: &mut [f32]) {
+    let Unit { q, rows, at, scale } = u;
     let (n, d) = (rows.len(), at.d);
     assert!(n <= BLOCK && q.len() >= H * d && part.len() >= H * (d + 2));
     // Padded to whole vectors; the padding is never read as a weight.

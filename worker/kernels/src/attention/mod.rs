@@ -90,6 +90,17 @@ struct Columns {
     d: usize,
 }
 
+/// One unit's query heads over one block of store rows.
+#[derive(Clone, Copy)]
+struct Unit<'a> {
+    /// `count * d` query values: `count` heads sharing the KV head at `at`.
+    q: &'a [f32],
+    rows: &'a [u32],
+    at: Columns,
+    /// `1 / √d`.
+    scale: f32,
+}
+
 /// Query heads `head..head + count` of token `token`, at `pos`, whose KV
 /// head's columns are `at`.
 #[derive(Clone, Copy)]
@@ -174,7 +185,13 @@ pub fn attend<K: KvRows, V: KvRows>(
             let rows = &seqs[lane.seq].rows[..=lane.pos];
             let rows = &rows[block * BLOCK..rows.len().min((block + 1) * BLOCK)];
             let q = &q[lane.token * q_dim + lane.head * d..][..lane.count * d];
-            attend_block(q, k, v, rows, lane.at, scale, part);
+            let unit = Unit {
+                q,
+                rows,
+                at: lane.at,
+                scale,
+            };
+            attend_block(unit, k, v, part);
         }
     };
     // Multiply-adds of the whole call: below a few hundred thousand, waking
@@ -248,27 +265,19 @@ fn partial_stride(d: usize) -> usize {
     MAX_HEADS * (d + 2)
 }
 
-/// The heads of `q` (`count * d`) over one block of `rows`, into `part`:
-/// per head `[max, sum, acc[0..d]]` with `acc = Σ exp(s - max) · v`.
-fn attend_block<K: KvRows, V: KvRows>(
-    q: &[f32],
-    k: &K,
-    v: &V,
-    rows: &[u32],
-    at: Columns,
-    scale: f32,
-    part: &mut [f32],
-) {
+/// The unit's heads over its block of rows, into `part`: per head `[max,
+/// sum, acc[0..d]]` with `acc = Σ exp(s - max) · v`.
+fn attend_block<K: KvRows, V: KvRows>(u: Unit, k: &K, v: &V, part: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if at.d.is_multiple_of(16) && has_avx2() {
+        if u.at.d.is_multiple_of(16) && has_avx2() {
             // SAFETY: the CPU has AVX2, FMA and F16C (checked just above);
             // `attend` checked the slices against the shapes.
-            unsafe { avx2::block(q, k, v, rows, at, scale, part) };
+            unsafe { avx2::block(u, k, v, part) };
             return;
         }
     }
-    portable::block(q, k, v, rows, at, scale, part);
+    portable::block(u, k, v, part);
 }
 
 /// The blocks' partial softmaxes of a lane (`blocks` of them, `stride`

@@ -1,18 +1,11 @@
 //! One unit of attention on any CPU: plain loops the compiler vectorizes as
 //! it can. The AVX2 unit computes the same, faster.
 
-use super::{Columns, KvRows, BLOCK, MAX_HEADS, MAX_HEAD_DIM};
+use super::{KvRows, Unit, BLOCK, MAX_HEADS, MAX_HEAD_DIM};
 
 /// See [`super::attend_block`].
-pub(super) fn block<K: KvRows, V: KvRows>(
-    q: &[f32],
-    k: &K,
-    v: &V,
-    rows: &[u32],
-    at: Columns,
-    scale: f32,
-    part: &mut [f32],
-) {
+pub(super) fn block<K: KvRows, V: KvRows>(u: Unit, k: &K, v: &V, part: &mut [f32]) {
+    let Unit { q, rows, at, scale } = u;
     let (n, d) = (rows.len(), at.d);
     let count = q.len() / d;
     debug_assert!(n <= BLOCK && count <= MAX_HEADS && d <= MAX_HEAD_DIM);

@@ -56,12 +56,34 @@ const WIDE: Heads = Heads {
     head_dim: 32,
 };
 
+/// Sequence rows as [`attend`] takes them.
+fn seq(first: usize, start: usize, len: usize, rows: &[u32]) -> SeqRows<'_> {
+    SeqRows {
+        first,
+        start,
+        len,
+        rows,
+    }
+}
+
 /// A dense store of rows as wide as `heads` need.
 fn dense<T: KvElement>(data: &[T], heads: Heads) -> Dense<'_, T> {
     Dense {
         data,
         width: heads.kv_dim(),
     }
+}
+
+/// [`attend`] over dense stores of rows as wide as `heads` need.
+fn attend_dense<T: KvElement>(
+    heads: Heads,
+    q: &[f32],
+    k: &[T],
+    v: &[T],
+    seqs: &[SeqRows],
+    out: &mut [f32],
+) {
+    attend(heads, q, &dense(k, heads), &dense(v, heads), seqs, out);
 }
 
 /// Checks every token and head of `out` against [`reference`].
@@ -107,30 +129,10 @@ fn matches_the_reference(heads: Heads) {
         .map(|p| (p * 7) % store as u32)
         .collect();
     let rows_b: Vec<u32> = (0..11).map(|p| store as u32 - 1 - p).collect();
-    let seqs = [
-        SeqRows {
-            first: 0,
-            start: BLOCK + 60,
-            len: 5,
-            rows: &rows_a,
-        },
-        SeqRows {
-            first: 5,
-            start: 10,
-            len: 1,
-            rows: &rows_b,
-        },
-    ];
+    let seqs = [seq(0, BLOCK + 60, 5, &rows_a), seq(5, 10, 1, &rows_b)];
     let q = fill(6 * q_dim, 3);
     let mut out = vec![0f32; 6 * q_dim];
-    attend(
-        heads,
-        &q,
-        &dense(&k, heads),
-        &dense(&v, heads),
-        &seqs,
-        &mut out,
-    );
+    attend_dense(heads, &q, &k, &v, &seqs, &mut out);
     check(heads, &q, &k, &v, &seqs, &out);
 }
 
@@ -149,38 +151,17 @@ fn a_long_decode_spread_over_threads_matches_the_reference() {
     let k = fill(n * kv_dim, 11);
     let v = fill(n * kv_dim, 12);
     let rows: Vec<u32> = (0..n as u32).rev().collect();
-    let seqs = [SeqRows {
-        first: 0,
-        start: n - 1,
-        len: 1,
-        rows: &rows,
-    }];
+    let seqs = [seq(0, n - 1, 1, &rows)];
     let q = fill(q_dim, 13);
     let mut out = vec![0f32; q_dim];
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(3)
         .build()
         .unwrap();
-    pool.install(|| {
-        attend(
-            SMOL,
-            &q,
-            &dense(&k, SMOL),
-            &dense(&v, SMOL),
-            &seqs,
-            &mut out,
-        )
-    });
+    pool.install(|| attend_dense(SMOL, &q, &k, &v, &seqs, &mut out));
     check(SMOL, &q, &k, &v, &seqs, &out);
     let mut alone = vec![0f32; q_dim];
-    attend(
-        SMOL,
-        &q,
-        &dense(&k, SMOL),
-        &dense(&v, SMOL),
-        &seqs,
-        &mut alone,
-    );
+    attend_dense(SMOL, &q, &k, &v, &seqs, &mut alone);
     assert_eq!(out, alone, "the thread count changes nothing");
 }
 
@@ -200,30 +181,11 @@ fn an_f16_store_reads_as_its_f32_values() {
         let k16: Vec<f16> = k32.iter().map(|&x| f16::from_f32(x)).collect();
         let v16: Vec<f16> = v32.iter().map(|&x| f16::from_f32(x)).collect();
         let rows: Vec<u32> = (0..n as u32).collect();
-        let seqs = [SeqRows {
-            first: 0,
-            start: n - 4,
-            len: 4,
-            rows: &rows,
-        }];
+        let seqs = [seq(0, n - 4, 4, &rows)];
         let q = fill(4 * q_dim, 10);
         let (mut a, mut b) = (vec![0f32; 4 * q_dim], vec![0f32; 4 * q_dim]);
-        attend(
-            heads,
-            &q,
-            &dense(&k32, heads),
-            &dense(&v32, heads),
-            &seqs,
-            &mut a,
-        );
-        attend(
-            heads,
-            &q,
-            &dense(&k16, heads),
-            &dense(&v16, heads),
-            &seqs,
-            &mut b,
-        );
+        attend_dense(heads, &q, &k32, &v32, &seqs, &mut a);
+        attend_dense(heads, &q, &k16, &v16, &seqs, &mut b);
         assert_eq!(a, b);
     }
 }
@@ -239,47 +201,15 @@ fn a_token_gets_the_same_bits_alone_chunked_or_batched() {
         let q = fill(n * q_dim, 6);
         // Whole prompt in one call.
         let mut whole = vec![0f32; n * q_dim];
-        let prompt = SeqRows {
-            first: 0,
-            start: 0,
-            len: n,
-            rows: &rows,
-        };
-        attend(
-            heads,
-            &q,
-            &dense(&k, heads),
-            &dense(&v, heads),
-            &[prompt],
-            &mut whole,
-        );
+        let prompt = seq(0, 0, n, &rows);
+        attend_dense(heads, &q, &k, &v, &[prompt], &mut whole);
         // The last 7 tokens as a chunk, behind another sequence's decode token.
         let other_rows: Vec<u32> = (n as u32..n as u32 + 10).collect();
         let mut batch_q = fill(q_dim, 7);
         batch_q.extend_from_slice(&q[(n - 7) * q_dim..]);
         let mut batched = vec![0f32; 8 * q_dim];
-        let seqs = [
-            SeqRows {
-                first: 0,
-                start: 9,
-                len: 1,
-                rows: &other_rows,
-            },
-            SeqRows {
-                first: 1,
-                start: n - 7,
-                len: 7,
-                rows: &rows,
-            },
-        ];
-        attend(
-            heads,
-            &batch_q,
-            &dense(&k, heads),
-            &dense(&v, heads),
-            &seqs,
-            &mut batched,
-        );
+        let seqs = [seq(0, 9, 1, &other_rows), seq(1, n - 7, 7, &rows)];
+        attend_dense(heads, &batch_q, &k, &v, &seqs, &mut batched);
         assert_eq!(&batched[q_dim..], &whole[(n - 7) * q_dim..]);
     }
 }
@@ -314,10 +244,16 @@ fn units_agree(k: &impl KvRows, v: &impl KvRows) {
             let q = fill(count * d, 22);
             let mut a = vec![0f32; count * (d + 2)];
             let mut b = a.clone();
-            portable::block(&q, k, v, &rows[..n], at, 0.125, &mut a);
+            let unit = Unit {
+                q: &q,
+                rows: &rows[..n],
+                at,
+                scale: 0.125,
+            };
+            portable::block(unit, k, v, &mut a);
             // SAFETY: the CPU has AVX2 (checked by the caller); the shapes
             // are as `block` asks.
-            unsafe { avx2::block(&q, k, v, &rows[..n], at, 0.125, &mut b) };
+            unsafe { avx2::block(unit, k, v, &mut b) };
             for (i, (x, y)) in a.iter().zip(&b).enumerate() {
                 assert!(
                     (x - y).abs() <= 1e-5 * x.abs().max(1.0),
@@ -381,23 +317,11 @@ fn an_int8_store_reads_as_its_dequantized_values() {
         assert!((x - y).abs() <= 1.0 / 254.0 + 1e-6, "{x} read back as {y}");
     }
     let rows: Vec<u32> = (0..n as u32).map(|p| (p * 5) % n as u32).collect();
-    let seqs = [SeqRows {
-        first: 0,
-        start: n - 3,
-        len: 3,
-        rows: &rows,
-    }];
+    let seqs = [seq(0, n - 3, 3, &rows)];
     let q = fill(3 * q_dim, 32);
     let (mut a, mut b) = (vec![0f32; 3 * q_dim], vec![0f32; 3 * q_dim]);
     attend(SMOL, &q, &kq, &vq, &seqs, &mut a);
-    attend(
-        SMOL,
-        &q,
-        &dense(&k_read, SMOL),
-        &dense(&v_read, SMOL),
-        &seqs,
-        &mut b,
-    );
+    attend_dense(SMOL, &q, &k_read, &v_read, &seqs, &mut b);
     assert_eq!(a, b);
     let mut odd = Q8Rows::new(n, 64);
     odd.write(0, &[0.0; 64]);
@@ -412,12 +336,7 @@ fn a_row_past_the_store_is_refused() {
     let kv_dim = SMOL.kv_dim();
     let k = vec![0f32; 4 * kv_dim];
     let rows = [0u32, 1, 9];
-    let seqs = [SeqRows {
-        first: 0,
-        start: 2,
-        len: 1,
-        rows: &rows,
-    }];
+    let seqs = [seq(0, 2, 1, &rows)];
     let mut out = vec![0f32; SMOL.q_dim()];
     attend(
         SMOL,
