@@ -37,7 +37,8 @@
 //! ```
 //!
 //! `context` and `concurrency` size the KV-cache headroom the planner reserves
-//! (`auto` on GPUs and `mig-gateway plan`). Relative paths are taken from the
+//! (`auto` on GPUs and `mig-gateway plan`); an explicit `concurrency` is also
+//! the workers' `--max-batch-size` (unless `args` sets one). Relative paths are taken from the
 //! directory the gateway runs in.
 
 use std::path::{Path, PathBuf};
@@ -252,11 +253,24 @@ impl Fleet {
                     context: m.context,
                     concurrency: m.concurrency.unwrap_or(1),
                     threads: m.threads,
-                    args: m.args.clone(),
+                    args: worker_args(m),
                 })
             })
             .collect()
     }
+}
+
+/// The entry's extra worker flags, plus `--max-batch-size` from an explicit
+/// `concurrency` (unless `args` sets it): the worker then batches as many
+/// sequences as the planner reserved KV cache for.
+fn worker_args(m: &ModelEntry) -> Vec<String> {
+    let mut args = m.args.clone();
+    if let Some(n) = m.concurrency {
+        if !args.iter().any(|a| a.starts_with("--max-batch-size")) {
+            args.extend(["--max-batch-size".to_string(), n.to_string()]);
+        }
+    }
+    args
 }
 
 impl ModelEntry {
@@ -444,6 +458,8 @@ mod tests {
         );
         assert_eq!(p[3].want, Want::Auto { replicas: 3 });
         assert_eq!((p[3].context, p[3].concurrency), (Some(1024), 4));
+        // An explicit concurrency is the worker's batch size too.
+        assert_eq!(p[3].args, ["--max-batch-size", "4"]);
         assert_eq!(p[4].want, Want::Auto { replicas: 1 });
         assert_eq!(
             p.iter().map(|m| m.replicas()).sum::<u32>(),
