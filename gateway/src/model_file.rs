@@ -12,10 +12,14 @@ use mig_slices::need::{memory_need, MemoryNeed, ModelShape};
 
 use crate::fleet::{ModelPlan, ModelSource};
 
-/// The worker serves at most this many positions (see the worker's
-/// `model/llama.rs`); the default reservation follows it.
+/// The default reservation per sequence when a fleet entry gives no
+/// `context`. The worker serves a model's whole context (8192 for SmolLM2),
+/// but recent models declare 32k-128k, which would make every default plan
+/// ask for the largest slices; a fleet that needs more says `context`.
 const WORKER_MAX_CONTEXT: u64 = 4096;
-/// The worker keeps its KV cache in f32 (candle's quantized llama).
+/// Bytes per cached value. Placement by memory happens on GPU slices, where
+/// the worker runs GGUF files on its tensor-op forward pass with an f32 KV
+/// cache (on CPU slices it keeps int8, about a quarter, and cores decide).
 const KV_DTYPE_BYTES: u32 = 4;
 
 /// A model's shape plus the context it serves by default.
