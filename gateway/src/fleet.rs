@@ -38,8 +38,8 @@
 //!
 //! `context` and `concurrency` size the KV-cache headroom the planner reserves
 //! (`auto` on GPUs and `mig-gateway plan`); an explicit `concurrency` is also
-//! the workers' `--max-batch-size` (unless `args` sets one). Relative paths are taken from the
-//! directory the gateway runs in.
+//! the workers' `--max-batch-size` (unless `args` sets one). Relative paths
+//! are taken from the directory the gateway runs in.
 
 use std::path::{Path, PathBuf};
 

@@ -38,8 +38,8 @@ pub enum KvFormat {
     /// Tensors of this type on the model's device.
     Dense(DType),
     /// Int8 per block of 32 with an f32 scale, in host memory: what the CPU
-    /// kernels read, half the bytes of f16 (decode of a long context is
-    /// bound by reading them).
+    /// kernels read, 56% of f16's bytes (decode of a long context is bound
+    /// by reading them).
     Q8,
 }
 
