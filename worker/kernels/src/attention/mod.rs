@@ -315,13 +315,8 @@ fn merge(
     }
 }
 
+/// The CPU has AVX2, FMA and F16C: the features of the AVX2 matrix kernel.
 #[cfg(target_arch = "x86_64")]
 fn has_avx2() -> bool {
-    use std::sync::OnceLock;
-    static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| {
-        is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-            && is_x86_feature_detected!("f16c")
-    })
+    crate::qmatmul::Kernel::Avx2.is_available()
 }
