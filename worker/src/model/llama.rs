@@ -12,6 +12,7 @@ use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Module, Shape, Tensor};
 
 use mig_kernels::attention::{Heads, SeqRows};
+use rayon::prelude::*;
 
 use super::kv_store::{BatchRows, KvFormat, KvShape, KvStore};
 use super::{BatchSeq, Generator};
@@ -213,52 +214,54 @@ impl Llama {
 /// (`model.layers.N.self_attn.q_proj.weight`, ...): `get(shape, name)`
 /// gives each one, from a checkpoint or drawn at random. The output head
 /// is the embedding matrix when `tied`.
+///
+/// The layers are built in parallel on the current rayon pool (the embedding,
+/// final norm and head beside them), so `get` is called from several threads
+/// in no set order: what it returns must depend on the name alone.
 pub fn from_hf_names(
     config: LlamaConfig,
     intermediate: usize,
     tied: bool,
     device: &Device,
-    mut get: impl FnMut(Shape, &str) -> candle_core::Result<Tensor>,
+    get: impl Fn(Shape, &str) -> candle_core::Result<Tensor> + Sync,
 ) -> candle_core::Result<Llama> {
     let (h, i, vocab) = (config.hidden, intermediate, config.vocab);
     let kv = config.kv_heads * config.head_dim();
-    let embed = get((vocab, h).into(), "model.embed_tokens.weight")?;
-    let mut blocks = Vec::with_capacity(config.layers);
-    for l in 0..config.layers {
+    let block = |l: usize| -> candle_core::Result<Block> {
         let name = |part: &str| format!("model.layers.{l}.{part}.weight");
-        let mut dense = |out: usize, inp: usize, part: &str| {
+        let dense = |out: usize, inp: usize, part: &str| {
             get((out, inp).into(), &name(part)).map(Linear::Dense)
         };
-        let (q, k, v, o) = (
-            dense(h, h, "self_attn.q_proj")?,
-            dense(kv, h, "self_attn.k_proj")?,
-            dense(kv, h, "self_attn.v_proj")?,
-            dense(h, h, "self_attn.o_proj")?,
-        );
-        let (gate, up, down) = (
-            dense(i, h, "mlp.gate_proj")?,
-            dense(i, h, "mlp.up_proj")?,
-            dense(h, i, "mlp.down_proj")?,
-        );
-        blocks.push(Block {
+        Ok(Block {
             attn_norm: get(h.into(), &name("input_layernorm"))?,
-            q,
-            k,
-            v,
-            o,
+            q: dense(h, h, "self_attn.q_proj")?,
+            k: dense(kv, h, "self_attn.k_proj")?,
+            v: dense(kv, h, "self_attn.v_proj")?,
+            o: dense(h, h, "self_attn.o_proj")?,
             ffn_norm: get(h.into(), &name("post_attention_layernorm"))?,
-            gate,
-            up,
-            down,
-        });
-    }
-    let norm = get(h.into(), "model.norm.weight")?;
-    let head = if tied {
-        Linear::Dense(embed.clone())
-    } else {
-        Linear::Dense(get((vocab, h).into(), "lm_head.weight")?)
+            gate: dense(i, h, "mlp.gate_proj")?,
+            up: dense(i, h, "mlp.up_proj")?,
+            down: dense(h, i, "mlp.down_proj")?,
+        })
     };
-    Llama::new(config, embed, blocks, norm, head, device)
+    let ends = || -> candle_core::Result<(Tensor, Tensor, Linear)> {
+        let embed = get((vocab, h).into(), "model.embed_tokens.weight")?;
+        let norm = get(h.into(), "model.norm.weight")?;
+        let head = if tied {
+            Linear::Dense(embed.clone())
+        } else {
+            Linear::Dense(get((vocab, h).into(), "lm_head.weight")?)
+        };
+        Ok((embed, norm, head))
+    };
+    let (ends, blocks) = rayon::join(ends, || {
+        (0..config.layers)
+            .into_par_iter()
+            .map(block)
+            .collect::<candle_core::Result<Vec<_>>>()
+    });
+    let (embed, norm, head) = ends?;
+    Llama::new(config, embed, blocks?, norm, head, device)
 }
 
 /// `-inf` where a token would see a later position: `(group * n, context)`,
