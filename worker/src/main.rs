@@ -84,8 +84,12 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Bench(args) => {
             init_threads(args.threads);
-            let report = mig_worker::bench::run(&args)?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            let reports = mig_worker::bench::run(&args)?;
+            // One batch size: its report; several: an array of them.
+            match reports.as_slice() {
+                [one] => println!("{}", serde_json::to_string_pretty(one)?),
+                all => println!("{}", serde_json::to_string_pretty(all)?),
+            }
             Ok(())
         }
         Command::Agree(args) => {
