@@ -146,8 +146,9 @@ pub struct UpArgs {
 
     /// The CUDA worker for MIG and GPU slices (`make cuda` builds
     /// `target/cuda/mig-worker-cuda-sm90`); defaults to a `mig-worker-cuda`
-    /// next to `mig-gateway`. A fleet that places a model on a GPU slice
-    /// without one is refused.
+    /// next to `mig-gateway`, else the one `mig-worker-cuda-sm<CAP>` there (as
+    /// `scripts/gpu-pack.sh` packs them). A fleet that places a model on a GPU
+    /// slice without one is refused.
     #[arg(long, env = "MIG_CUDA_WORKER_BIN")]
     pub cuda_worker_bin: Option<PathBuf>,
 

@@ -103,12 +103,43 @@ struct Launcher {
     scrape_targets: Option<Arc<ScrapeTargets>>,
 }
 
-/// The CUDA worker next to the running executable (`mig-worker-cuda`), if
-/// one was put there; else `--cuda-worker-bin` names it.
+/// The CUDA worker next to the running executable, if one was put there;
+/// else `--cuda-worker-bin` names it. See [`cuda_worker_in`].
 pub fn default_cuda_worker_bin() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
-    let bin = exe.parent()?.join("mig-worker-cuda");
-    bin.is_file().then_some(bin)
+    cuda_worker_in(exe.parent()?)
+}
+
+/// The CUDA worker in `dir`: `mig-worker-cuda`, else the one binary named for
+/// its compute capability, `mig-worker-cuda-sm<CAP>`, as `make cuda` builds
+/// it and `scripts/gpu-pack.sh` packs it. With several capabilities there
+/// and no plain name, none is guessed: a binary for another GPU fails only
+/// at its first kernel, so `--cuda-worker-bin` must say which.
+pub fn cuda_worker_in(dir: &Path) -> Option<PathBuf> {
+    let plain = dir.join("mig-worker-cuda");
+    if plain.is_file() {
+        return Some(plain);
+    }
+    let mut by_capability = std::fs::read_dir(dir).ok()?.filter_map(|entry| {
+        let entry = entry.ok()?;
+        let name = entry.file_name().into_string().ok()?;
+        let capability = name.strip_prefix("mig-worker-cuda-sm")?;
+        let is_capability =
+            !capability.is_empty() && capability.bytes().all(|b| b.is_ascii_digit());
+        (is_capability && entry.path().is_file()).then(|| entry.path())
+    });
+    let first = by_capability.next()?;
+    match by_capability.next() {
+        None => Some(first),
+        Some(second) => {
+            tracing::warn!(
+                first = %first.display(),
+                second = %second.display(),
+                "several CUDA workers for different GPUs: pass `--cuda-worker-bin`"
+            );
+            None
+        }
+    }
 }
 
 /// Owns the worker processes; [`Supervisor::shutdown`] stops them all.
@@ -595,5 +626,25 @@ mod tests {
             ..launch
         };
         assert!(launcher.command(&cpu).is_ok());
+    }
+
+    /// `make cuda` and `gpu-pack.sh` name the CUDA worker for its compute
+    /// capability; the gateway takes it from beside itself as it is.
+    #[test]
+    fn the_cuda_worker_beside_the_gateway_is_found_by_its_packed_name() {
+        let dir = std::env::temp_dir().join(format!("mig-cuda-bin-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let touch = |name: &str| std::fs::write(dir.join(name), b"").unwrap();
+        touch("mig-worker");
+        touch("mig-worker-cuda-smoke.log");
+        assert_eq!(cuda_worker_in(&dir), None, "no CUDA worker yet");
+        touch("mig-worker-cuda-sm90");
+        assert_eq!(cuda_worker_in(&dir), Some(dir.join("mig-worker-cuda-sm90")));
+        touch("mig-worker-cuda-sm80");
+        assert_eq!(cuda_worker_in(&dir), None, "two GPUs' builds: no guess");
+        touch("mig-worker-cuda");
+        assert_eq!(cuda_worker_in(&dir), Some(dir.join("mig-worker-cuda")));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
