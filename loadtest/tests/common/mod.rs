@@ -20,7 +20,7 @@ pub fn smollm2() -> String {
 
 /// A binary of the same build (`cargo build --bins`, which `make test` runs
 /// first): the gateway, which starts the `mig-worker` next to it.
-fn sibling_bin(name: &str) -> PathBuf {
+pub fn sibling_bin(name: &str) -> PathBuf {
     let bin = Path::new(env!("CARGO_BIN_EXE_mig-loadtest")).with_file_name(name);
     assert!(
         bin.exists(),
