@@ -289,7 +289,7 @@ pub async fn run(args: CallArgs) -> Result<(), tonic::Status> {
     Ok(())
 }
 
-pub use mig_proto::status::code_name;
+pub use mig_serve::status::code_name;
 
 /// Cosine similarity of two L2-normalised vectors.
 fn dot(a: &[f32], b: &[f32]) -> f32 {

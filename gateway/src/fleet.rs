@@ -43,13 +43,10 @@
 
 use std::path::{Path, PathBuf};
 
-use mig_slices::synthetic::{self, SyntheticSpec};
+use mig_serve::limits::{IDENTITY_MARK, SYNTHETIC_MARK};
+use mig_serve::worker_flags::{sets_flag, MAX_BATCH_SIZE};
 use mig_slices::SliceId;
 use serde::Deserialize;
-
-/// An identity model's name must contain this (as `mig-worker serve
-/// --identity` requires of `--model-name`).
-pub const IDENTITY_NAME_MARK: &str = "identity";
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -123,17 +120,8 @@ pub enum Want {
     Auto { replicas: u32 },
 }
 
-/// What the workers the gateway starts for a model serve.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ModelSource {
-    /// A `.gguf` file or a BERT folder (`path`).
-    File(PathBuf),
-    /// The identity model (`identity = true`).
-    Identity,
-    /// A synthetic model (`synthetic = "llama-7b:bf16"`): a public shape
-    /// with random weights, no file.
-    Synthetic(SyntheticSpec),
-}
+/// What a worker loads (the one type the supervisor and the worker share).
+pub use mig_serve::ModelSource;
 
 /// A model entry, checked.
 #[derive(Debug, Clone, PartialEq)]
@@ -240,9 +228,10 @@ impl Fleet {
                 let source = match (&want, &m.path, &m.synthetic) {
                     (Want::Remote { .. }, ..) => None,
                     (_, Some(path), _) => Some(ModelSource::File(path.clone())),
-                    (_, None, Some(spec)) => Some(ModelSource::Synthetic(
-                        spec.parse().map_err(|e| err(format!("`synthetic`: {e}")))?,
-                    )),
+                    (_, None, Some(spec)) => Some(ModelSource::Synthetic {
+                        spec: spec.parse().map_err(|e| err(format!("`synthetic`: {e}")))?,
+                        seed: 0,
+                    }),
                     (_, None, None) => Some(ModelSource::Identity),
                 };
                 Ok(ModelPlan {
@@ -266,8 +255,8 @@ impl Fleet {
 fn worker_args(m: &ModelEntry) -> Vec<String> {
     let mut args = m.args.clone();
     if let Some(n) = m.concurrency {
-        if !args.iter().any(|a| a.starts_with("--max-batch-size")) {
-            args.extend(["--max-batch-size".to_string(), n.to_string()]);
+        if !sets_flag(&args, MAX_BATCH_SIZE) {
+            args.extend([MAX_BATCH_SIZE.to_string(), n.to_string()]);
         }
     }
     args
@@ -320,8 +309,8 @@ impl ModelEntry {
         }
         // The worker refuses such names too; said here, before anything starts.
         for (on, mark, field) in [
-            (self.identity, IDENTITY_NAME_MARK, "identity = true"),
-            (self.synthetic.is_some(), synthetic::NAME_MARK, "synthetic"),
+            (self.identity, IDENTITY_MARK, "identity = true"),
+            (self.synthetic.is_some(), SYNTHETIC_MARK, "synthetic"),
         ] {
             if on && !self.name.contains(mark) {
                 return Err(format!(
@@ -587,7 +576,10 @@ mod tests {
             parse("[[model]]\nname = \"synthetic-7b\"\nsynthetic = \"llama-7b:bf16\"\n").unwrap();
         assert_eq!(
             p[0].source,
-            Some(ModelSource::Synthetic("llama-7b:bf16".parse().unwrap()))
+            Some(ModelSource::Synthetic {
+                spec: "llama-7b:bf16".parse().unwrap(),
+                seed: 0
+            })
         );
         for (text, says) in [
             (

@@ -26,7 +26,6 @@
 //! - [`error`]: gateway errors and the one place they become gRPC status.
 //! - [`server`]: `run(registry, listener, options, shutdown)`.
 //! - [`client`]: `mig-gateway call`, the shell client.
-//! - [`shutdown`]: SIGINT / SIGTERM.
 
 pub mod client;
 pub mod config;
@@ -43,7 +42,6 @@ pub mod router;
 pub mod scrape_targets;
 pub mod server;
 pub mod service;
-pub mod shutdown;
 pub mod slices;
 pub mod supervisor;
 

@@ -152,7 +152,7 @@ async fn serve(
         registry,
         listener,
         args.options(metrics_listener),
-        mig_gateway::shutdown::signal(),
+        mig_serve::signal::signal(),
     )
     .await;
     if let Some(supervisor) = supervisor {

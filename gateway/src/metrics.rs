@@ -9,13 +9,12 @@
 //! final gRPC `code` on the request counter; never a request id or a prompt.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use metrics::{Key, Label, Metadata, Recorder, Unit};
-use metrics_exporter_prometheus::{
-    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
-};
+use metrics::{Key, Label, Recorder, Unit};
+use metrics_exporter_prometheus::{PrometheusHandle, PrometheusRecorder};
 use mig_proto::inference::v1::GenerateStreamResponse;
+use mig_serve::recorder::{self, LATENCY_BUCKETS, METADATA, TOKEN_BUCKETS};
 use mig_slices::compute_units;
 
 use crate::registry::{Registry, WorkerHandle};
@@ -54,20 +53,9 @@ pub const NAMES: &[&str] = &[
     BUILD_INFO,
 ];
 
-/// Time to first token and request duration: 10 ms to 2 min.
-const LATENCY_BUCKETS: &[f64] = &[
-    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
-];
-/// Between two tokens: 1 ms to 1 s.
-const TOKEN_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28,
-];
 /// Until a worker took the call: routing and connecting, sub-millisecond
 /// when healthy, seconds when retrying unreachable workers.
 const QUEUE_BUCKETS: &[f64] = &[0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
-
-static METADATA: Metadata<'static> =
-    Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
 
 /// The gateway's recorder and the text it serves.
 pub struct GatewayMetrics {
@@ -77,18 +65,12 @@ pub struct GatewayMetrics {
 
 impl GatewayMetrics {
     pub fn new() -> Arc<GatewayMetrics> {
-        let recorder = [
+        let recorder = recorder::recorder(&[
             (TIME_TO_FIRST_TOKEN, LATENCY_BUCKETS),
             (REQUEST_DURATION, LATENCY_BUCKETS),
             (INTER_TOKEN_LATENCY, TOKEN_BUCKETS),
             (QUEUE_WAIT, QUEUE_BUCKETS),
-        ]
-        .into_iter()
-        .fold(PrometheusBuilder::new(), |b, (name, buckets)| {
-            b.set_buckets_for_metric(Matcher::Full(name.to_string()), buckets)
-                .expect("bucket lists are constant and not empty")
-        })
-        .build_recorder();
+        ]);
         describe(&recorder);
         let handle = recorder.handle();
         let m = GatewayMetrics { recorder, handle };
@@ -178,9 +160,9 @@ impl GatewayMetrics {
         out
     }
 
-    /// Drains histogram samples into their buckets.
-    pub fn upkeep(&self) {
-        self.handle.run_upkeep();
+    /// The recorder's handle, for [`mig_serve::recorder::upkeep_loop`].
+    pub fn handle(&self) -> PrometheusHandle {
+        self.handle.clone()
     }
 }
 
@@ -320,7 +302,7 @@ impl Tracked {
                 REQUESTS,
                 vec![
                     model.clone(),
-                    Label::new("code", mig_proto::status::code_name(code)),
+                    Label::new("code", mig_serve::status::code_name(code)),
                 ],
             )
             .increment(1);
@@ -388,13 +370,4 @@ fn describe(r: &PrometheusRecorder) {
         "Generations running on each slice.",
     );
     g(BUILD_INFO, "Always 1; the labels say the version.");
-}
-
-/// Keeps histogram memory flat: upkeep every few seconds until dropped.
-pub async fn upkeep_loop(metrics: Arc<GatewayMetrics>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
-    loop {
-        tick.tick().await;
-        metrics.upkeep();
-    }
 }

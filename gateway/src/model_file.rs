@@ -123,7 +123,7 @@ pub fn replica_need(plan: &ModelPlan) -> Result<MemoryNeed, String> {
     let path = match &plan.source {
         Some(ModelSource::File(path)) => path,
         Some(ModelSource::Identity) => return Ok(MemoryNeed::weights(0)),
-        Some(ModelSource::Synthetic(spec)) => {
+        Some(ModelSource::Synthetic { spec, .. }) => {
             // The worker serves up to 4096 tokens of a synthetic model.
             let context = plan.context.unwrap_or(4096);
             return Ok(memory_need(&spec.shape(), context, plan.concurrency));

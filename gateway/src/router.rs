@@ -9,9 +9,7 @@ use mig_proto::inference::v1::ModelKind;
 use crate::error::GatewayError;
 use crate::registry::{Registry, WorkerHandle};
 
-/// Longest `profile` a request may name, in bytes; the worker's own limit
-/// (`mig_worker::validate::MAX_PROFILE_BYTES`, a test keeps them equal).
-pub const MAX_PROFILE_BYTES: usize = 64;
+use mig_serve::limits::MAX_PROFILE_BYTES;
 
 /// What a request asks to be routed to.
 #[derive(Debug, Clone, Copy)]
@@ -250,6 +248,5 @@ mod tests {
         ));
         let e = select(&registry, on(&"p".repeat(65)), &[]).unwrap_err();
         assert_eq!(e.to_string(), "`profile` is 65 bytes, limit 64");
-        assert_eq!(MAX_PROFILE_BYTES, mig_worker::validate::MAX_PROFILE_BYTES);
     }
 }

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
 
-use crate::metrics::{self, GatewayMetrics};
+use crate::metrics::GatewayMetrics;
 use crate::registration::{self, HeartbeatPolicy, RegistrationService};
 use crate::registry::{self, Registry};
 use crate::service::InferenceService;
@@ -63,10 +63,10 @@ pub async fn run(
     ));
     let reaper = tokio::spawn(registration::reaper(registry.clone(), options.heartbeat));
     let gateway_metrics = GatewayMetrics::new();
-    let upkeep = tokio::spawn(metrics::upkeep_loop(gateway_metrics.clone()));
+    let upkeep = tokio::spawn(mig_serve::recorder::upkeep_loop(gateway_metrics.handle()));
     let metrics_server = options.metrics_listener.map(|listener| {
         let (m, r) = (gateway_metrics.clone(), registry.clone());
-        tokio::spawn(mig_proto::serve::serve_metrics(
+        tokio::spawn(mig_serve::metrics_http::serve_metrics(
             listener,
             Arc::new(move || m.render(&r)),
         ))
@@ -93,7 +93,7 @@ pub async fn run(
             registry,
             gateway_metrics,
         )));
-    let result = mig_proto::serve::serve(listener, routes.routes(), graceful, options.drain).await;
+    let result = mig_serve::http2::serve(listener, routes.routes(), graceful, options.drain).await;
     prober.abort();
     reaper.abort();
     upkeep.abort();

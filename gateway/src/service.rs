@@ -6,13 +6,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use mig_proto::deadline::request_timeout;
 use mig_proto::inference::v1::inference_server::Inference;
 use mig_proto::inference::v1::{
     EmbedRequest, EmbedResponse, FinishReason, GenerateRequest, GenerateResponse,
     GenerateStreamResponse, ListModelsRequest, ListModelsResponse, ModelInfo, ModelKind,
     WorkerHealth, WorkerStatus,
 };
+use mig_serve::deadline::request_timeout;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;

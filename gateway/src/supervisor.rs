@@ -24,7 +24,8 @@ use tokio::process::{Child, ChildStdout, Command};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::fleet::ModelSource;
+use mig_serve::{ReadyLine, WorkerFlags};
+
 use crate::placement::Launch;
 use crate::registry::WorkerHandle;
 use crate::scrape_targets::ScrapeTargets;
@@ -35,9 +36,6 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// A worker that ran this long before dying restarts after the initial wait
 /// again: it was a crash, not a crash loop.
 const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(60);
-
-/// The worker's ready line starts with this; `listen=ADDR` follows.
-const READY_PREFIX: &str = "mig-worker ready ";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
@@ -251,34 +249,29 @@ impl Launcher {
         }
     }
 
+    /// The worker's flags, as the contract with `mig-worker serve` types them.
+    fn flags(&self, launch: &Launch) -> WorkerFlags {
+        WorkerFlags {
+            model_name: launch.model.clone(),
+            source: launch.source.clone(),
+            slice: launch.slice.clone(),
+            profile: launch.profile.clone(),
+            threads: launch
+                .threads
+                .or_else(|| launch.slice.cores().map(|c| c.len()))
+                .unwrap_or(1),
+            metrics: self.scrape_targets.is_some(),
+            extra: launch.args.clone(),
+        }
+    }
+
     fn command(&self, launch: &Launch) -> Result<Command, SupervisorError> {
-        let threads = launch
-            .threads
-            .or_else(|| launch.slice.cores().map(|c| c.len()))
-            .unwrap_or(1);
+        let flags = self.flags(launch);
         let mut cmd = Command::new(self.bin_for(launch)?);
-        cmd.arg("serve").arg("--model-name").arg(&launch.model);
-        match &launch.source {
-            ModelSource::File(path) => cmd.arg("--model-path").arg(path),
-            ModelSource::Identity => cmd.arg("--identity"),
-            ModelSource::Synthetic(spec) => cmd.arg("--synthetic").arg(spec.to_string()),
-        };
-        cmd.arg("--slice")
-            .arg(launch.slice.to_string())
-            .arg("--threads")
-            .arg(threads.to_string())
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .args(&launch.args)
-            .args(
-                self.scrape_targets
-                    .as_ref()
-                    .map(|_| ["--metrics-listen", "127.0.0.1:0"])
-                    .into_iter()
-                    .flatten(),
-            )
-            // candle's matrix kernels size their parallelism from this.
-            .env("RAYON_NUM_THREADS", threads.to_string())
+        cmd.args(flags.args())
+            // The worker sees its slice as CUDA device 0 and nothing else, and
+            // candle's matrix kernels size their parallelism to the slice.
+            .envs(flags.environment())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -287,21 +280,6 @@ impl Launcher {
             // instead of every worker dying (and being restarted) mid-drain.
             .process_group(0)
             .kill_on_drop(true);
-        match &launch.slice {
-            SliceId::Mig(uuid) | SliceId::Gpu(uuid) => {
-                // The worker sees its slice as CUDA device 0, and nothing else.
-                cmd.env("CUDA_VISIBLE_DEVICES", uuid)
-                    .arg("--device")
-                    .arg("cuda");
-                if let Some(profile) = &launch.profile {
-                    cmd.arg("--profile").arg(profile);
-                }
-            }
-            // A CPU slice sees no GPU at all.
-            SliceId::Cpu(_) => {
-                cmd.env("CUDA_VISIBLE_DEVICES", "");
-            }
-        }
         #[cfg(target_os = "linux")]
         // SAFETY: the closure runs in the child between fork and exec and
         // only calls prctl, which is async-signal-safe.
@@ -346,16 +324,12 @@ impl Launcher {
                     Ok(0) | Err(_) => return None,
                     Ok(_) => {}
                 }
-                let text = String::from_utf8_lossy(&line);
-                if let Some(rest) = text.trim_end().strip_prefix(READY_PREFIX) {
-                    let field = |key: &str| {
-                        rest.split_whitespace()
-                            .find_map(|kv| kv.strip_prefix(key))
-                            .map(str::to_string)
-                    };
-                    if let Some(addr) = field("listen=") {
-                        return Some((format!("http://{addr}"), field("metrics=")));
-                    }
+                // Other lines (none today) are not the contract: skipped.
+                if let Ok(ready) = String::from_utf8_lossy(&line).parse::<ReadyLine>() {
+                    return Some((
+                        format!("http://{}", ready.listen),
+                        ready.metrics.map(|m| m.to_string()),
+                    ));
                 }
             }
         };
@@ -426,7 +400,11 @@ async fn keep(
         tokio::select! {
             status = exited => {
                 handle.mark_unhealthy();
-                tracing::warn!(%model, %slice, pid, status = ?status, "worker exited; restarting it");
+                let status = match status {
+                    Ok(status) => status.to_string(),
+                    Err(e) => format!("unknown ({e})"),
+                };
+                tracing::warn!(%model, %slice, pid, %status, "worker exited; restarting it");
             }
             _ = &mut stopped => {
                 terminate(&mut child, pid, launcher.grace).await;
@@ -484,6 +462,7 @@ async fn terminate(child: &mut Child, pid: u32, grace: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fleet::ModelSource;
 
     /// What the launcher would run.
     struct LaunchCommand {
@@ -570,7 +549,7 @@ mod tests {
         let args = command_with(ModelSource::Identity, "cpu:0", None).args;
         assert!(args.contains(&"--identity".to_string()), "{args:?}");
         let spec = "llama-1b:bf16".parse().unwrap();
-        let args = command_with(ModelSource::Synthetic(spec), "cpu:0", None).args;
+        let args = command_with(ModelSource::Synthetic { spec, seed: 0 }, "cpu:0", None).args;
         assert_eq!(value_of(&args, "--synthetic"), Some("llama-1b:bf16"));
         assert_eq!(value_of(&args, "--model-path"), None);
         assert_eq!(value_of(&args, "--model-path"), None);

@@ -1,16 +1,14 @@
 //! The whole path on the real demo models: client -> gateway -> worker.
 
-mod common;
-
-use common::{fixture, gateway_client, worker_client, DEAD_MODEL};
 use mig_proto::inference::v1::{
     ChatMessage, EmbedRequest, FinishReason, GenerateRequest, GenerateStreamResponse,
     ListModelsRequest, ModelKind, WorkerHealth,
 };
+use mig_testkit::gateway::{fixture, gateway_client, worker_client, DEAD_MODEL};
 use tonic::Code;
 
 fn chat(model: &str, text: &str) -> GenerateRequest {
-    common::chat(model, text, 24)
+    mig_testkit::gateway::chat(model, text, 24)
 }
 
 /// Concatenates a stream's deltas; checks the token accounting on the way.
@@ -75,7 +73,7 @@ async fn ignore_eos_and_profile_reach_the_worker() {
     let mut gw = gateway_client(&f.gateway).await;
     // Greedy, this chat ends with end-of-sequence after a few tokens
     // (worker/tests/generate.rs); with `ignore_eos` it runs to `max_tokens`.
-    let mut req = common::chat("smollm2-135m", "Say hi.", 64);
+    let mut req = mig_testkit::gateway::chat("smollm2-135m", "Say hi.", 64);
     req.profile = "cpu-1c".into();
     let r = gw.generate(req.clone()).await.unwrap().into_inner();
     assert_eq!(r.finish_reason, FinishReason::Eos as i32, "{:?}", r.text);
@@ -455,7 +453,7 @@ async fn errors_have_their_code_and_name_the_field() {
 #[tokio::test]
 async fn expired_deadline_is_deadline_exceeded() {
     let f = fixture();
-    let mut gw = common::bare_gateway_client(&f.gateway);
+    let mut gw = mig_testkit::gateway::bare_gateway_client(&f.gateway);
     let request = || {
         let mut r = tonic::Request::new(GenerateRequest {
             max_tokens: Some(3000),

@@ -3,8 +3,6 @@
 //! worker health per slice, and an exposition `promtool check metrics`
 //! accepts.
 
-mod common;
-
 use std::time::Duration;
 
 use mig_proto::inference::v1::EmbedRequest;
@@ -23,7 +21,7 @@ fn value(exposition: &str, series: &str) -> f64 {
 async fn wait_for(metrics: std::net::SocketAddr, series: &str, expected: f64) -> String {
     let started = std::time::Instant::now();
     loop {
-        let exposition = common::scrape(metrics).await;
+        let exposition = mig_testkit::http::scrape(metrics).await;
         let has = exposition
             .lines()
             .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
@@ -56,22 +54,18 @@ const MINI_SLICE: &str = r#"model="minilm-l6",slice="cpu:1",profile="cpu-1c",gpu
 
 #[tokio::test]
 async fn tokens_are_counted_per_slice_while_they_stream() {
-    let smol = common::start_worker(
-        "smollm2-135m",
-        &common::demo_model(common::SMOLLM2),
-        "cpu:0",
-    )
-    .await;
+    let smol =
+        mig_testkit::gateway::start_worker("smollm2-135m", &mig_testkit::smollm2(), "cpu:0").await;
     let mini =
-        common::start_worker("minilm-l6", &common::demo_model(common::MINILM), "cpu:1").await;
+        mig_testkit::gateway::start_worker("minilm-l6", &mig_testkit::minilm(), "cpu:1").await;
     let fleet = format!(
         "[[model]]\nname = \"smollm2-135m\"\naddresses = [\"{smol}\"]\n\
          [[model]]\nname = \"minilm-l6\"\naddresses = [\"{mini}\"]\n"
     );
-    let (gateway, metrics) = common::start_gateway_with_metrics(&fleet).await;
-    let mut client = common::gateway_client(&gateway).await;
+    let (gateway, metrics) = mig_testkit::gateway::start_gateway_with_metrics(&fleet).await;
+    let mut client = mig_testkit::gateway::gateway_client(&gateway).await;
 
-    let up = common::scrape(metrics).await;
+    let up = mig_testkit::http::scrape(metrics).await;
     assert_eq!(
         value(&up, &format!("mig_gateway_worker_up{{{SMOL_SLICE}}}")),
         1.0,
@@ -95,12 +89,12 @@ async fn tokens_are_counted_per_slice_while_they_stream() {
     }
     // The gateway counts a message before the client reads it, so it may be
     // a few messages ahead of `received`, never behind.
-    let during = value(&common::scrape(metrics).await, &tokens);
+    let during = value(&mig_testkit::http::scrape(metrics).await, &tokens);
     assert!(during >= 20.0, "{during} counted after {received} relayed");
     while let Some(message) = stream.message().await.unwrap() {
         received += message.token_count;
     }
-    let after = common::scrape(metrics).await;
+    let after = mig_testkit::http::scrape(metrics).await;
     assert_eq!(
         value(&after, &tokens),
         received as f64,
@@ -151,7 +145,7 @@ async fn tokens_are_counted_per_slice_while_they_stream() {
         .unwrap_err();
     assert_eq!(unknown.code(), tonic::Code::NotFound);
 
-    let end = common::scrape(metrics).await;
+    let end = mig_testkit::http::scrape(metrics).await;
     let requests = |labels: &str| value(&end, &format!("mig_gateway_requests_total{{{labels}}}"));
     assert_eq!(requests(r#"model="smollm2-135m",code="OK""#), 1.0, "{end}");
     assert_eq!(requests(r#"model="minilm-l6",code="OK""#), 1.0, "{end}");
@@ -198,5 +192,5 @@ async fn tokens_are_counted_per_slice_while_they_stream() {
         );
     }
 
-    common::promtool_check_metrics(&end);
+    mig_testkit::promtool::check_metrics(&end);
 }

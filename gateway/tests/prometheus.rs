@@ -4,8 +4,6 @@
 //! counted them, a non-zero recorded tokens/s per slice, and TTFT quantiles
 //! per slice.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -43,7 +41,7 @@ async fn query(prometheus: &str, promql: &str, time: Option<f64>) -> Vec<Value> 
     if let Some(t) = time {
         path.push_str(&format!("&time={t:.3}"));
     }
-    let (code, body) = common::http_get(prometheus, &path)
+    let (code, _, body) = mig_testkit::http::get(prometheus, &path)
         .await
         .expect("Prometheus answers");
     assert_eq!(code, 200, "{promql}: {body}");
@@ -77,14 +75,14 @@ fn free_port() -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_records_per_slice_tokens_as_the_client_counted_them() {
-    let model = common::demo_model(common::SMOLLM2);
-    let a = common::start_worker("smollm2-a", &model, "cpu:0").await;
-    let b = common::start_worker("smollm2-b", &model, "cpu:1").await;
+    let model = mig_testkit::smollm2();
+    let a = mig_testkit::gateway::start_worker("smollm2-a", &model, "cpu:0").await;
+    let b = mig_testkit::gateway::start_worker("smollm2-b", &model, "cpu:1").await;
     let fleet = format!(
         "[[model]]\nname = \"smollm2-a\"\naddresses = [\"{a}\"]\n\
          [[model]]\nname = \"smollm2-b\"\naddresses = [\"{b}\"]\n"
     );
-    let (gateway, metrics) = common::start_gateway_with_metrics(&fleet).await;
+    let (gateway, metrics) = mig_testkit::gateway::start_gateway_with_metrics(&fleet).await;
 
     // Prometheus, scraping every second, with the project's recording rules.
     let dir =
@@ -123,7 +121,11 @@ async fn prometheus_records_per_slice_tokens_as_the_client_counted_them() {
         .expect("prometheus (Debian package `prometheus`) is missing: run `make tools`");
     let _prometheus = Prometheus(child);
     let started = Instant::now();
-    while common::http_get(&web, "/-/ready").await.map(|(c, _)| c) != Some(200) {
+    while mig_testkit::http::get(&web, "/-/ready")
+        .await
+        .map(|(c, ..)| c)
+        != Some(200)
+    {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "Prometheus not ready"
@@ -154,7 +156,7 @@ async fn prometheus_records_per_slice_tokens_as_the_client_counted_them() {
     for name in ["smollm2-a", "smollm2-b"] {
         let gateway = gateway.clone();
         tasks.push(tokio::spawn(async move {
-            let mut client = common::gateway_client(&gateway).await;
+            let mut client = mig_testkit::gateway::gateway_client(&gateway).await;
             let mut counted: BTreeMap<String, f64> = BTreeMap::new();
             let until = Instant::now() + Duration::from_secs(6);
             while Instant::now() < until {

@@ -3,8 +3,6 @@
 //! and leaves routing when its heartbeats stop (killed) or at once when it
 //! says it is leaving (SIGTERM).
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -26,7 +24,7 @@ fn start_worker_process(gateway: &str) -> Worker {
     let child = Command::new(&bin)
         .args(["serve", "--model-name", "minilm-l6", "--slice", "cpu:1"])
         .arg("--model-path")
-        .arg(common::demo_model(common::MINILM))
+        .arg(mig_testkit::minilm())
         .args(["--listen", "127.0.0.1:0", "--gateway", gateway])
         .env("RAYON_NUM_THREADS", "1")
         .stdin(Stdio::null())
@@ -38,7 +36,7 @@ fn start_worker_process(gateway: &str) -> Worker {
 
 /// Workers the gateway lists for `minilm-l6` (none if it does not know it).
 async fn listed(gateway: &str) -> Vec<mig_proto::inference::v1::WorkerStatus> {
-    common::list_workers(gateway, "minilm-l6").await
+    mig_testkit::gateway::list_workers(gateway, "minilm-l6").await
 }
 
 /// Polls `listed` until `done` holds; fails after `limit`. Returns how long it took.
@@ -68,7 +66,7 @@ fn embed() -> EmbedRequest {
 
 #[tokio::test]
 async fn registered_worker_serves_and_leaves_when_killed() {
-    let gateway = common::start_gateway_with(
+    let gateway = mig_testkit::gateway::start_gateway_with(
         &[],
         HeartbeatPolicy {
             interval: Duration::from_millis(200),
@@ -76,7 +74,7 @@ async fn registered_worker_serves_and_leaves_when_killed() {
         },
     )
     .await;
-    let mut client = common::gateway_client(&gateway).await;
+    let mut client = mig_testkit::gateway::gateway_client(&gateway).await;
     let unknown = client.embed(embed()).await.unwrap_err();
     assert_eq!(unknown.code(), tonic::Code::NotFound);
 
@@ -113,7 +111,7 @@ async fn registered_worker_serves_and_leaves_when_killed() {
 async fn a_worker_stopped_with_sigterm_leaves_at_once() {
     // A timeout far longer than the wait below: only the `leaving`
     // heartbeat can take the worker out in time.
-    let gateway = common::start_gateway_with(
+    let gateway = mig_testkit::gateway::start_gateway_with(
         &[],
         HeartbeatPolicy {
             interval: Duration::from_millis(200),

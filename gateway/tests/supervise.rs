@@ -2,19 +2,15 @@
 //! per slice, a killed worker comes back and serves again, and Ctrl-C stops
 //! the gateway and its workers in order, leaving none behind.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::process::{
-    alive, arg_of, child_pids, cpus_allowed, env_of, interrupt_group, start_up_with,
-};
 use mig_proto::inference::v1::{EmbedRequest, WorkerHealth, WorkerOrigin, WorkerStatus};
 use mig_slices::SliceId;
+use mig_testkit::process::{alive, arg_of, child_pids, cpus_allowed, env_of, gateway_up};
 
 /// The gateway's view of a model's one worker.
 async fn worker_status(addr: &str, model: &str) -> WorkerStatus {
-    let workers = common::list_workers(addr, model).await;
+    let workers = mig_testkit::gateway::list_workers(addr, model).await;
     assert_eq!(workers.len(), 1, "{model}: {workers:?}");
     workers[0].clone()
 }
@@ -57,7 +53,7 @@ async fn scrape_targets(path: &std::path::Path) -> std::collections::BTreeMap<St
     let mut found = std::collections::BTreeMap::new();
     for target in json[0]["targets"].as_array().unwrap() {
         let addr = target.as_str().unwrap();
-        let body = common::scrape(addr.parse().unwrap()).await;
+        let body = mig_testkit::http::scrape(addr.parse().unwrap()).await;
         let slice = body
             .split("mig_worker_build_info{")
             .nth(1)
@@ -82,18 +78,25 @@ async fn auto_cpu_slices_are_pinned_restarted_and_cleaned_up() {
     let fleet = format!(
         "[[model]]\nname = \"smollm2-135m\"\npath = \"{}\"\nslices = \"auto\"\n\
          [[model]]\nname = \"minilm-l6\"\npath = \"{}\"\n",
-        common::demo_model(common::SMOLLM2).display(),
-        common::demo_model(common::MINILM).display()
+        mig_testkit::smollm2().display(),
+        mig_testkit::minilm().display()
     );
     let sd = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("workers-{}.json", std::process::id()));
-    let (mut gateway, addr) = start_up_with(
+    let mut gateway = gateway_up(
         "auto",
         &fleet,
-        "minilm-l6 (1/1 workers), smollm2-135m (1/1 workers)",
         &["--worker-metrics-sd", sd.to_str().unwrap()],
     );
-    let gateway_pid = gateway.0.id();
+    assert!(
+        gateway
+            .ready_line
+            .contains("minilm-l6 (1/1 workers), smollm2-135m (1/1 workers)"),
+        "{}",
+        gateway.ready_line
+    );
+    let addr = gateway.url();
+    let gateway_pid = gateway.pid();
 
     // One worker per model, each pinned to its own slice; slices disjoint.
     let smol = worker_status(&addr, "smollm2-135m").await;
@@ -115,7 +118,7 @@ async fn auto_cpu_slices_are_pinned_restarted_and_cleaned_up() {
     assert_eq!(targets.len(), 2, "{targets:?}");
     assert!(targets.contains_key(&smol.slice) && targets.contains_key(&mini.slice));
 
-    let mut client = common::gateway_client(&addr).await;
+    let mut client = mig_testkit::gateway::gateway_client(&addr).await;
     let before = client.embed(embed("before")).await.unwrap().into_inner();
     assert_eq!(before.embeddings[0].values.len(), 384);
 
@@ -160,7 +163,7 @@ async fn auto_cpu_slices_are_pinned_restarted_and_cleaned_up() {
     // nothing is left behind.
     let workers = child_pids(gateway_pid);
     assert_eq!(workers.len(), 2, "two worker processes: {workers:?}");
-    interrupt_group(&mut gateway);
+    gateway.interrupt_group();
     assert!(
         !workers.iter().any(|&pid| alive(pid)),
         "worker left running: {workers:?}"

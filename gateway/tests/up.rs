@@ -2,18 +2,16 @@
 //! Cancelling a stream stops the worker generating; an expired deadline does
 //! too; stopping the gateway leaves no worker process behind.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::process::{alive, child_pids, start_up, terminate};
 use mig_proto::inference::v1::{GenerateRequest, WorkerHealth};
 use mig_proto::worker::v1::InfoRequest;
+use mig_testkit::process::{alive, child_pids, gateway_up};
 
 /// The worker's generated-token counter once it has stopped moving; fails
 /// if it is still moving after 30 seconds.
 async fn settled_tokens(worker: &str) -> u64 {
-    let mut client = common::worker_client(worker).await;
+    let mut client = mig_testkit::gateway::worker_client(worker).await;
     let mut last = u64::MAX;
     let started = Instant::now();
     loop {
@@ -36,18 +34,24 @@ async fn settled_tokens(worker: &str) -> u64 {
 }
 
 fn long_chat() -> GenerateRequest {
-    common::chat("smollm2-135m", "What is the capital of France?", 2000)
+    mig_testkit::gateway::chat("smollm2-135m", "What is the capital of France?", 2000)
 }
 
 #[tokio::test]
 async fn cancel_deadline_and_shutdown_with_real_processes() {
     let fleet = format!(
         "[[model]]\nname = \"smollm2-135m\"\npath = \"{}\"\nslices = [\"cpu:0\"]\n",
-        common::demo_model(common::SMOLLM2).display()
+        mig_testkit::smollm2().display()
     );
-    let (mut gateway, addr) = start_up("cancel", &fleet, "smollm2-135m (1/1 workers)");
-    let mut client = common::gateway_client(&addr).await;
-    let workers = common::list_workers(&addr, "smollm2-135m").await;
+    let mut gateway = gateway_up("cancel", &fleet, &[]);
+    assert!(
+        gateway.ready_line.contains("smollm2-135m (1/1 workers)"),
+        "{}",
+        gateway.ready_line
+    );
+    let addr = gateway.url();
+    let mut client = mig_testkit::gateway::gateway_client(&addr).await;
+    let workers = mig_testkit::gateway::list_workers(&addr, "smollm2-135m").await;
     let worker = &workers[0];
     assert_eq!(worker.health, WorkerHealth::Serving as i32);
     assert_eq!(worker.profile, "cpu-1c");
@@ -72,7 +76,7 @@ async fn cancel_deadline_and_shutdown_with_real_processes() {
     );
 
     // An expired deadline stops the worker too.
-    let mut bare = common::bare_gateway_client(&addr);
+    let mut bare = mig_testkit::gateway::bare_gateway_client(&addr);
     let mut request = tonic::Request::new(long_chat());
     request.set_timeout(Duration::from_millis(500));
     let status = bare.generate(request).await.unwrap_err();
@@ -91,10 +95,10 @@ async fn cancel_deadline_and_shutdown_with_real_processes() {
     assert_eq!(answer.usage.unwrap().completion_tokens, 8);
 
     // SIGTERM stops the gateway and its worker; nothing is left behind.
-    let gateway_pid = gateway.0.id();
+    let gateway_pid = gateway.pid();
     let workers = child_pids(gateway_pid);
     assert_eq!(workers.len(), 1, "one worker process: {workers:?}");
-    terminate(&mut gateway);
+    gateway.terminate();
     assert!(
         !workers.iter().any(|&pid| alive(pid)),
         "worker left running: {workers:?}"
@@ -104,11 +108,13 @@ async fn cancel_deadline_and_shutdown_with_real_processes() {
 #[tokio::test]
 async fn an_identity_entry_starts_the_echo_model() {
     let fleet = "[[model]]\nname = \"identity\"\nidentity = true\nslices = [\"cpu:0\"]\n";
-    let (mut gateway, addr) = start_up("identity", fleet, "identity (1/1 workers)");
-    let workers = common::list_workers(&addr, "identity").await;
+    let mut gateway = gateway_up("identity", fleet, &[]);
+    assert!(gateway.ready_line.contains("identity (1/1 workers)"));
+    let addr = gateway.url();
+    let workers = mig_testkit::gateway::list_workers(&addr, "identity").await;
     assert_eq!(workers[0].engine, "identity (echo, no model)");
     assert_eq!(workers[0].health, WorkerHealth::Serving as i32);
-    let mut client = common::gateway_client(&addr).await;
+    let mut client = mig_testkit::gateway::gateway_client(&addr).await;
     let answer = client
         .generate(GenerateRequest {
             model: "identity".into(),
@@ -121,5 +127,5 @@ async fn an_identity_entry_starts_the_echo_model() {
         .into_inner();
     assert_eq!(answer.text, "abcabca");
     assert_eq!(answer.usage.unwrap().completion_tokens, 7);
-    terminate(&mut gateway);
+    gateway.terminate();
 }

@@ -133,7 +133,7 @@ pub async fn send(
     let outcome = tokio::select! {
         outcome = tokio::time::timeout_at((due + timing.timeout).into(), read) => match outcome {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(s)) => Err((mig_proto::status::code_name(s.code()).to_string(), s.message().to_string())),
+            Ok(Err(s)) => Err((mig_serve::status::code_name(s.code()).to_string(), s.message().to_string())),
             Err(_) => Err((
                 "DEADLINE_EXCEEDED".to_string(),
                 format!("the client's --timeout of {:?} passed before the stream ended", timing.timeout),

@@ -140,7 +140,7 @@ impl Target {
             target: self.address.clone(),
             reason: format!(
                 "{}: {}",
-                mig_proto::status::code_name(s.code()),
+                mig_serve::status::code_name(s.code()),
                 s.message()
             ),
         };

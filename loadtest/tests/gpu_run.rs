@@ -4,14 +4,13 @@
 //! and the results a lent GPU would bring back are all tested here. What
 //! only a GPU can show is the script's real run (docs/gpu-checklist.md).
 
-mod common;
-
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{repo_root, sibling_bin};
+use mig_testkit::process::bin as sibling_bin;
+use mig_testkit::repo_root;
 
 /// Nothing may hang CI: a script is killed, with everything it started,
 /// past this.

@@ -3,16 +3,14 @@
 //! arrivals skipped when too many are in flight. Each request must end with
 //! exactly one status.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{smollm2, start_worker};
 use mig_loadtest::run::{self, Load, RunSpec, Until};
 use mig_loadtest::stats::Summary;
 use mig_loadtest::target::{Target, TargetKind};
 use mig_loadtest::workload::{Dist, Prompt, Workload};
+use mig_testkit::process::worker as start_worker;
 
 /// Timing-sensitive: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -84,7 +82,7 @@ fn warm_up_requests_are_left_out_and_the_window_is_the_duration() {
 #[test]
 fn requests_still_running_when_the_drain_ends_are_cancelled_and_kept() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let model = smollm2();
+    let model = mig_testkit::smollm2().display().to_string();
     let worker = start_worker(
         "smollm2",
         &["--model-name", "smollm2-135m", "--model-path", &model],

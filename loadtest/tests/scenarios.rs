@@ -1,13 +1,12 @@
 //! The three scenarios end to end: a real `mig-gateway up` with real workers
 //! on CPU slices, the real `mig-loadtest` binary, and its report checked.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
-use common::{assert_charts, loadtest, read_report, requests, smollm2, start_gateway};
 use mig_loadtest::target::{Target, TargetKind};
+use mig_testkit::loadtest::{assert_charts, loadtest, read_report, requests, Row};
+use mig_testkit::process::gateway_up;
 
 /// The scenarios measure speed: one at a time, so they do not load each
 /// other's cores.
@@ -26,7 +25,7 @@ fn run_ok(args: &[&str]) -> String {
 
 /// Client-counted tokens equal the servers' `usage.completion_tokens`, per
 /// request and in each point's totals, and every request has a status.
-fn assert_tokens_add_up(report: &serde_json::Value, rows: &[common::Row]) {
+fn assert_tokens_add_up(report: &serde_json::Value, rows: &[Row]) {
     for r in rows {
         assert!(!r.status.is_empty(), "a request without a status");
         assert_eq!(
@@ -57,12 +56,13 @@ fn compare_measures_each_slice_size_in_turn() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // Two sizes on a 2-core machine: 1 core and 2 cores, overlapping on
     // core 0 (`shared`); compare measures one size at a time.
-    let gateway = start_gateway(
+    let gateway = gateway_up(
         "compare",
         &format!(
             "[[model]]\nname = \"smollm2-135m\"\npath = \"{}\"\nslices = [\"cpu:0\", \"cpu:0-1\"]\nshared = true\n",
-            smollm2()
+            mig_testkit::smollm2().display()
         ),
+        &[],
     );
     let dir = tempfile::tempdir().unwrap();
     let stdout = run_ok(&[
@@ -155,14 +155,14 @@ fn compare_measures_each_slice_size_in_turn() {
 #[test]
 fn isolation_reports_the_victims_loss_for_pinned_and_shared_placements() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let model = smollm2();
+    let model = mig_testkit::smollm2().display().to_string();
     let entry = |name: &str, slice: &str, shared: bool| {
         format!(
             "[[model]]\nname = \"{name}\"\npath = \"{model}\"\nslices = [\"{slice}\"]\nthreads = 1\n{}",
             if shared { "shared = true\n" } else { "" }
         )
     };
-    let gateway = start_gateway(
+    let gateway = gateway_up(
         "isolation",
         &[
             entry("victim", "cpu:0", false),
@@ -171,6 +171,7 @@ fn isolation_reports_the_victims_loss_for_pinned_and_shared_placements() {
             entry("noisy-shared", "cpu:0", true),
         ]
         .join("\n"),
+        &[],
     );
     let dir = tempfile::tempdir().unwrap();
     run_ok(&[
@@ -250,9 +251,10 @@ fn isolation_reports_the_victims_loss_for_pinned_and_shared_placements() {
 #[test]
 fn sweep_measures_gateway_overhead_with_the_identity_model_and_open_loops() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let gateway = start_gateway(
+    let gateway = gateway_up(
         "sweep",
         "[[model]]\nname = \"identity\"\nidentity = true\nslices = [\"cpu:0\"]\n",
+        &[],
     );
     let worker = tokio::runtime::Runtime::new().unwrap().block_on(async {
         let target = Target::connect(&gateway.address, TargetKind::Auto)

@@ -6,10 +6,9 @@
 use clap::Args;
 use serde::Serialize;
 
-use crate::config::DeviceKind;
-use crate::model;
 use crate::model::solo::Solo;
 use crate::model::synthetic::{self, SyntheticSpec};
+use crate::model::{self, DeviceKind};
 
 #[derive(Debug, Clone, Args)]
 pub struct AgreeArgs {

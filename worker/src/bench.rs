@@ -9,10 +9,9 @@ use std::time::Instant;
 use clap::Args;
 use serde::Serialize;
 
-use crate::config::{DeviceKind, WeightFormat};
 use crate::model::solo::Solo;
 use crate::model::synthetic::SyntheticSpec;
-use crate::model::{self, Backend, Codec, ModelSource};
+use crate::model::{self, Backend, Codec, DeviceKind, ModelSource, WeightFormat};
 use crate::sampling::{Sampler, SamplingParams};
 
 #[derive(Debug, Clone, Args)]

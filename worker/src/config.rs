@@ -2,34 +2,20 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use mig_slices::SliceId;
 
 use crate::engine::scheduler::SchedulerConfig;
 use crate::engine::EngineConfig;
-use crate::model::synthetic::{self, SyntheticSpec};
-use crate::model::{identity, ModelSource};
+use mig_serve::limits::{IDENTITY_MARK, SYNTHETIC_MARK};
 
-/// How GGUF weights stored as Q4_0/Q4_1 are held in memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum WeightFormat {
-    /// As stored in the file: the CPU kernels multiply Q4_1 directly.
-    Native,
-    /// Q4_0/Q4_1 tensors re-quantized to Q8_0 at load: more memory and
-    /// traffic, and one more rounding. It was the fast path while candle's
-    /// Q4_1 dot product was scalar; kept for comparison.
-    Q8_0,
-}
-
-/// Where the model runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DeviceKind {
-    Cpu,
-    /// Device 0 of what `CUDA_VISIBLE_DEVICES` shows (the MIG slice); needs a
-    /// binary built with the `cuda` feature.
-    Cuda,
-}
+use crate::engine::ModelSpec;
+use crate::identity::{Claimed, Identity};
+use crate::model::synthetic::SyntheticSpec;
+use crate::model::{DeviceKind, ModelSource, WeightFormat};
+use crate::server::Settings;
 
 /// Serve one model on one slice.
 #[derive(Debug, Clone, Parser)]
@@ -145,6 +131,12 @@ pub struct ServeArgs {
     /// specific IP, not `0.0.0.0`.
     #[arg(long, env = "MIG_WORKER_ADVERTISE")]
     pub advertise: Option<String>,
+
+    /// Test-only fault switch, with `--identity` alone: the engine thread
+    /// panics on a prompt that holds this text (to test what a worker whose
+    /// engine dies does). Hidden from `--help`.
+    #[arg(long, hide = true)]
+    pub fault_panic_on: Option<String>,
 }
 
 /// `http://host:port` (or https) with a host and a port.
@@ -189,12 +181,8 @@ impl ServeArgs {
             }
         }
         for (on, mark, flag) in [
-            (self.identity, identity::NAME_MARK, "--identity"),
-            (
-                self.synthetic.is_some(),
-                synthetic::NAME_MARK,
-                "--synthetic",
-            ),
+            (self.identity, IDENTITY_MARK, "--identity"),
+            (self.synthetic.is_some(), SYNTHETIC_MARK, "--synthetic"),
         ] {
             if on && !self.model_name.contains(mark) {
                 return Err(format!(
@@ -225,6 +213,13 @@ impl ServeArgs {
                  the gateway cannot dial an unspecified address",
                 self.listen
             ));
+        }
+        if self.fault_panic_on.is_some() && !self.identity {
+            return Err(
+                "`--fault-panic-on` is a test switch for the identity model only: \
+                        add `--identity`"
+                    .into(),
+            );
         }
         if matches!(self.slice, SliceId::Cpu(_)) && self.device == DeviceKind::Cuda {
             return Err(format!(
@@ -274,6 +269,41 @@ impl ServeArgs {
             .unwrap_or_else(|| "gpu".to_string())
     }
 
+    /// Everything `server::load` needs, checked; the slice's identity is
+    /// resolved here (NVML for a GPU slice).
+    pub fn settings(&self) -> Result<Settings, String> {
+        self.validate()?;
+        Ok(Settings {
+            model: ModelSpec {
+                source: self.model_source(),
+                device: self.device,
+                weights: self.weights,
+                panic_on: self.fault_panic_on.clone(),
+            },
+            engine: self.engine(),
+            identity: Identity::resolve(self.claimed()),
+            metrics_listen: self.metrics_listen,
+            max_embed_inputs: self.max_embed_inputs,
+            grace: Duration::from_secs(self.grace_seconds),
+            gateway: self.gateway.clone(),
+            advertise: self.advertise.clone(),
+            threads: self.threads(),
+        })
+    }
+
+    /// What the command line says about this worker and its slice, for
+    /// [`Identity::resolve`].
+    pub fn claimed(&self) -> Claimed {
+        Claimed {
+            model: self.model_name.clone(),
+            worker_id: self.worker_id(),
+            slice: self.slice.clone(),
+            profile: self.profile(),
+            profile_given: self.profile.is_some(),
+            device: self.device,
+        }
+    }
+
     /// The worker id this worker reports.
     pub fn worker_id(&self) -> String {
         self.worker_id
@@ -296,6 +326,59 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<ServeArgs, clap::Error> {
         ServeArgs::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
+    }
+
+    /// The contract with the gateway's supervisor: every flag it writes
+    /// (`mig_serve::WorkerFlags`) parses here into what it meant.
+    #[test]
+    fn the_flags_a_supervisor_writes_parse_into_what_it_meant() {
+        use mig_serve::WorkerFlags;
+        let gpu = WorkerFlags {
+            model_name: "synthetic-7b".into(),
+            source: ModelSource::Synthetic {
+                spec: "llama-7b:bf16".parse().unwrap(),
+                seed: 3,
+            },
+            slice: "MIG-5c1e3b34-0d8f-5a8e-9c41-2f5b7d6a1e90".parse().unwrap(),
+            profile: Some("1g.10gb".into()),
+            threads: 1,
+            metrics: true,
+            extra: vec!["--max-batch-size".into(), "8".into()],
+        };
+        let args = ServeArgs::try_parse_from(gpu.args()).unwrap();
+        assert!(args.validate().is_ok(), "{:?}", args.validate());
+        assert_eq!(args.model_name, gpu.model_name);
+        assert_eq!(args.model_source(), gpu.source);
+        assert_eq!(args.slice, gpu.slice);
+        assert_eq!(args.profile, gpu.profile);
+        assert_eq!(args.device, DeviceKind::Cuda);
+        assert_eq!(args.threads(), 1);
+        assert_eq!(args.max_batch_size, 8);
+        assert_eq!(args.listen, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(args.metrics_listen, Some("127.0.0.1:0".parse().unwrap()));
+
+        let cpu = WorkerFlags {
+            model_name: "smollm2-135m".into(),
+            source: ModelSource::File("m.gguf".into()),
+            slice: "cpu:2-3".parse().unwrap(),
+            profile: None,
+            threads: 2,
+            metrics: false,
+            extra: Vec::new(),
+        };
+        let args = ServeArgs::try_parse_from(cpu.args()).unwrap();
+        assert!(args.validate().is_ok());
+        assert_eq!(args.model_source(), cpu.source);
+        assert_eq!((args.device, args.threads()), (DeviceKind::Cpu, 2));
+        assert_eq!(args.metrics_listen, None);
+        let identity = WorkerFlags {
+            model_name: "identity-echo".into(),
+            source: ModelSource::Identity,
+            ..cpu
+        };
+        let args = ServeArgs::try_parse_from(identity.args()).unwrap();
+        assert!(args.validate().is_ok());
+        assert_eq!(args.model_source(), ModelSource::Identity);
     }
 
     #[test]

@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+use tonic::Code;
+
 /// The worker cannot start serving.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -42,20 +44,24 @@ impl StartupError {
     }
 }
 
-/// One request failed.
-#[derive(Debug, Clone, thiserror::Error, PartialEq)]
-pub enum InferenceError {
-    /// A request field is out of range; the message names the field in
-    /// backticks and its limit.
-    #[error("{0}")]
-    Invalid(String),
-    /// The request asks for a slice profile this worker does not run on.
-    #[error("`profile` is `{asked}`, but this worker runs on a `{serves}` slice")]
-    OtherProfile { asked: String, serves: String },
-    /// The engine queue is full.
-    #[error("worker queue is full ({limit} requests waiting); retry later")]
-    QueueFull { limit: usize },
-    /// The request could never fit this worker's KV store.
+/// Why a request does not enter the engine: its admission rule
+/// (`engine::admission`) says so.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The prompt has no token to start from.
+    #[error("`prompt` tokenizes to no token")]
+    EmptyPrompt,
+    /// Prompt plus `max_tokens` are more than the model's context.
+    #[error(
+        "`max_tokens` ({max_tokens}) plus the prompt ({prompt} tokens) exceed the \
+         model's context of {context} tokens"
+    )]
+    TooLong {
+        prompt: usize,
+        max_tokens: u32,
+        context: usize,
+    },
+    /// Even an empty KV store could not hold the whole generation.
     #[error(
         "the prompt ({prompt} tokens) plus `max_tokens` ({max_tokens}) need {needed} tokens of \
          KV cache, but this worker's KV store holds {capacity} (`--kv-cache-mib`); lower \
@@ -67,11 +73,53 @@ pub enum InferenceError {
         needed: usize,
         capacity: usize,
     },
+    /// `--max-waiting` requests already wait for the running batch.
+    #[error("worker queue is full ({limit} requests waiting); retry later")]
+    QueueFull { limit: usize },
+}
+
+impl Refusal {
+    /// The gRPC code: the request itself is wrong (INVALID_ARGUMENT), or
+    /// this worker has no room for it (RESOURCE_EXHAUSTED).
+    pub fn code(&self) -> Code {
+        match self {
+            Refusal::EmptyPrompt | Refusal::TooLong { .. } => Code::InvalidArgument,
+            Refusal::KvCapacity { .. } | Refusal::QueueFull { .. } => Code::ResourceExhausted,
+        }
+    }
+
+    /// Stable name for logs and metric labels.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Refusal::EmptyPrompt | Refusal::TooLong { .. } => "validation",
+            Refusal::KvCapacity { .. } => "kv_capacity",
+            Refusal::QueueFull { .. } => "overloaded",
+        }
+    }
+}
+
+/// One request failed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum InferenceError {
+    /// A request field is out of range; the message names the field in
+    /// backticks and its limit.
+    #[error("{0}")]
+    Invalid(String),
+    /// The request asks for a slice profile this worker does not run on.
+    #[error("`profile` is `{asked}`, but this worker runs on a `{serves}` slice")]
+    OtherProfile { asked: String, serves: String },
+    /// The engine's admission rule refused it: too long for the context,
+    /// too large for the KV store, or the waiting line is full.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     #[error("deadline exceeded after {generated} generated tokens")]
     DeadlineExceeded { generated: u32 },
     /// The worker is shutting down and takes no new work.
     #[error("worker is shutting down")]
     ShuttingDown,
+    /// The engine thread died; the worker exits and is restarted.
+    #[error("the engine failed ({0}); this worker is restarting")]
+    EngineFailed(String),
     /// The model failed during a forward pass or tokenization.
     #[error("inference failed: {0}")]
     Model(String),
@@ -87,10 +135,10 @@ impl InferenceError {
         match self {
             InferenceError::Invalid(_) => "validation",
             InferenceError::OtherProfile { .. } => "other_profile",
-            InferenceError::QueueFull { .. } => "overloaded",
-            InferenceError::KvCapacity { .. } => "kv_capacity",
+            InferenceError::Refused(refusal) => refusal.error_type(),
             InferenceError::DeadlineExceeded { .. } => "deadline",
             InferenceError::ShuttingDown => "shutting_down",
+            InferenceError::EngineFailed(_) => "engine_failed",
             InferenceError::Model(_) => "model",
         }
     }
@@ -103,11 +151,11 @@ impl From<InferenceError> for tonic::Status {
             InferenceError::Invalid(_) => tonic::Status::invalid_argument(msg),
             // As the gateway answers when no worker of the model has it.
             InferenceError::OtherProfile { .. } => tonic::Status::not_found(msg),
-            InferenceError::QueueFull { .. } | InferenceError::KvCapacity { .. } => {
-                tonic::Status::resource_exhausted(msg)
-            }
+            InferenceError::Refused(refusal) => tonic::Status::new(refusal.code(), msg),
             InferenceError::DeadlineExceeded { .. } => tonic::Status::deadline_exceeded(msg),
-            InferenceError::ShuttingDown => tonic::Status::unavailable(msg),
+            InferenceError::ShuttingDown | InferenceError::EngineFailed(_) => {
+                tonic::Status::unavailable(msg)
+            }
             InferenceError::Model(_) => tonic::Status::internal(msg),
         }
     }

@@ -10,7 +10,23 @@ use mig_proto::inference::v1::ServedBy;
 use mig_slices::discovery::{self, Discovery};
 use mig_slices::SliceId;
 
-use crate::config::{DeviceKind, ServeArgs};
+use crate::model::DeviceKind;
+
+/// What the command line says about this worker and its slice; the rest
+/// (profile, memory, parent GPU of a GPU slice) comes from NVML.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// The name clients route by.
+    pub model: String,
+    pub worker_id: String,
+    pub slice: SliceId,
+    /// `--profile`: a GPU slice's profile where NVML cannot name it; a CPU
+    /// slice's name (`cpu-2c`) otherwise.
+    pub profile: String,
+    /// Whether `--profile` was given (NVML is checked against it).
+    pub profile_given: bool,
+    pub device: DeviceKind,
+}
 
 #[derive(Debug, Clone)]
 pub struct Identity {
@@ -25,20 +41,23 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// Resolves the slice's identity; `model` is the name clients route by.
-    pub fn resolve(args: &ServeArgs) -> Identity {
-        let (profile, gpu, memory_bytes) = match &args.slice {
-            SliceId::Cpu(_) => (args.profile(), String::new(), host_memory_bytes()),
-            gpu_slice => from_nvml(gpu_slice, args.profile.as_deref()),
+    /// Resolves the slice's identity.
+    pub fn resolve(claimed: Claimed) -> Identity {
+        let (profile, gpu, memory_bytes) = match &claimed.slice {
+            SliceId::Cpu(_) => (claimed.profile, String::new(), host_memory_bytes()),
+            gpu_slice => from_nvml(
+                gpu_slice,
+                claimed.profile_given.then_some(claimed.profile.as_str()),
+            ),
         };
         Identity {
-            worker_id: args.worker_id(),
-            model: args.model_name.clone(),
-            slice: args.slice.to_string(),
+            worker_id: claimed.worker_id,
+            model: claimed.model,
+            slice: claimed.slice.to_string(),
             profile,
             gpu,
             memory_bytes,
-            device: match args.device {
+            device: match claimed.device {
                 DeviceKind::Cpu => "cpu".into(),
                 DeviceKind::Cuda => "cuda".into(),
             },
@@ -110,20 +129,17 @@ fn host_memory_bytes() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
     #[test]
     fn cpu_slice_reports_its_core_profile_and_host_memory() {
-        let args = ServeArgs::parse_from([
-            "serve",
-            "--model-name",
-            "m",
-            "--model-path",
-            "x.gguf",
-            "--slice",
-            "cpu:0-1",
-        ]);
-        let id = Identity::resolve(&args);
+        let id = Identity::resolve(Claimed {
+            model: "m".into(),
+            worker_id: "m@cpu:0-1".into(),
+            slice: "cpu:0-1".parse().unwrap(),
+            profile: "cpu-2c".into(),
+            profile_given: false,
+            device: DeviceKind::Cpu,
+        });
         assert_eq!(id.profile, "cpu-2c");
         assert_eq!(id.slice, "cpu:0-1");
         assert!(id.gpu.is_empty());

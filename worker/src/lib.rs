@@ -13,8 +13,6 @@
 //!   synthetic models of public shapes with seeded random weights
 //!   ([`model::synthetic`]), the GGUF tokenizer ([`model::gguf_tokenizer`]) and the chat template
 //!   ([`model::chat_template`]).
-//! - [`prompt`]: turns a request into prompt token ids (template, control-token
-//!   safety, limits).
 //! - [`sampling`]: request parameters to a seeded sampler with repetition penalty.
 //! - [`stop`]: stop strings over streamed text, holding back partial matches.
 //! - [`engine`]: the engine thread, its bounded job queue and the per-request
@@ -29,7 +27,6 @@
 //! - [`server`]: `run(config, listener, shutdown)`, readiness and health.
 //! - [`error`]: start-up vs inference errors and their mapping to gRPC status.
 //! - [`validate`]: every request field against its limit, naming the field.
-//! - [`shutdown`]: SIGINT / SIGTERM.
 
 pub mod agree;
 pub mod bench;
@@ -39,14 +36,19 @@ pub mod error;
 pub mod identity;
 pub mod metrics;
 pub mod model;
-pub mod prompt;
 pub mod register;
 pub mod sampling;
 pub mod server;
 pub mod service;
-pub mod shutdown;
 pub mod stop;
 pub mod validate;
 
 pub use config::ServeArgs;
-pub use server::{load, run, Ready};
+pub use server::{run, Ready};
+
+/// Checks the command line, resolves the slice, loads the model (on the
+/// engine thread) and returns once it is ready to serve.
+pub async fn load(args: &ServeArgs) -> Result<Ready, error::StartupError> {
+    let settings = args.settings().map_err(error::StartupError::Config)?;
+    server::load(settings).await
+}

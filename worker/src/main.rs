@@ -107,17 +107,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding `--listen {}`", args.listen))?;
-    let ready = mig_worker::server::load(&args).await?;
+    let ready = mig_worker::load(&args).await?;
     let addr = listener.local_addr()?;
     // The one line on stdout: the supervisor waits for it to learn the port.
-    let metrics = ready
-        .metrics_addr()
-        .map(|a| format!(" metrics={a}"))
-        .unwrap_or_default();
-    println!(
-        "mig-worker ready listen={addr} model={} slice={} profile={}{metrics}",
-        ready.identity.model, ready.identity.slice, ready.identity.profile
-    );
-    mig_worker::run(ready, listener, mig_worker::shutdown::signal()).await?;
+    let line = mig_serve::ReadyLine {
+        listen: addr,
+        model: ready.identity.model.clone(),
+        slice: ready.identity.slice.clone(),
+        profile: ready.identity.profile.clone(),
+        metrics: ready.metrics_addr(),
+    };
+    println!("{line}");
+    mig_worker::run(ready, listener, mig_serve::signal::signal()).await?;
     Ok(())
 }

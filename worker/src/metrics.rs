@@ -9,12 +9,10 @@
 //! `rate(mig_worker_generated_tokens_total[1m])` is the slice's throughput.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, Unit};
-use metrics_exporter_prometheus::{
-    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
-};
+use metrics::{Counter, Gauge, Histogram, Key, Label, Recorder, Unit};
+use metrics_exporter_prometheus::{PrometheusHandle, PrometheusRecorder};
+use mig_serve::recorder::{self, LATENCY_BUCKETS, METADATA, TOKEN_BUCKETS};
 
 use mig_slices::discovery::MemoryProbe;
 
@@ -56,15 +54,6 @@ pub const NAMES: &[&str] = &[
     BUILD_INFO,
 ];
 
-/// Time to first token and request duration: from a cached prompt on a big
-/// slice (10 ms) to a long generation on a CPU slice (2 min).
-const LATENCY_BUCKETS: &[f64] = &[
-    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
-];
-/// One decode step: 1 ms (a big slice) to 1 s (a busy CPU core).
-const STEP_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28,
-];
 /// Waiting for the engine: zero when idle, seconds under overload.
 const QUEUE_BUCKETS: &[f64] = &[0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0];
 /// Sequences per engine step.
@@ -92,9 +81,6 @@ pub struct WorkerMetrics {
     /// driver; otherwise the process's RSS is reported.
     memory_probe: Option<(MemoryProbe, String)>,
 }
-
-static METADATA: Metadata<'static> =
-    Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
 
 /// Registers series with the slice's labels (plus any extra ones).
 struct Registrar<'a> {
@@ -125,20 +111,14 @@ impl Registrar<'_> {
 impl WorkerMetrics {
     /// `queue_capacity` is `--max-waiting`, exported so alerts can use a ratio.
     pub fn new(identity: &Identity, queue_capacity: usize) -> Arc<WorkerMetrics> {
-        let recorder = [
+        let recorder = recorder::recorder(&[
             (TIME_TO_FIRST_TOKEN, LATENCY_BUCKETS),
             (REQUEST_DURATION, LATENCY_BUCKETS),
-            (INTER_TOKEN_LATENCY, STEP_BUCKETS),
-            (STEP_DURATION, STEP_BUCKETS),
+            (INTER_TOKEN_LATENCY, TOKEN_BUCKETS),
+            (STEP_DURATION, TOKEN_BUCKETS),
             (QUEUE_WAIT, QUEUE_BUCKETS),
             (BATCH_SIZE, BATCH_BUCKETS),
-        ]
-        .into_iter()
-        .fold(PrometheusBuilder::new(), |b, (name, buckets)| {
-            b.set_buckets_for_metric(Matcher::Full(name.to_string()), buckets)
-                .expect("bucket lists are constant and not empty")
-        })
-        .build_recorder();
+        ]);
         describe(&recorder);
         let labels = vec![
             Label::new("model", identity.model.clone()),
@@ -199,7 +179,7 @@ impl WorkerMetrics {
         };
         let key = r.key(
             REQUESTS,
-            &[("code", mig_proto::status::code_name(code).to_string())],
+            &[("code", mig_serve::status::code_name(code).to_string())],
         );
         self.recorder.register_counter(&key, &METADATA).increment(1);
     }
@@ -216,10 +196,9 @@ impl WorkerMetrics {
         self.handle.render()
     }
 
-    /// Drains histogram samples into their buckets; call it now and then so
-    /// memory stays flat between scrapes.
-    pub fn upkeep(&self) {
-        self.handle.run_upkeep();
+    /// The recorder's handle, for [`mig_serve::recorder::upkeep_loop`].
+    pub fn handle(&self) -> PrometheusHandle {
+        self.handle.clone()
     }
 }
 
@@ -350,13 +329,4 @@ fn resident_bytes() -> Option<u64> {
         .parse()
         .ok()?;
     Some(kib * 1024)
-}
-
-/// Keeps histogram memory flat: upkeep every few seconds until dropped.
-pub async fn upkeep_loop(metrics: Arc<WorkerMetrics>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
-    loop {
-        tick.tick().await;
-        metrics.upkeep();
-    }
 }

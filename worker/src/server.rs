@@ -10,11 +10,10 @@ use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
 
-use crate::config::ServeArgs;
-use crate::engine::{Engine, ModelSpec};
+use crate::engine::{Engine, EngineConfig, Health, ModelSpec};
 use crate::error::StartupError;
 use crate::identity::Identity;
-use crate::metrics::{self, WorkerMetrics};
+use crate::metrics::WorkerMetrics;
 use crate::model::{Codec, ModelKind};
 use crate::register::{heartbeat_loop, Registration};
 use crate::service::WorkerService;
@@ -61,25 +60,68 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The engine thread died: the process exits non-zero so that its
+    /// supervisor restarts it.
+    #[error("the engine failed: {0}")]
+    EngineFailed(String),
+}
+
+/// Completes, with the reason, when the engine thread fails; never when it
+/// serves or stops.
+async fn engine_failure(mut health: tokio::sync::watch::Receiver<Health>) -> String {
+    let failed = health
+        .wait_for(|h| matches!(h, Health::Failed(_)))
+        .await
+        .map(|h| h.clone());
+    match failed {
+        Ok(Health::Failed(why)) => why,
+        // The thread ended without failing (the worker is stopping).
+        _ => std::future::pending().await,
+    }
+}
+
+/// What [`load`] needs: the command line's choices, checked and typed
+/// (`ServeArgs::settings` builds it).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub model: ModelSpec,
+    pub engine: EngineConfig,
+    /// Who this worker is, its slice resolved (NVML for a GPU slice).
+    pub identity: Identity,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    pub max_embed_inputs: usize,
+    /// How long running requests may finish after SIGTERM.
+    pub grace: Duration,
+    /// `--gateway` and `--advertise`: register with a gateway once serving.
+    pub gateway: Option<String>,
+    pub advertise: Option<String>,
+    /// Compute threads (reported in the ready log).
+    pub threads: usize,
 }
 
 /// Loads the model (on the engine thread) and returns once it is ready.
-pub async fn load(args: &ServeArgs) -> Result<Ready, StartupError> {
-    args.validate().map_err(StartupError::Config)?;
-    let spec = ModelSpec {
-        source: args.model_source(),
-        device: args.device,
-        weights: args.weights,
-    };
-    let engine_config = args.engine();
+pub async fn load(settings: Settings) -> Result<Ready, StartupError> {
+    let Settings {
+        model: spec,
+        engine: engine_config,
+        identity,
+        metrics_listen,
+        max_embed_inputs,
+        grace,
+        gateway,
+        advertise,
+        threads,
+    } = settings;
+    let source = spec.source.clone();
+    let weights = spec.weights;
     let started = std::time::Instant::now();
-    let metrics_listener = match args.metrics_listen {
+    let metrics_listener = match metrics_listen {
         Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
             StartupError::Config(format!("binding `--metrics-listen {addr}`: {e}"))
         })?),
         None => None,
     };
-    let identity = Identity::resolve(args);
     let metrics = WorkerMetrics::new(&identity, engine_config.scheduler.max_waiting);
     let engine_metrics = metrics.clone();
     let (engine, codec) =
@@ -88,15 +130,15 @@ pub async fn load(args: &ServeArgs) -> Result<Ready, StartupError> {
             .map_err(|e| StartupError::Engine(e.to_string()))??;
     tracing::info!(
         model = %identity.model,
-        source = %args.model_source(),
+        source = %source,
         engine = engine.description(),
         kind = ?codec.kind(),
         context_length = codec.context_length(),
         slice = %identity.slice,
         profile = %identity.profile,
         device = %identity.device,
-        threads = args.threads(),
-        weights = ?args.weights,
+        threads,
+        weights = ?weights,
         max_batch_size = engine_config.scheduler.max_batch_size,
         max_batch_tokens = engine_config.scheduler.max_batch_tokens,
         prefill_chunk = engine_config.scheduler.prefill_chunk,
@@ -107,19 +149,19 @@ pub async fn load(args: &ServeArgs) -> Result<Ready, StartupError> {
         "model loaded"
     );
     let limits = Limits {
-        model: args.model_name.clone(),
+        model: identity.model.clone(),
         profile: identity.profile.clone(),
         context_length: codec.context_length(),
-        max_embed_inputs: args.max_embed_inputs,
+        max_embed_inputs,
     };
     Ok(Ready {
         engine: Arc::new(engine),
         codec,
         identity,
         limits,
-        grace: Duration::from_secs(args.grace_seconds),
-        gateway: args.gateway.clone(),
-        advertise: args.advertise.clone(),
+        grace,
+        gateway,
+        advertise,
         metrics,
         metrics_listener,
     })
@@ -127,7 +169,9 @@ pub async fn load(args: &ServeArgs) -> Result<Ready, StartupError> {
 
 /// Serves until `shutdown` completes, then drains: health turns NOT_SERVING,
 /// no new request is accepted, running ones get the grace period, after which
-/// the engine ends them with finish reason `cancelled`.
+/// the engine ends them with finish reason `cancelled`. If the engine thread
+/// dies, the same happens at once, without the grace period (nothing is
+/// left running), and `run` returns [`ServeError::EngineFailed`].
 pub async fn run(
     ready: Ready,
     listener: TcpListener,
@@ -146,12 +190,12 @@ pub async fn run(
     } = ready;
     let metrics_server = metrics_listener.map(|listener| {
         let render = metrics.clone();
-        tokio::spawn(mig_proto::serve::serve_metrics(
+        tokio::spawn(mig_serve::metrics_http::serve_metrics(
             listener,
             Arc::new(move || render.render()),
         ))
     });
-    let upkeep = tokio::spawn(metrics::upkeep_loop(metrics.clone()));
+    let upkeep = tokio::spawn(mig_serve::recorder::upkeep_loop(metrics.handle()));
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<WorkerServer<WorkerService>>().await;
     health.set_service_status("", ServingStatus::Serving).await;
@@ -187,8 +231,12 @@ pub async fn run(
     let (draining_tx, draining) = tokio::sync::oneshot::channel::<()>();
     let graceful = {
         let health = health.clone();
+        let failure = engine_failure(engine.health());
         async move {
-            shutdown.await;
+            tokio::select! {
+                () = shutdown => {}
+                why = failure => tracing::error!(reason = %why, "engine failed; stopping the worker"),
+            }
             // Out of the gateway's routing first, then stop taking requests.
             let _ = leaving_tx.send(true);
             health
@@ -219,7 +267,17 @@ pub async fn run(
     // Running generations end at `grace` (the timer above cancels them); the
     // extra second lets their final messages reach the clients.
     let drain = grace + Duration::from_secs(1);
-    let result = mig_proto::serve::serve(listener, routes.routes(), graceful, drain).await;
+    let serving = mig_serve::http2::serve(listener, routes.routes(), graceful, drain);
+    // A failed engine leaves nothing running to wait for: a second for the
+    // last statuses to leave, and the process goes.
+    let failed = async {
+        engine_failure(engine.health()).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let result = tokio::select! {
+        result = serving => result,
+        () = failed => Ok(mig_serve::http2::Drained::TimedOut),
+    };
     grace_timer.abort();
     upkeep.abort();
     if let Some(server) = metrics_server {
@@ -230,9 +288,14 @@ pub async fn run(
         let _ = heartbeats.await;
     }
     engine.stop();
+    let engine_health = engine.health();
     // Dropping the last handle joins the engine thread; do it off the runtime.
     drop(tokio::task::spawn_blocking(move || drop(engine)).await);
     tracing::info!(drained = ?result, "worker stopped");
     result?;
-    Ok(())
+    let health = engine_health.borrow().clone();
+    match health {
+        Health::Failed(why) => Err(ServeError::EngineFailed(why)),
+        Health::Serving | Health::Stopped => Ok(()),
+    }
 }

@@ -1,29 +1,31 @@
-//! `mig.worker.v1.Worker`: validates and tokenizes each request on the async
-//! side, queues it for the engine, and relays the engine's events.
+//! `mig.worker.v1.Worker`: each call in named steps: validate the fields,
+//! tokenize (on the blocking pool: a long prompt is milliseconds of CPU that
+//! the two async threads must not spend), enter the engine by its admission
+//! rule, and relay the engine's events, ending every accepted request with
+//! exactly one terminal status.
 
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use mig_proto::deadline::request_timeout;
 use mig_proto::inference::v1::{
     EmbedRequest, EmbedResponse, Embedding, FinishReason, GenerateRequest, GenerateStreamResponse,
     ModelKind as WireKind, ServedBy, Usage,
 };
 use mig_proto::worker::v1::worker_server::Worker;
 use mig_proto::worker::v1::{Batching, InfoRequest, WorkerInfo};
-use tokio::sync::{mpsc, oneshot};
+use mig_serve::deadline::request_timeout;
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::engine::{EmbedJob, Engine, Finish, GenEvent, GenerateJob, Job};
+use crate::engine::{EmbedJob, Engine, Finish, GenEvent, GenReceiver, GenerateJob};
 use crate::error::InferenceError;
 use crate::identity::Identity;
-use crate::metrics::WorkerMetrics;
-use crate::model::{Codec, ModelKind};
-use crate::validate::{self, Limits, PromptInput};
+use crate::metrics::{RequestOutcome, WorkerMetrics};
+use crate::model::{Codec, ModelKind, TextCodec};
+use crate::validate::{self, Limits, PromptInput, ValidGenerate};
 
 pub struct WorkerService {
     engine: Arc<Engine>,
@@ -55,7 +57,7 @@ impl WorkerService {
     /// Identity, limits and live counters: the `Info` answer, also sent with
     /// every heartbeat.
     pub fn worker_info(&self) -> WorkerInfo {
-        let stats = self.engine.stats();
+        let counters = self.engine.counters();
         let context_length = self.codec.context_length() as u32;
         WorkerInfo {
             worker_id: self.identity.worker_id.clone(),
@@ -65,9 +67,9 @@ impl WorkerService {
             slice: self.identity.slice.clone(),
             profile: self.identity.profile.clone(),
             device: self.identity.device.clone(),
-            generated_tokens_total: stats.generated_tokens.load(Ordering::Relaxed),
-            requests_finished_total: stats.finished.load(Ordering::Relaxed),
-            requests_in_engine: stats.in_engine.load(Ordering::Relaxed),
+            generated_tokens_total: counters.generated_tokens,
+            requests_finished_total: counters.finished,
+            requests_in_engine: counters.in_engine,
             max_new_tokens: match self.codec.kind() {
                 ModelKind::Generate => context_length.saturating_sub(1),
                 ModelKind::Embed => 0,
@@ -143,6 +145,161 @@ fn to_wire(event: GenEvent, served_by: &ServedBy) -> GenerateStreamResponse {
 
 type GenerateStream = Pin<Box<dyn Stream<Item = Result<GenerateStreamResponse, Status>> + Send>>;
 
+/// Runs `work` on the blocking pool: tokenizing is CPU work.
+async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, InferenceError> + Send + 'static,
+) -> Result<T, InferenceError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| InferenceError::model(format!("tokenizer task: {e}")))?
+}
+
+impl WorkerService {
+    /// Step 1 of Generate: the fields, checked against their limits.
+    fn validate_generate(
+        &self,
+        request: &GenerateRequest,
+    ) -> Result<(Arc<TextCodec>, ValidGenerate), InferenceError> {
+        let Codec::Text(codec) = &self.codec else {
+            return Err(InferenceError::Invalid(format!(
+                "`model` `{}` is an embedding model: call Embed",
+                self.identity.model
+            )));
+        };
+        Ok((codec.clone(), validate::generate(request, &self.limits)?))
+    }
+
+    /// Step 2: the prompt or chat as token ids.
+    async fn tokenize(
+        codec: Arc<TextCodec>,
+        prompt: PromptInput,
+    ) -> Result<Vec<u32>, InferenceError> {
+        off_runtime(move || match &prompt {
+            PromptInput::Text(text) => codec.prompter.encode_prompt(text),
+            PromptInput::Chat(turns) => {
+                let turns: Vec<(&str, &str)> = turns
+                    .iter()
+                    .map(|(r, c)| (r.as_str(), c.as_str()))
+                    .collect();
+                codec.prompter.encode_chat(&turns)
+            }
+        })
+        .await
+    }
+
+    /// Steps 1 to 3: validate, tokenize, enter the engine.
+    async fn start_generation(
+        &self,
+        request: Request<GenerateRequest>,
+        arrived: Instant,
+    ) -> Result<GenReceiver, InferenceError> {
+        let deadline = request_timeout(request.metadata()).map(|t| arrived + t);
+        let request = request.into_inner();
+        let (codec, valid) = self.validate_generate(&request)?;
+        let prompt = Self::tokenize(codec, valid.prompt).await?;
+        self.engine.generate(GenerateJob {
+            prompt,
+            max_tokens: valid.max_tokens,
+            sampling: valid.sampling,
+            stop: valid.stop,
+            ignore_eos: valid.ignore_eos,
+            deadline,
+            arrived,
+        })
+    }
+
+    /// Step 4: the engine's events to the client, in a task of their own.
+    /// When the client goes away, tonic drops the response stream,
+    /// `out.closed()` fires, and dropping `events` tells the engine to stop
+    /// at its next token. The request is counted once, when it ends.
+    fn relay(&self, mut events: GenReceiver, outcome: RequestOutcome) -> GenerateStream {
+        let (out, out_rx) = mpsc::channel(16);
+        let served_by = self.identity.served_by();
+        let engine = self.engine.clone();
+        tokio::spawn(async move {
+            let code = loop {
+                tokio::select! {
+                    _ = out.closed() => break tonic::Code::Cancelled,
+                    event = events.recv() => {
+                        let item = match event {
+                            Some(Ok(event)) => {
+                                let done = matches!(event, GenEvent::Done { .. });
+                                if out.send(Ok(to_wire(event, &served_by))).await.is_err() {
+                                    break tonic::Code::Cancelled;
+                                }
+                                if done {
+                                    break tonic::Code::Ok;
+                                }
+                                continue;
+                            }
+                            Some(Err(e)) => Status::from(e),
+                            // The engine dropped the request without its
+                            // last event: it failed or is stopping. Every
+                            // accepted request still ends with one status.
+                            None => Status::from(engine.why_ended().await),
+                        };
+                        let code = item.code();
+                        let _ = out.send(Err(item)).await;
+                        break code;
+                    }
+                }
+            };
+            outcome.finish(code);
+        });
+        Box::pin(ReceiverStream::new(out_rx))
+    }
+
+    /// Embed's steps: validate, tokenize, enter the engine, await the vectors.
+    async fn embed_inputs(
+        &self,
+        request: Request<EmbedRequest>,
+        arrived: Instant,
+    ) -> Result<EmbedResponse, InferenceError> {
+        let deadline = request_timeout(request.metadata()).map(|t| arrived + t);
+        let request = request.into_inner();
+        let Codec::Embed(tokenizer) = &self.codec else {
+            return Err(InferenceError::Invalid(format!(
+                "`model` `{}` is a text-generation model: call Generate",
+                self.identity.model
+            )));
+        };
+        validate::embed(&request, &self.limits)?;
+        let tokenizer = tokenizer.clone();
+        let EmbedRequest {
+            inputs, truncate, ..
+        } = request;
+        let encoded = off_runtime(move || tokenizer.encode(&inputs, truncate)).await?;
+        let prompt_tokens = encoded.ids.iter().map(Vec::len).sum::<usize>() as u32;
+        let answer = self.engine.embed(EmbedJob {
+            inputs: encoded.ids,
+            deadline,
+            arrived,
+        })?;
+        let answer = match deadline {
+            Some(d) => tokio::time::timeout_at(d.into(), answer)
+                .await
+                .map_err(|_| InferenceError::DeadlineExceeded { generated: 0 })?,
+            None => answer.await,
+        };
+        let vectors = match answer {
+            Ok(vectors) => vectors?,
+            Err(_) => return Err(self.engine.why_ended().await),
+        };
+        Ok(EmbedResponse {
+            embeddings: vectors
+                .into_iter()
+                .map(|values| Embedding { values })
+                .collect(),
+            usage: Some(Usage {
+                prompt_tokens,
+                completion_tokens: 0,
+            }),
+            served_by: Some(self.identity.served_by()),
+            truncated_inputs: encoded.truncated,
+        })
+    }
+}
+
 #[tonic::async_trait]
 impl Worker for WorkerService {
     type GenerateStream = GenerateStream;
@@ -152,90 +309,17 @@ impl Worker for WorkerService {
         request: Request<GenerateRequest>,
     ) -> Result<Response<Self::GenerateStream>, Status> {
         let arrived = Instant::now();
-        // Counted once: by the relay task once queued, here if refused, or
-        // as CANCELLED if the client leaves before either.
-        let mut outcome = Some(self.metrics.begin());
-        let result: Result<Response<Self::GenerateStream>, Status> = async {
-            let deadline = request_timeout(request.metadata()).map(|t| Instant::now() + t);
-            let request = request.into_inner();
-            let Codec::Text(codec) = &self.codec else {
-                return Err(InferenceError::Invalid(format!(
-                    "`model` `{}` is an embedding model: call Embed",
-                    self.identity.model
-                ))
-                .into());
-            };
-            let valid = validate::generate(&request, &self.limits)?;
-            let prompt = match &valid.prompt {
-                PromptInput::Text(text) => codec.prompter.encode_prompt(text)?,
-                PromptInput::Chat(turns) => {
-                    let turns: Vec<(&str, &str)> = turns
-                        .iter()
-                        .map(|(r, c)| (r.as_str(), c.as_str()))
-                        .collect();
-                    codec.prompter.encode_chat(&turns)?
-                }
-            };
-            validate::check_prompt_fits(prompt.len(), valid.max_tokens, &self.limits)?;
-
-            let (events_tx, mut events) = mpsc::unbounded_channel();
-            self.engine.submit(Job::Generate(GenerateJob {
-                prompt,
-                max_tokens: valid.max_tokens,
-                sampling: valid.sampling,
-                stop: valid.stop,
-                ignore_eos: valid.ignore_eos,
-                deadline,
-                arrived,
-                events: events_tx,
-            }))?;
-
-            // Relay the engine's events. When the client goes away, tonic drops
-            // the response stream, `out.closed()` fires, and dropping `events`
-            // tells the engine to stop at its next token.
-            let (out, out_rx) = mpsc::channel(16);
-            let served_by = self.identity.served_by();
-            let outcome = outcome
-                .take()
-                .expect("taken once, when the generation is queued");
-            tokio::spawn(async move {
-                let code = loop {
-                    tokio::select! {
-                        _ = out.closed() => break tonic::Code::Cancelled,
-                        event = events.recv() => {
-                            let item = match event {
-                                Some(Ok(event)) => {
-                                    let done = matches!(event, GenEvent::Done { .. });
-                                    let sent = out.send(Ok(to_wire(event, &served_by))).await;
-                                    if sent.is_err() {
-                                        break tonic::Code::Cancelled;
-                                    }
-                                    if done {
-                                        break tonic::Code::Ok;
-                                    }
-                                    continue;
-                                }
-                                Some(Err(e)) => Status::from(e),
-                                // Every accepted request ends with one terminal
-                                // status, even if the engine thread died.
-                                None => Status::internal("engine ended the generation without a result"),
-                            };
-                            let code = item.code();
-                            let _ = out.send(Err(item)).await;
-                            break code;
-                        }
-                    }
-                };
-                outcome.finish(code);
-            });
-            let stream: Self::GenerateStream = Box::pin(ReceiverStream::new(out_rx));
-            Ok(Response::new(stream))
+        // Dropped with this future if the client leaves before the request is
+        // queued: counted CANCELLED.
+        let outcome = self.metrics.begin();
+        match self.start_generation(request, arrived).await {
+            Ok(events) => Ok(Response::new(self.relay(events, outcome))),
+            Err(e) => {
+                let status = Status::from(e);
+                outcome.finish(status.code());
+                Err(status)
+            }
         }
-        .await;
-        if let (Err(status), Some(outcome)) = (&result, outcome) {
-            outcome.finish(status.code());
-        }
-        result
     }
 
     async fn embed(
@@ -245,48 +329,11 @@ impl Worker for WorkerService {
         let arrived = Instant::now();
         // Dropped with this future if the client leaves: counted CANCELLED.
         let outcome = self.metrics.begin();
-        let result: Result<Response<EmbedResponse>, Status> = async {
-            let deadline = request_timeout(request.metadata()).map(|t| Instant::now() + t);
-            let request = request.into_inner();
-            let Codec::Embed(tokenizer) = &self.codec else {
-                return Err(InferenceError::Invalid(format!(
-                    "`model` `{}` is a text-generation model: call Generate",
-                    self.identity.model
-                ))
-                .into());
-            };
-            validate::embed(&request, &self.limits)?;
-            let encoded = tokenizer.encode(&request.inputs, request.truncate)?;
-            let prompt_tokens = encoded.ids.iter().map(Vec::len).sum::<usize>() as u32;
-            let (reply, answer) = oneshot::channel();
-            self.engine.submit(Job::Embed(EmbedJob {
-                inputs: encoded.ids,
-                deadline,
-                arrived,
-                reply,
-            }))?;
-            let answer = match deadline {
-                Some(d) => tokio::time::timeout_at(d.into(), answer)
-                    .await
-                    .map_err(|_| InferenceError::DeadlineExceeded { generated: 0 })?,
-                None => answer.await,
-            };
-            let vectors =
-                answer.map_err(|_| Status::internal("engine dropped the embedding request"))??;
-            Ok(Response::new(EmbedResponse {
-                embeddings: vectors
-                    .into_iter()
-                    .map(|values| Embedding { values })
-                    .collect(),
-                usage: Some(Usage {
-                    prompt_tokens,
-                    completion_tokens: 0,
-                }),
-                served_by: Some(self.identity.served_by()),
-                truncated_inputs: encoded.truncated,
-            }))
-        }
-        .await;
+        let result = self
+            .embed_inputs(request, arrived)
+            .await
+            .map(Response::new)
+            .map_err(Status::from);
         outcome.finish(match &result {
             Ok(_) => tonic::Code::Ok,
             Err(status) => status.code(),

@@ -3,6 +3,8 @@
 
 use mig_proto::inference::v1::{EmbedRequest, GenerateRequest};
 
+use mig_serve::limits::MAX_PROFILE_BYTES;
+
 use crate::error::InferenceError;
 use crate::sampling::SamplingParams;
 
@@ -16,9 +18,6 @@ pub const MAX_STOP_BYTES: usize = 256;
 pub const MAX_MESSAGES: usize = 256;
 /// Largest accepted repetition penalty.
 pub const MAX_REPETITION_PENALTY: f32 = 10.0;
-/// Longest `profile`, in bytes (MIG profiles are like `7g.80gb`, CPU ones
-/// `cpu-16c`).
-pub const MAX_PROFILE_BYTES: usize = 64;
 
 /// What the worker's model allows.
 #[derive(Debug, Clone)]
@@ -97,8 +96,8 @@ fn check_profile(requested: &str, limits: &Limits) -> Result<(), InferenceError>
     Ok(())
 }
 
-/// Checks a generate request; the prompt length is checked after tokenizing
-/// ([`check_prompt_fits`]).
+/// Checks a generate request; whether its tokens fit is the engine's
+/// admission rule (`engine::admission`), once they are counted.
 pub fn generate(req: &GenerateRequest, limits: &Limits) -> Result<ValidGenerate, InferenceError> {
     check_model(&req.model, limits)?;
     check_profile(&req.profile, limits)?;
@@ -199,25 +198,6 @@ pub fn generate(req: &GenerateRequest, limits: &Limits) -> Result<ValidGenerate,
         stop: req.stop.clone(),
         ignore_eos: req.ignore_eos,
     })
-}
-
-/// Checks that the prompt leaves room for `max_tokens` in the context.
-pub fn check_prompt_fits(
-    prompt_tokens: usize,
-    max_tokens: u32,
-    limits: &Limits,
-) -> Result<(), InferenceError> {
-    if prompt_tokens == 0 {
-        return Err(invalid("`prompt` tokenizes to no token"));
-    }
-    if prompt_tokens + max_tokens as usize > limits.context_length {
-        return Err(invalid(format!(
-            "`max_tokens` ({max_tokens}) plus the prompt ({prompt_tokens} tokens) exceed the \
-             model's context of {} tokens",
-            limits.context_length
-        )));
-    }
-    Ok(())
 }
 
 /// Checks an embed request's shape; token limits are checked by the tokenizer.
@@ -361,18 +341,6 @@ mod tests {
         );
         r.profile = "x".repeat(65);
         assert_eq!(err(r), "`profile` is 65 bytes, limit 64");
-    }
-
-    #[test]
-    fn prompt_must_leave_room_for_max_tokens() {
-        assert!(check_prompt_fits(50, 50, &limits()).is_ok());
-        let e = check_prompt_fits(51, 50, &limits())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("`max_tokens` (50) plus the prompt (51 tokens)"),
-            "{e}"
-        );
     }
 
     #[test]

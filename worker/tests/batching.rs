@@ -3,8 +3,6 @@
 //! leaves the batch while the others go on, the knobs show in `Info`, and a
 //! request that cannot fit the KV store is refused up front.
 
-mod common;
-
 use std::time::Duration;
 
 use clap::Parser;
@@ -17,7 +15,7 @@ use tonic::Code;
 
 /// A SmolLM2 worker with these extra flags; its gRPC and metrics addresses.
 async fn worker(flags: &[&str]) -> (String, std::net::SocketAddr) {
-    let model = common::smollm2();
+    let model = mig_testkit::smollm2();
     let mut argv = vec![
         "serve",
         "--model-name",
@@ -90,7 +88,7 @@ async fn eight_concurrent_greedy_answers_equal_their_solo_runs() {
     for prompt in PROMPTS {
         solo.push(answer(client.clone(), chat(prompt, tokens)).await);
     }
-    let before = common::scrape(metrics).await;
+    let before = mig_testkit::http::scrape(metrics).await;
 
     let together: Vec<_> = PROMPTS
         .iter()
@@ -103,8 +101,10 @@ async fn eight_concurrent_greedy_answers_equal_their_solo_runs() {
     }
 
     // The concurrent run did batch: more sequences than steps.
-    let after = common::scrape(metrics).await;
-    let delta = |name: &str| common::value(&after, name) - common::value(&before, name);
+    let after = mig_testkit::http::scrape(metrics).await;
+    let delta = |name: &str| {
+        mig_testkit::http::value(&after, name) - mig_testkit::http::value(&before, name)
+    };
     let steps = delta("mig_worker_batch_size_count");
     let sequences = delta("mig_worker_batch_size_sum");
     assert!(
@@ -117,7 +117,10 @@ async fn eight_concurrent_greedy_answers_equal_their_solo_runs() {
         .find(|l| l.starts_with("mig_worker_batch_size_bucket{") && l.contains("le=\"8\""))
         .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .expect("an le=8 bucket");
-    assert_eq!(le_8, common::value(&after, "mig_worker_batch_size_count"));
+    assert_eq!(
+        le_8,
+        mig_testkit::http::value(&after, "mig_worker_batch_size_count")
+    );
 }
 
 #[tokio::test]

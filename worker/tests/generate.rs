@@ -2,8 +2,6 @@
 //! SmolLM2 file, and the identity model (echo, no compute) with the request
 //! fields every model shares (`profile`, stop strings, `Info`).
 
-mod common;
-
 use mig_proto::inference::v1::{ChatMessage, FinishReason, GenerateRequest};
 use mig_proto::worker::v1::worker_client::WorkerClient;
 use mig_proto::worker::v1::InfoRequest;
@@ -31,11 +29,11 @@ async fn generate(
 
 #[tokio::test]
 async fn ignore_eos_runs_to_max_tokens() {
-    let addr = common::start_worker(&[
+    let addr = mig_testkit::in_process::start_worker(&[
         "--model-name",
         "smollm2-135m",
         "--model-path",
-        common::smollm2().to_str().unwrap(),
+        mig_testkit::smollm2().to_str().unwrap(),
     ])
     .await;
     let mut client = WorkerClient::connect(addr).await.unwrap();
@@ -82,8 +80,14 @@ fn echo(prompt: &str, max_tokens: u32) -> GenerateRequest {
 
 #[tokio::test]
 async fn identity_model_echoes_the_prompt_cyclically() {
-    let addr =
-        common::start_worker(&["--model-name", "identity", "--identity", "--slice", "cpu:0"]).await;
+    let addr = mig_testkit::in_process::start_worker(&[
+        "--model-name",
+        "identity",
+        "--identity",
+        "--slice",
+        "cpu:0",
+    ])
+    .await;
     let mut client = WorkerClient::connect(addr).await.unwrap();
 
     let info = client.info(InfoRequest {}).await.unwrap().into_inner();
@@ -156,7 +160,7 @@ async fn identity_worker_needs_identity_in_its_model_name() {
 
 #[tokio::test]
 async fn a_synthetic_model_generates_with_no_file_and_says_what_it_is() {
-    let addr = common::start_worker(&[
+    let addr = mig_testkit::in_process::start_worker(&[
         "--model-name",
         "synthetic-135m",
         "--synthetic",

@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::llama as reference;
-use mig_worker::config::WeightFormat;
 use mig_worker::model::identity::byte_tokenizer;
 use mig_worker::model::solo::Solo;
+use mig_worker::model::WeightFormat;
 use mig_worker::model::{self, Backend, Codec, ModelSource};
 
 const HIDDEN: usize = 64;

@@ -2,8 +2,6 @@
 //! running (not when it ends), and the exposition passes `promtool check
 //! metrics` after traffic.
 
-mod common;
-
 use std::time::Duration;
 
 use clap::Parser;
@@ -18,7 +16,7 @@ async fn token_counter_rises_while_the_stream_runs_and_promtool_accepts_it() {
         "--model-name",
         "smollm2-135m",
         "--model-path",
-        common::smollm2().to_str().unwrap(),
+        mig_testkit::smollm2().to_str().unwrap(),
         "--slice",
         "cpu:0",
         "--metrics-listen",
@@ -30,9 +28,9 @@ async fn token_counter_rises_while_the_stream_runs_and_promtool_accepts_it() {
     let grpc = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(mig_worker::run(ready, listener, std::future::pending()));
 
-    let before = common::scrape(metrics_addr).await;
+    let before = mig_testkit::http::scrape(metrics_addr).await;
     assert_eq!(
-        common::value(&before, "mig_worker_generated_tokens_total"),
+        mig_testkit::http::value(&before, "mig_worker_generated_tokens_total"),
         0.0
     );
     assert!(before.contains(
@@ -57,8 +55,8 @@ async fn token_counter_rises_while_the_stream_runs_and_promtool_accepts_it() {
         assert_eq!(message.finish_reason, 0, "ended after {received} tokens");
         received += message.token_count;
     }
-    let during = common::value(
-        &common::scrape(metrics_addr).await,
+    let during = mig_testkit::http::value(
+        &mig_testkit::http::scrape(metrics_addr).await,
         "mig_worker_generated_tokens_total",
     );
     assert!(during >= 10.0, "{during} tokens counted after 10 streamed");
@@ -67,8 +65,8 @@ async fn token_counter_rises_while_the_stream_runs_and_promtool_accepts_it() {
         assert_eq!(message.finish_reason, 0, "ended after {received} tokens");
         received += message.token_count;
     }
-    let later = common::value(
-        &common::scrape(metrics_addr).await,
+    let later = mig_testkit::http::value(
+        &mig_testkit::http::scrape(metrics_addr).await,
         "mig_worker_generated_tokens_total",
     );
     assert!(
@@ -81,9 +79,9 @@ async fn token_counter_rises_while_the_stream_runs_and_promtool_accepts_it() {
     let cancelled = r#"mig_worker_requests_total{model="smollm2-135m",slice="cpu:0",profile="cpu-1c",gpu="",code="CANCELLED"} 1"#;
     let started = std::time::Instant::now();
     let after = loop {
-        let exposition = common::scrape(metrics_addr).await;
+        let exposition = mig_testkit::http::scrape(metrics_addr).await;
         if exposition.contains(cancelled)
-            && common::value(&exposition, "mig_worker_requests_in_flight") == 0.0
+            && mig_testkit::http::value(&exposition, "mig_worker_requests_in_flight") == 0.0
         {
             break exposition;
         }
@@ -93,24 +91,27 @@ async fn token_counter_rises_while_the_stream_runs_and_promtool_accepts_it() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(common::value(&after, "mig_worker_queue_depth"), 0.0);
+    assert_eq!(
+        mig_testkit::http::value(&after, "mig_worker_queue_depth"),
+        0.0
+    );
     assert!(
         !after.contains(r#"code="OK""#),
         "one terminal status only:\n{after}"
     );
-    assert!(common::value(&after, "mig_worker_prompt_tokens_total") > 10.0);
+    assert!(mig_testkit::http::value(&after, "mig_worker_prompt_tokens_total") > 10.0);
     for histogram in [
         "mig_worker_time_to_first_token_seconds_count",
         "mig_worker_inter_token_latency_seconds_count",
         "mig_worker_queue_wait_seconds_count",
     ] {
         assert!(
-            common::value(&after, histogram) >= 1.0,
+            mig_testkit::http::value(&after, histogram) >= 1.0,
             "{histogram}:\n{after}"
         );
     }
     assert!(
-        common::value(&after, "mig_worker_memory_used_bytes") > 50e6,
+        mig_testkit::http::value(&after, "mig_worker_memory_used_bytes") > 50e6,
         "RSS of a loaded model"
     );
 

@@ -6,11 +6,11 @@
 //! logits agree within a stated tolerance, and greedy ids agree token for
 //! token until a step where llama.cpp's own top two are a near-tie.
 
-mod common;
+mod llama_cpp;
 
 use candle_core::Device;
-use mig_worker::config::WeightFormat;
 use mig_worker::model::solo::Solo;
+use mig_worker::model::WeightFormat;
 use mig_worker::model::{self, Backend, ModelSource};
 use mig_worker::sampling::{Sampler, SamplingParams};
 
@@ -35,7 +35,12 @@ fn logit_tolerance(weights: WeightFormat) -> f32 {
 }
 
 fn check(weights: WeightFormat) {
-    let loaded = model::load(&ModelSource::File(common::smollm2()), &Device::Cpu, weights).unwrap();
+    let loaded = model::load(
+        &ModelSource::File(mig_testkit::smollm2()),
+        &Device::Cpu,
+        weights,
+    )
+    .unwrap();
     // `Info` reports what computes: the file's Q4_1, or the Q8_0 copy.
     let engine = match weights {
         WeightFormat::Native => "llama gguf q4_1",
@@ -48,9 +53,9 @@ fn check(weights: WeightFormat) {
     let mut model = Solo::new(generator.as_mut(), 512, &Device::Cpu).unwrap();
     let tolerance = logit_tolerance(weights);
     let mut compared_total = 0;
-    for g in common::reference()["generations"].as_array().unwrap() {
-        let prompt = common::ids(&g["prompt_ids"]);
-        let reference = common::ids(&g["greedy_ids"]);
+    for g in llama_cpp::reference()["generations"].as_array().unwrap() {
+        let prompt = llama_cpp::ids(&g["prompt_ids"]);
+        let reference = llama_cpp::ids(&g["greedy_ids"]);
         let margins: Vec<f32> = g["top2_margins"]
             .as_array()
             .unwrap()

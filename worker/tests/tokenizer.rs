@@ -2,16 +2,16 @@
 //! tokenizer on the same file (fixture from scripts/reference/), and the
 //! guarantee that users cannot type control tokens.
 
-mod common;
+mod llama_cpp;
 
 use candle_core::Device;
-use mig_worker::config::WeightFormat;
+use mig_worker::model::WeightFormat;
 use mig_worker::model::{self, Codec, ModelSource, TextCodec};
 use std::sync::Arc;
 
 fn codec() -> Arc<TextCodec> {
     match model::load(
-        &ModelSource::File(common::smollm2()),
+        &ModelSource::File(mig_testkit::smollm2()),
         &Device::Cpu,
         WeightFormat::Native,
     )
@@ -26,20 +26,20 @@ fn codec() -> Arc<TextCodec> {
 #[test]
 fn tricky_strings_tokenize_exactly_as_llama_cpp() {
     let codec = codec();
-    let reference = common::reference();
+    let reference = llama_cpp::reference();
     let cases = reference["tokenizer"].as_array().unwrap();
     assert!(cases.len() >= 10);
     for case in cases {
         let text = case["text"].as_str().unwrap();
         let ours = codec.prompter.encode_prompt(text).unwrap();
-        assert_eq!(ours, common::ids(&case["ids"]), "tokens of {text:?}");
+        assert_eq!(ours, llama_cpp::ids(&case["ids"]), "tokens of {text:?}");
     }
 }
 
 #[test]
 fn chat_prompts_match_jinja2_rendering_tokenized_by_llama_cpp() {
     let codec = codec();
-    for g in common::reference()["generations"].as_array().unwrap() {
+    for g in llama_cpp::reference()["generations"].as_array().unwrap() {
         let turns: Vec<(&str, &str)> = g["messages"]
             .as_array()
             .unwrap()
@@ -47,7 +47,7 @@ fn chat_prompts_match_jinja2_rendering_tokenized_by_llama_cpp() {
             .map(|m| (m["role"].as_str().unwrap(), m["content"].as_str().unwrap()))
             .collect();
         let ours = codec.prompter.encode_chat(&turns).unwrap();
-        assert_eq!(ours, common::ids(&g["prompt_ids"]), "chat {turns:?}");
+        assert_eq!(ours, llama_cpp::ids(&g["prompt_ids"]), "chat {turns:?}");
     }
 }
 

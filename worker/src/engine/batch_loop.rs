@@ -9,36 +9,20 @@ use std::time::Instant;
 use candle_core::Tensor;
 use tokio::sync::mpsc;
 
+use super::counters::Counters;
+use super::jobs::Job;
 use super::scheduler::{Refused, Scheduled, Scheduler, SchedulerConfig, SeqId};
 use super::sequence::{Progress, Sequence};
-use super::{EngineStats, Job};
 use crate::error::InferenceError;
-use crate::metrics::WorkerMetrics;
 use crate::model::kv_store::{KvStore, PagePool};
 use crate::model::{BatchSeq, Generator, TextCodec};
 
 /// What the engine thread shares with the async side.
 #[derive(Clone, Copy)]
 pub struct Shared<'a> {
-    pub stats: &'a EngineStats,
-    pub metrics: &'a WorkerMetrics,
+    pub counters: &'a Counters,
+    /// Set on shutdown: running generations end with `Cancelled`.
     pub stopping: &'a AtomicBool,
-}
-
-impl Shared<'_> {
-    /// A request reached its terminal state.
-    pub fn finished(&self, arrived: Instant) {
-        self.stats.in_engine.fetch_sub(1, Ordering::Relaxed);
-        self.stats.finished.fetch_add(1, Ordering::Relaxed);
-        self.metrics.requests_in_flight.decrement(1.0);
-        self.metrics.request_duration.record(arrived.elapsed());
-    }
-
-    /// A request left the waiting line (admitted, or ended while waiting).
-    fn left_waiting(&self) {
-        self.stats.waiting.fetch_sub(1, Ordering::Relaxed);
-        self.metrics.queue_depth.decrement(1.0);
-    }
 }
 
 struct Batcher<'c> {
@@ -99,19 +83,22 @@ pub fn run(
 
 impl<'c> Batcher<'c> {
     fn add(&mut self, job: Job, ctx: Shared) {
-        let job = match job {
-            Job::Generate(job) => job,
-            Job::Embed(job) => {
-                ctx.left_waiting();
-                let _ = job.reply.send(Err(InferenceError::Invalid(
+        let (job, events) = match job {
+            Job::Generate(job, events) => (job, events),
+            Job::Embed(job, reply) => {
+                ctx.counters.left_waiting();
+                let _ = reply.send(Err(InferenceError::Invalid(
                     "`model` is a text-generation model: call Generate".into(),
                 )));
-                ctx.finished(job.arrived);
+                ctx.counters.finished(job.arrived);
                 return;
             }
         };
-        ctx.metrics.prompt_tokens.increment(job.prompt.len() as u64);
-        let seq = Sequence::new(job, self.codec);
+        ctx.counters
+            .metrics()
+            .prompt_tokens
+            .increment(job.prompt.len() as u64);
+        let seq = Sequence::new(job, events, self.codec);
         let id = self.next_id;
         self.next_id += 1;
         match self.scheduler.add(id, seq.prompt_len(), seq.max_tokens()) {
@@ -119,23 +106,13 @@ impl<'c> Batcher<'c> {
                 self.sequences.insert(id, seq);
             }
             Err(refused) => {
-                // Engine::submit checks the capacity first; this is the backstop.
-                ctx.left_waiting();
+                // The handle's admission refuses these first; this is the backstop.
+                ctx.counters.left_waiting();
                 seq.fail(match refused {
-                    Refused::TooLarge {
-                        prompt,
-                        max_new,
-                        needed,
-                        capacity,
-                    } => InferenceError::KvCapacity {
-                        prompt,
-                        max_tokens: max_new,
-                        needed,
-                        capacity,
-                    },
+                    Refused::Capacity(refusal) => InferenceError::Refused(refusal),
                     Refused::Duplicate(_) => InferenceError::model(refused),
                 });
-                ctx.finished(seq.arrived);
+                ctx.counters.finished(seq.arrived);
             }
         }
     }
@@ -159,7 +136,7 @@ impl<'c> Batcher<'c> {
         let waiting_before = self.scheduler.waiting();
         let plan = self.scheduler.next_batch(budget);
         for _ in 0..waiting_before - self.scheduler.waiting() {
-            ctx.left_waiting();
+            ctx.counters.left_waiting();
         }
         if plan.is_empty() {
             return;
@@ -172,17 +149,21 @@ impl<'c> Batcher<'c> {
                 .expect("scheduled ids are known");
             if seq.started.is_none() {
                 seq.started = Some(started);
-                ctx.metrics.queue_wait.record(started - seq.arrived);
+                ctx.counters
+                    .metrics()
+                    .queue_wait
+                    .record(started - seq.arrived);
             }
         }
         let result = self.forward(&plan);
         let prefill = plan.iter().any(|item| item.len > 1 || !item.logits);
-        ctx.metrics.batch_size.record(plan.len() as f64);
+        let metrics = ctx.counters.metrics();
+        metrics.batch_size.record(plan.len() as f64);
         let elapsed = started.elapsed();
         if prefill {
-            ctx.metrics.prefill_step.record(elapsed);
+            metrics.prefill_step.record(elapsed);
         } else {
-            ctx.metrics.decode_step.record(elapsed);
+            metrics.decode_step.record(elapsed);
         }
         let logits = match result {
             Ok(logits) => logits,
@@ -203,7 +184,7 @@ impl<'c> Batcher<'c> {
                 .get_mut(&item.id)
                 .expect("scheduled ids are known");
             let progress = match logits.get(row) {
-                Ok(row) => seq.accept(&row, ctx.stats, ctx.metrics),
+                Ok(row) => seq.accept(&row, ctx.counters),
                 Err(e) => {
                     seq.fail(InferenceError::model(e));
                     Progress::Ended
@@ -238,9 +219,9 @@ impl<'c> Batcher<'c> {
         self.model.release(id);
         if let Some(seq) = self.sequences.remove(&id) {
             if was_waiting {
-                ctx.left_waiting();
+                ctx.counters.left_waiting();
             }
-            ctx.finished(seq.arrived);
+            ctx.counters.finished(seq.arrived);
         }
     }
 }

@@ -18,10 +18,9 @@
 
 use std::collections::VecDeque;
 
+use super::admission::{kv_fits, Refusal};
 use crate::model::kv_store::{pages_for, PagePool};
-
-/// Identifies a sequence in the scheduler and the model.
-pub type SeqId = u64;
+pub use crate::model::SeqId;
 
 /// The batching knobs (CLI flags of `mig-worker serve`, reported by `Info`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,17 +75,10 @@ pub struct Scheduled {
 /// Why a sequence was not taken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {
-    #[error(
-        "the prompt ({prompt} tokens) plus `max_tokens` ({max_new}) need {needed} tokens \
-         of KV cache, but this worker's KV store holds {capacity}; lower `max_tokens` \
-         or shorten the prompt"
-    )]
-    TooLarge {
-        prompt: usize,
-        max_new: usize,
-        needed: usize,
-        capacity: usize,
-    },
+    /// Even an empty KV store could not hold it (the admission rule's own
+    /// refusal).
+    #[error(transparent)]
+    Capacity(Refusal),
     #[error("sequence {0} is already scheduled")]
     Duplicate(SeqId),
 }
@@ -142,17 +134,9 @@ impl Scheduler {
         if self.find(id).is_some() {
             return Err(Refused::Duplicate(id));
         }
-        // The last sampled token is never fed back: prompt + max_new - 1
-        // positions at most, rounded up to pages.
-        let needed = prompt + max_new.saturating_sub(1);
-        if pages_for(needed) > self.pool.total() {
-            return Err(Refused::TooLarge {
-                prompt,
-                max_new,
-                needed,
-                capacity: self.pool.capacity_tokens(),
-            });
-        }
+        // Counted as admission counts; the store is whole pages.
+        let needed =
+            kv_fits(prompt, max_new, self.pool.capacity_tokens()).map_err(Refused::Capacity)?;
         self.waiting.push_back(Seq {
             id,
             prompt,
@@ -413,12 +397,12 @@ mod tests {
         let err = s.add(1, 30, 10).unwrap_err();
         assert_eq!(
             err,
-            Refused::TooLarge {
+            Refused::Capacity(Refusal::KvCapacity {
                 prompt: 30,
-                max_new: 10,
+                max_tokens: 10,
                 needed: 39,
                 capacity: 32
-            }
+            })
         );
         assert!(err.to_string().contains("`max_tokens`"), "{err}");
         // Exactly the capacity fits.

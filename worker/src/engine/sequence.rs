@@ -13,9 +13,9 @@ use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::processors::PostProcessorWrapper;
 use tokenizers::tokenizer::DecodeStream;
 
-use super::{EngineStats, Finish, GenEvent, GenSender, GenerateJob};
+use super::counters::Counters;
+use super::jobs::{Finish, GenEvent, GenSender, GenerateJob};
 use crate::error::InferenceError;
-use crate::metrics::WorkerMetrics;
 use crate::model::TextCodec;
 use crate::sampling::Sampler;
 use crate::stop::StopMatcher;
@@ -61,7 +61,7 @@ pub struct Sequence<'c> {
 }
 
 impl<'c> Sequence<'c> {
-    pub fn new(job: GenerateJob, codec: &'c TextCodec) -> Self {
+    pub fn new(job: GenerateJob, events: GenSender, codec: &'c TextCodec) -> Self {
         let GenerateJob {
             prompt,
             max_tokens,
@@ -70,7 +70,6 @@ impl<'c> Sequence<'c> {
             ignore_eos,
             deadline,
             arrived,
-            events,
         } = job;
         Sequence {
             prompt_tokens: prompt.len() as u32,
@@ -129,12 +128,8 @@ impl<'c> Sequence<'c> {
 
     /// Samples the next token from this sequence's logits (`(vocab,)` or
     /// `(1, vocab)`) and sends what it adds.
-    pub fn accept(
-        &mut self,
-        logits: &Tensor,
-        stats: &EngineStats,
-        metrics: &WorkerMetrics,
-    ) -> Progress {
+    pub fn accept(&mut self, logits: &Tensor, counters: &Counters) -> Progress {
+        let metrics = counters.metrics();
         let next = match self.sampler.sample(logits, &self.history) {
             Ok(next) => next,
             Err(e) => {
@@ -156,10 +151,7 @@ impl<'c> Sequence<'c> {
         }
         self.generated += 1;
         self.unsent += 1;
-        stats
-            .generated_tokens
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        metrics.generated_tokens.increment(1);
+        counters.generated();
         self.history.push(next);
         let piece = match self.decoder.step(next) {
             Ok(piece) => piece,

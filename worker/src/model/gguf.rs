@@ -17,10 +17,10 @@ use mig_kernels::qmatmul::QMatrix;
 use super::kv_store::KvFormat;
 use super::llama::{Block, Linear, Llama, LlamaConfig};
 use super::llama_host::{self, HostBlock, HostLlama};
+use super::prompt::TextPrompter;
+use super::WeightFormat;
 use super::{gguf_tokenizer, Generator, TextCodec};
-use crate::config::WeightFormat;
 use crate::error::StartupError;
-use crate::prompt::TextPrompter;
 
 /// Loads the model, its tokenizer and its chat template.
 pub fn load(

@@ -15,9 +15,9 @@ use tokenizers::Tokenizer;
 
 use super::chat_template::ChatTemplate;
 use super::llama::{self, Llama, LlamaConfig};
+use super::prompt::TextPrompter;
 use super::TextCodec;
 use crate::error::StartupError;
-use crate::prompt::TextPrompter;
 
 /// Whether `dir` holds a llama checkpoint (its `config.json` says so).
 pub fn is_llama(dir: &Path) -> bool {

@@ -19,15 +19,11 @@ use tokenizers::Tokenizer;
 
 use super::chat_template::ChatTemplate;
 use super::kv_store::{KvFormat, KvShape, KvStore};
-use super::{BatchSeq, Generator, TextCodec};
-use crate::engine::scheduler::SeqId;
-use crate::prompt::TextPrompter;
+use super::prompt::TextPrompter;
+use super::{BatchSeq, Generator, SeqId, TextCodec};
 
 /// What computes the answers, as `Info` reports it.
 pub const ENGINE: &str = "identity (echo, no model)";
-/// A worker serving the identity model must have this in its model name, so
-/// its figures are never taken for a real model's in metrics and reports.
-pub const NAME_MARK: &str = "identity";
 /// Prompt plus generated tokens (bytes), as a real model's context would be.
 pub const CONTEXT_LENGTH: usize = 4096;
 /// One token per byte value.

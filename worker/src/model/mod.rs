@@ -1,10 +1,13 @@
-//! Model files to running backends.
+//! Model files to running backends, and everything a model needs to turn a
+//! request into token ids: the lowest layer of the worker (it imports
+//! nothing of the engine, the service or the command line).
 //!
 //! The backends are synchronous and know nothing of tonic or tokio: the
 //! engine thread drives them.
 
 pub mod bert;
 pub mod chat_template;
+pub mod fault;
 pub mod gguf;
 pub mod gguf_tokenizer;
 pub mod hf_llama;
@@ -12,21 +15,23 @@ pub mod identity;
 pub mod kv_store;
 pub mod llama;
 pub mod llama_host;
+pub mod load_options;
+pub mod prompt;
 pub mod solo;
 pub mod synthetic;
 
-use std::fmt;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 
-use crate::config::{DeviceKind, WeightFormat};
-use crate::engine::scheduler::SeqId;
 use crate::error::StartupError;
-use crate::prompt::TextPrompter;
 use bert::EmbedTokenizer;
 use kv_store::{KvShape, KvStore};
+pub use load_options::{device, DeviceKind, WeightFormat};
+use prompt::TextPrompter;
+
+/// Identifies a sequence in the scheduler, the model and the KV store.
+pub type SeqId = u64;
 
 /// One sequence's part of a forward step.
 #[derive(Debug, Clone, Copy)]
@@ -85,31 +90,9 @@ pub struct TextCodec {
     pub context_length: usize,
 }
 
-/// What a worker loads.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ModelSource {
-    /// A `.gguf` file (text generation) or a BERT folder (embeddings).
-    File(PathBuf),
-    /// The identity model: echoes the prompt, computes nothing
-    /// ([`identity`]).
-    Identity,
-    /// A public architecture's shape with seeded random weights
-    /// ([`synthetic`]).
-    Synthetic {
-        spec: synthetic::SyntheticSpec,
-        seed: u64,
-    },
-}
-
-impl fmt::Display for ModelSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ModelSource::File(path) => write!(f, "{}", path.display()),
-            ModelSource::Identity => f.write_str("identity"),
-            ModelSource::Synthetic { spec, seed } => write!(f, "synthetic {spec} seed {seed}"),
-        }
-    }
-}
+/// What a worker loads: a file, the identity model or a synthetic one (the
+/// type the gateway's supervisor starts workers with).
+pub use mig_serve::ModelSource;
 
 /// A model ready to run: the engine thread keeps the backend, the request
 /// handlers get the codec.
@@ -140,23 +123,6 @@ impl Codec {
             Codec::Text(t) => t.context_length,
             Codec::Embed(e) => e.max_tokens(),
         }
-    }
-}
-
-/// The device a worker computes on.
-pub fn device(kind: DeviceKind) -> Result<Device, StartupError> {
-    match kind {
-        DeviceKind::Cpu => Ok(Device::Cpu),
-        #[cfg(feature = "cuda")]
-        DeviceKind::Cuda => Device::new_cuda(0).map_err(|e| {
-            StartupError::Device(format!(
-                "no CUDA device visible (CUDA_VISIBLE_DEVICES selects the slice): {e}"
-            ))
-        }),
-        #[cfg(not(feature = "cuda"))]
-        DeviceKind::Cuda => Err(StartupError::Device(
-            "this mig-worker was built without the `cuda` feature".into(),
-        )),
     }
 }
 

@@ -15,8 +15,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::llama::{self, Llama, LlamaConfig};
+use super::prompt::TextPrompter;
 use super::{identity, TextCodec};
-use crate::prompt::TextPrompter;
 
 pub use mig_slices::synthetic::{
     Architecture, SyntheticSpec, WeightType, ARCHITECTURES, NAME_MARK,

@@ -6,8 +6,8 @@
 
 use tokenizers::Tokenizer;
 
+use super::chat_template::{ChatTemplate, Segment};
 use crate::error::InferenceError;
-use crate::model::chat_template::{ChatTemplate, Segment};
 
 /// Tokenizes prompts and chats for one text-generation model.
 #[derive(Debug)]

@@ -1,15 +1,11 @@
-//! Shared by the gateway's integration tests: real workers on the demo models
-//! and a real gateway, on `127.0.0.1:0`, started once per test binary on a
+//! A gateway served inside the test process on `127.0.0.1:0`, its clients,
+//! and the fixture the gateway's tests share: real workers on the demo
+//! models and a gateway in front of them, started once per test binary on a
 //! runtime of their own so that every test can use them.
 
-#![allow(dead_code)]
-
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
-
-use clap::Parser;
-pub mod process;
 
 use mig_gateway::fleet::{Fleet, ModelPlan};
 use mig_gateway::fleet_start::start_fleet;
@@ -21,24 +17,6 @@ use mig_proto::inference::v1::{ChatMessage, GenerateRequest};
 use mig_proto::worker::v1::worker_client::WorkerClient;
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
-
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// A file or folder under `models/`, fetched by `make models`.
-pub fn demo_model(relative: &str) -> PathBuf {
-    let p = repo_root().join("models").join(relative);
-    assert!(
-        p.exists(),
-        "{} is missing: run `make models` first",
-        p.display()
-    );
-    p
-}
-
-pub const SMOLLM2: &str = "smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf";
-pub const MINILM: &str = "minilm-l6";
 
 /// A one-turn greedy chat request.
 pub fn chat(model: &str, text: &str, max_tokens: u32) -> GenerateRequest {
@@ -54,24 +32,18 @@ pub fn chat(model: &str, text: &str, max_tokens: u32) -> GenerateRequest {
     }
 }
 
-/// A worker served in-process on `127.0.0.1:0`; returns its `http://` address.
+/// A worker of `model` from the file or folder at `path`, pinned to `slice`,
+/// served in-process on `127.0.0.1:0`; returns its `http://` address.
 pub async fn start_worker(model: &str, path: &Path, slice: &str) -> String {
-    let args = mig_worker::ServeArgs::parse_from([
-        "serve",
+    crate::in_process::start_worker(&[
         "--model-name",
         model,
         "--model-path",
         path.to_str().unwrap(),
         "--slice",
         slice,
-    ]);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let ready = mig_worker::load(&args)
-        .await
-        .expect("worker loads its model");
-    tokio::spawn(mig_worker::run(ready, listener, std::future::pending()));
-    format!("http://{addr}")
+    ])
+    .await
 }
 
 /// A gateway served in-process on `127.0.0.1:0` for the given fleet file text.
@@ -133,70 +105,6 @@ async fn serve_gateway(
     format!("http://{addr}")
 }
 
-/// `GET path` on loopback HTTP/1.1: the status code and the body (chunked
-/// bodies reassembled).
-pub async fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    tcp.write_all(request.as_bytes()).await.ok()?;
-    let mut response = String::new();
-    tcp.read_to_string(&mut response).await.ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    let code = head.split_whitespace().nth(1)?.parse().ok()?;
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    Some((code, body))
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = &rest[n + 2..];
-    }
-    out
-}
-
-/// A `/metrics` scrape; fails unless it answers 200.
-pub async fn scrape(addr: std::net::SocketAddr) -> String {
-    let (code, body) = http_get(&addr.to_string(), "/metrics")
-        .await
-        .expect("/metrics answers");
-    assert_eq!(code, 200, "{body}");
-    body
-}
-
-/// `promtool check metrics` on an exposition: no error, no lint.
-pub fn promtool_check_metrics(exposition: &str) {
-    let promtool = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package `prometheus`) is missing: run `make tools`");
-    std::io::Write::write_all(&mut promtool.stdin.as_ref().unwrap(), exposition.as_bytes())
-        .unwrap();
-    let out = promtool.wait_with_output().unwrap();
-    assert!(
-        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-        "promtool check metrics: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 pub struct Fixture {
     pub gateway: String,
     pub smollm2_worker: String,
@@ -219,9 +127,8 @@ pub fn fixture() -> &'static Fixture {
                 .build()
                 .unwrap();
             runtime.block_on(async move {
-                let smollm2_worker =
-                    start_worker("smollm2-135m", &demo_model(SMOLLM2), "cpu:0").await;
-                let minilm_worker = start_worker("minilm-l6", &demo_model(MINILM), "cpu:1").await;
+                let smollm2_worker = start_worker("smollm2-135m", &crate::smollm2(), "cpu:0").await;
+                let minilm_worker = start_worker("minilm-l6", &crate::minilm(), "cpu:1").await;
                 // A port that was free a moment ago and is closed now.
                 let dead = TcpListener::bind("127.0.0.1:0")
                     .await

@@ -1,0 +1,31 @@
+//! What mig-gateway and mig-worker share to serve, and the typed contract
+//! between the two processes.
+//!
+//! # Layout
+//! - [`http2`]: gRPC routes on a bound listener, with drain, and without
+//!   tonic's timeout layer (which answers CANCELLED where gRPC says
+//!   DEADLINE_EXCEEDED).
+//! - [`signal`]: SIGINT / SIGTERM, who sends which.
+//! - [`deadline`]: the `grpc-timeout` header, the one piece of wire format
+//!   both servers read.
+//! - [`status`]: gRPC codes by their canonical names (the `code` label).
+//! - [`metrics_http`]: `GET /metrics` on a listener of its own.
+//! - [`recorder`]: a local Prometheus recorder, the shared histogram
+//!   buckets, the upkeep loop.
+//! - [`ready_line`]: the line a worker prints when it is ready, as a type.
+//! - [`worker_flags`]: what a worker loads and the `mig-worker serve` flags
+//!   a supervisor starts it with, as a type.
+//! - [`limits`]: marks and limits both processes check.
+
+pub mod deadline;
+pub mod http2;
+pub mod limits;
+pub mod metrics_http;
+pub mod ready_line;
+pub mod recorder;
+pub mod signal;
+pub mod status;
+pub mod worker_flags;
+
+pub use ready_line::ReadyLine;
+pub use worker_flags::{ModelSource, WorkerFlags};
