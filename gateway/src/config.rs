@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::client::CallArgs;
+use crate::call_cmd::CallArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -199,7 +199,7 @@ impl ServeArgs {
         crate::ServerOptions {
             health_interval: self.health_interval(),
             drain: self.drain(),
-            heartbeat: crate::registration::HeartbeatPolicy {
+            heartbeat: crate::fleet::registration::HeartbeatPolicy {
                 interval: Duration::from_secs_f64(self.heartbeat_interval),
                 timeout: Duration::from_secs_f64(self.heartbeat_timeout),
             },

@@ -2,47 +2,29 @@
 //! a worker process pinned to one slice, relays tokens as they come, and can
 //! start and stop the workers itself (`up`).
 //!
+//! Two rooms, and the registry between them: the fleet decides and keeps
+//! which workers exist; the request path reads it to serve each call.
+//!
 //! # Layout
-//! - [`config`]: the command line (`up`, `serve`, `call`) and its checks.
-//! - [`fleet`]: the fleet file: which model runs on which slices.
-//! - [`slices`]: what this machine offers (NVML discovery, CPU cores);
-//!   `mig-gateway slices`.
-//! - [`model_file`]: a model file's memory need (weights, KV-cache shape).
-//! - [`placement`]: fleet + slices found → which worker goes on which slice.
-//! - [`plan_cmd`]: `mig-gateway plan`: MIG layout for a fleet on a GPU model.
-//! - [`fleet_start`]: placed fleet to registry: connect, or start via the supervisor.
-//! - [`scrape_targets`]: the workers' `/metrics` addresses as a Prometheus
-//!   `file_sd` file (`up --worker-metrics-sd`).
-//! - [`supervisor`]: starts worker processes pinned to their slices, reads
-//!   their ready line, restarts them with backoff, stops them (SIGTERM,
-//!   grace, SIGKILL).
-//! - [`registration`]: heartbeats from workers started elsewhere
-//!   (`mig-worker serve --gateway`); silent ones are dropped.
-//! - [`registry`]: the known workers by model, their reported identity and health.
-//! - [`router`]: picks a healthy worker of the requested model and kind.
-//! - [`service`]: the `Inference` service: routing, deadline, cancellation, relaying.
-//! - [`metrics`]: every exported metric in one place, and the per-request
-//!   tracker (tokens per slice as they stream, latencies, final code).
-//! - [`error`]: gateway errors and the one place they become gRPC status.
-//! - [`server`]: `run(registry, listener, options, shutdown)`.
-//! - [`client`]: `mig-gateway call`, the shell client.
+//! - [`request`]: the request path: layers at the edge, the `Inference`
+//!   service, routing, dispatch and relay, per-request tracking, errors.
+//! - [`fleet`]: the fleet: fleet file, slices, placement, `plan`, start,
+//!   supervisor, registration, scrape targets.
+//! - [`registry`]: the known workers by model, their reported identity,
+//!   load and health, and the loop that probes them.
+//! - [`metrics`]: every exported metric described in one place, and the
+//!   exposition (worker health and slice sizes written from the registry).
+//! - [`server`]: `run(registry, listener, options, shutdown)`: both rooms'
+//!   services on one listener.
+//! - [`config`]: the command line (`up`, `serve`, `slices`, `plan`, `call`).
+//! - [`call_cmd`]: `mig-gateway call`, the shell client.
 
-pub mod client;
+pub mod call_cmd;
 pub mod config;
-pub mod error;
 pub mod fleet;
-pub mod fleet_start;
 pub mod metrics;
-pub mod model_file;
-pub mod placement;
-pub mod plan_cmd;
-pub mod registration;
 pub mod registry;
-pub mod router;
-pub mod scrape_targets;
+pub mod request;
 pub mod server;
-pub mod service;
-pub mod slices;
-pub mod supervisor;
 
 pub use server::{run, ServerOptions};

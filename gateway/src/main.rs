@@ -7,12 +7,12 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use mig_gateway::config::{Cli, Command, ServeArgs};
+use mig_gateway::fleet::placement::Inventory;
+use mig_gateway::fleet::scrape_targets::ScrapeTargets;
+use mig_gateway::fleet::slices::Detected;
+use mig_gateway::fleet::start::{readiness_summary, start_fleet};
+use mig_gateway::fleet::supervisor::{default_cuda_worker_bin, default_worker_bin, Supervisor};
 use mig_gateway::fleet::{Fleet, ModelPlan};
-use mig_gateway::fleet_start::{readiness_summary, start_fleet};
-use mig_gateway::placement::Inventory;
-use mig_gateway::scrape_targets::ScrapeTargets;
-use mig_gateway::slices::Detected;
-use mig_gateway::supervisor::{default_cuda_worker_bin, default_worker_bin, Supervisor};
 use tokio::net::TcpListener;
 
 fn init_tracing(default: &str) {
@@ -31,10 +31,10 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Call(args) => {
-            if let Err(status) = mig_gateway::client::run(args).await {
+            if let Err(status) = mig_gateway::call_cmd::run(args).await {
                 eprintln!(
                     "error: {}: {}",
-                    mig_gateway::client::code_name(status.code()),
+                    mig_gateway::call_cmd::code_name(status.code()),
                     status.message()
                 );
                 std::process::exit(1);
@@ -66,7 +66,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Plan(args) => {
             init_tracing("warn");
-            Ok(mig_gateway::plan_cmd::run(&args)?)
+            Ok(mig_gateway::fleet::plan::run(&args)?)
         }
         Command::Serve(args) => {
             init_tracing("info");

@@ -1,6 +1,6 @@
 //! Every metric the gateway exports, described in one place with its
-//! histogram buckets, and the tracker that follows one request from arrival
-//! to its terminal status.
+//! histogram buckets, and the exposition (the request path's tracker,
+//! `request::tracking`, updates the per-request series).
 //!
 //! The gateway counts every token it relays per slice, so one scrape of the
 //! gateway gives every slice's throughput even when workers are not scraped:
@@ -9,11 +9,9 @@
 //! final gRPC `code` on the request counter; never a request id or a prompt.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use metrics::{Key, Label, Recorder, Unit};
 use metrics_exporter_prometheus::{PrometheusHandle, PrometheusRecorder};
-use mig_proto::inference::v1::GenerateStreamResponse;
 use mig_serve::recorder::{self, LATENCY_BUCKETS, METADATA, TOKEN_BUCKETS};
 use mig_slices::compute_units;
 
@@ -82,34 +80,19 @@ impl GatewayMetrics {
         Arc::new(m)
     }
 
-    fn counter(&self, name: &'static str, labels: Vec<Label>) -> metrics::Counter {
+    pub(crate) fn counter(&self, name: &'static str, labels: Vec<Label>) -> metrics::Counter {
         self.recorder
             .register_counter(&Key::from_parts(name, labels), &METADATA)
     }
 
-    fn gauge(&self, name: &'static str, labels: Vec<Label>) -> metrics::Gauge {
+    pub(crate) fn gauge(&self, name: &'static str, labels: Vec<Label>) -> metrics::Gauge {
         self.recorder
             .register_gauge(&Key::from_parts(name, labels), &METADATA)
     }
 
-    fn histogram(&self, name: &'static str, labels: Vec<Label>) -> metrics::Histogram {
+    pub(crate) fn histogram(&self, name: &'static str, labels: Vec<Label>) -> metrics::Histogram {
         self.recorder
             .register_histogram(&Key::from_parts(name, labels), &METADATA)
-    }
-
-    /// Starts following one request for `model`.
-    pub fn track(self: &Arc<Self>, model: &str) -> Tracked {
-        let model_label = vec![Label::new("model", model.to_string())];
-        self.gauge(REQUESTS_IN_FLIGHT, model_label).increment(1.0);
-        Tracked {
-            metrics: self.clone(),
-            model: model.to_string(),
-            arrived: Instant::now(),
-            slice: None,
-            last_token: None,
-            generating: None,
-            finished: false,
-        }
     }
 
     /// The text exposition. Worker health and slice size are written from
@@ -183,7 +166,7 @@ fn exposition_labels(labels: &[Label]) -> String {
 }
 
 /// `model`, `slice`, `profile`, `gpu` of a worker, as it last reported them.
-fn slice_labels(worker: &WorkerHandle) -> Vec<Label> {
+pub(crate) fn slice_labels(worker: &WorkerHandle) -> Vec<Label> {
     let info = worker.info().unwrap_or_default();
     let slice = if info.slice.is_empty() {
         worker.address()
@@ -196,136 +179,6 @@ fn slice_labels(worker: &WorkerHandle) -> Vec<Label> {
         Label::new("profile", info.profile),
         Label::new("gpu", info.gpu),
     ]
-}
-
-/// The per-slice series a request updates.
-struct SliceSeries {
-    generated_tokens: metrics::Counter,
-    prompt_tokens: metrics::Counter,
-    time_to_first_token: metrics::Histogram,
-    inter_token_latency: metrics::Histogram,
-    request_duration: metrics::Histogram,
-}
-
-/// One request, from arrival to its one terminal status. Dropped without
-/// [`Tracked::finish`] (the client went away), it counts as `CANCELLED`.
-pub struct Tracked {
-    metrics: Arc<GatewayMetrics>,
-    model: String,
-    arrived: Instant,
-    /// The serving slice's series, registered once when routed so relaying
-    /// a message costs no lookup.
-    slice: Option<SliceSeries>,
-    last_token: Option<Instant>,
-    /// The slice a generation counts against, until it ends.
-    generating: Option<Vec<Label>>,
-    finished: bool,
-}
-
-impl Tracked {
-    /// The worker that serves the request took it; the call was sent to it
-    /// at `dispatched` (after routing and any retries: the gateway's queue
-    /// wait). From now on the request's series carry that slice.
-    pub fn routed(&mut self, worker: &WorkerHandle, dispatched: Instant) {
-        self.metrics
-            .histogram(QUEUE_WAIT, vec![Label::new("model", self.model.clone())])
-            .record(dispatched.saturating_duration_since(self.arrived));
-        let labels = slice_labels(worker);
-        let m = &self.metrics;
-        self.slice = Some(SliceSeries {
-            generated_tokens: m.counter(GENERATED_TOKENS, labels.clone()),
-            prompt_tokens: m.counter(PROMPT_TOKENS, labels.clone()),
-            time_to_first_token: m.histogram(TIME_TO_FIRST_TOKEN, labels.clone()),
-            inter_token_latency: m.histogram(INTER_TOKEN_LATENCY, labels.clone()),
-            request_duration: m.histogram(REQUEST_DURATION, labels),
-        });
-    }
-
-    /// [`Tracked::routed`] for a generation: it also counts in the slice's
-    /// generations in flight until it ends, so an alert can see a slice that
-    /// has work and produces no token.
-    pub fn generating(&mut self, worker: &WorkerHandle, dispatched: Instant) {
-        self.routed(worker, dispatched);
-        let labels = slice_labels(worker);
-        self.metrics
-            .gauge(SLICE_GENERATIONS_IN_FLIGHT, labels.clone())
-            .increment(1.0);
-        self.generating = Some(labels);
-    }
-
-    /// A message relayed from the worker: its tokens count now, not at the end.
-    pub fn relayed(&mut self, message: &GenerateStreamResponse) {
-        let Some(series) = &self.slice else {
-            return;
-        };
-        if message.token_count > 0 {
-            let now = Instant::now();
-            match self.last_token.replace(now) {
-                None => series.time_to_first_token.record(now - self.arrived),
-                Some(previous) => {
-                    // A message may carry several tokens (a multi-token
-                    // character): spread the gap over them.
-                    let gap = (now - previous) / message.token_count;
-                    for _ in 0..message.token_count {
-                        series.inter_token_latency.record(gap);
-                    }
-                }
-            }
-            series
-                .generated_tokens
-                .increment(message.token_count.into());
-        }
-        if let Some(usage) = &message.usage {
-            series.prompt_tokens.increment(usage.prompt_tokens.into());
-        }
-    }
-
-    /// Prompt tokens of an embedding call (it has no stream).
-    pub fn embedded(&mut self, prompt_tokens: u32) {
-        if let Some(series) = &self.slice {
-            series.prompt_tokens.increment(prompt_tokens.into());
-        }
-    }
-
-    /// The terminal status: counted once, with the request's duration.
-    pub fn finish(mut self, code: tonic::Code) {
-        self.record_end(code);
-    }
-
-    fn record_end(&mut self, code: tonic::Code) {
-        if std::mem::replace(&mut self.finished, true) {
-            return;
-        }
-        let model = Label::new("model", self.model.clone());
-        self.metrics
-            .counter(
-                REQUESTS,
-                vec![
-                    model.clone(),
-                    Label::new("code", mig_serve::status::code_name(code)),
-                ],
-            )
-            .increment(1);
-        self.metrics
-            .gauge(REQUESTS_IN_FLIGHT, vec![model.clone()])
-            .decrement(1.0);
-        if let Some(labels) = self.generating.take() {
-            self.metrics
-                .gauge(SLICE_GENERATIONS_IN_FLIGHT, labels)
-                .decrement(1.0);
-        }
-        let duration = match &self.slice {
-            Some(series) => series.request_duration.clone(),
-            None => self.metrics.histogram(REQUEST_DURATION, vec![model]),
-        };
-        duration.record(self.arrived.elapsed());
-    }
-}
-
-impl Drop for Tracked {
-    fn drop(&mut self) {
-        self.record_end(tonic::Code::Cancelled);
-    }
 }
 
 /// Every description, in one place.

@@ -11,11 +11,13 @@ use mig_proto::worker::v1::registration_server::RegistrationServer;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
+use tower::Layer;
 
+use crate::fleet::registration::{self, HeartbeatPolicy, RegistrationService};
 use crate::metrics::GatewayMetrics;
-use crate::registration::{self, HeartbeatPolicy, RegistrationService};
 use crate::registry::{self, Registry};
-use crate::service::InferenceService;
+use crate::request::layers::StampLayer;
+use crate::request::service::InferenceService;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -89,10 +91,11 @@ pub async fn run(
             options.heartbeat,
             options.accept_registrations,
         )))
-        .add_service(InferenceServer::new(InferenceService::new(
+        // Every public call is stamped with its arrival and deadline first.
+        .add_service(StampLayer.layer(InferenceServer::new(InferenceService::new(
             registry,
             gateway_metrics,
-        )));
+        ))));
     let result = mig_serve::http2::serve(listener, routes.routes(), graceful, options.drain).await;
     prober.abort();
     reaper.abort();

@@ -6,7 +6,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mig_gateway::registration::HeartbeatPolicy;
+use mig_gateway::fleet::registration::HeartbeatPolicy;
 use mig_proto::inference::v1::{EmbedRequest, WorkerHealth, WorkerOrigin};
 
 /// Kills the worker if the test fails half-way.
@@ -20,7 +20,7 @@ impl Drop for Worker {
 }
 
 fn start_worker_process(gateway: &str) -> Worker {
-    let bin = mig_gateway::supervisor::default_worker_bin();
+    let bin = mig_gateway::fleet::supervisor::default_worker_bin();
     let child = Command::new(&bin)
         .args(["serve", "--model-name", "minilm-l6", "--slice", "cpu:1"])
         .arg("--model-path")

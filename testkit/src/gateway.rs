@@ -7,10 +7,10 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use mig_gateway::fleet::placement::Inventory;
+use mig_gateway::fleet::registration::HeartbeatPolicy;
+use mig_gateway::fleet::start::start_fleet;
 use mig_gateway::fleet::{Fleet, ModelPlan};
-use mig_gateway::fleet_start::start_fleet;
-use mig_gateway::placement::Inventory;
-use mig_gateway::registration::HeartbeatPolicy;
 use mig_gateway::ServerOptions;
 use mig_proto::inference::v1::inference_client::InferenceClient;
 use mig_proto::inference::v1::{ChatMessage, GenerateRequest};

@@ -2,31 +2,38 @@
 //! through an engine thread and serves `mig.worker.v1.Worker` to the gateway.
 //!
 //! # Layout
-//! - [`agree`]: `mig-worker agree`, a seeded synthetic model on the CPU and on
-//!   CUDA compared token by token.
-//! - [`bench`]: `mig-worker bench`, prefill and decode speed without a server.
-//! - [`config`]: the `serve` command line (clap) and its cross-field checks.
+//! In layers: each module imports only those listed before it (the
+//! command line sits on top, the model at the bottom, and nothing imports
+//! back up).
+//! - [`error`]: start-up vs inference errors, the admission refusal, and
+//!   their mapping to gRPC status.
+//! - [`sampling`]: request parameters to a seeded sampler with repetition penalty.
+//! - [`stop`]: stop strings over streamed text, holding back partial matches.
 //! - [`model`]: what to load ([`model::ModelSource`]) to running backends: the
-//!   sync [`model::Generator`] and [`model::Embedder`] traits, the GGUF llama
+//!   sync [`model::Generator`] and [`model::Embedder`] traits, where a model
+//!   runs and how its weights are held ([`model::load_options`]), prompts to
+//!   token ids ([`model::prompt`], [`model::chat_template`]), the GGUF llama
 //!   ([`model::llama`]), BERT embeddings ([`model::bert`]), the identity model
 //!   that echoes the prompt to measure serving overhead ([`model::identity`]),
 //!   synthetic models of public shapes with seeded random weights
-//!   ([`model::synthetic`]), the GGUF tokenizer ([`model::gguf_tokenizer`]) and the chat template
-//!   ([`model::chat_template`]).
-//! - [`sampling`]: request parameters to a seeded sampler with repetition penalty.
-//! - [`stop`]: stop strings over streamed text, holding back partial matches.
-//! - [`engine`]: the engine thread, its bounded job queue and the per-request
-//!   generation loop (cancellation, deadline, token counting).
+//!   ([`model::synthetic`]).
 //! - [`identity`]: the slice identity reported everywhere (NVML for GPU
 //!   slices, core count and host memory for CPU slices).
 //! - [`metrics`]: every exported metric, described in one place, on the
 //!   worker's own recorder.
+//! - [`engine`]: the engine thread behind its handle: the one admission
+//!   rule, counters, health, continuous batching.
+//! - [`validate`]: every request field against its limit, naming the field.
+//! - [`service`]: the tonic service, in named steps: validate, tokenize (off
+//!   the async runtime), enter the engine, relay.
 //! - [`register`]: heartbeats to a gateway (`--gateway`) for workers not
 //!   started by it.
-//! - [`service`]: the tonic service: validates, tokenizes, queues, streams.
-//! - [`server`]: `run(config, listener, shutdown)`, readiness and health.
-//! - [`error`]: start-up vs inference errors and their mapping to gRPC status.
-//! - [`validate`]: every request field against its limit, naming the field.
+//! - [`server`]: `load(settings)` and `run(ready, listener, shutdown)`:
+//!   readiness, health, drain, and a non-zero end when the engine dies.
+//! - [`config`]: the `serve` command line (clap), its checks, and the
+//!   settings it gives the server.
+//! - [`agree`], [`bench`]: `mig-worker agree` (a seeded synthetic model on the
+//!   CPU and on CUDA compared) and `mig-worker bench` (speed without a server).
 
 pub mod agree;
 pub mod bench;

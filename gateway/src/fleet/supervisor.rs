@@ -26,9 +26,9 @@ use tokio::task::JoinHandle;
 
 use mig_serve::{ReadyLine, WorkerFlags};
 
-use crate::placement::Launch;
+use crate::fleet::placement::Launch;
+use crate::fleet::scrape_targets::ScrapeTargets;
 use crate::registry::WorkerHandle;
-use crate::scrape_targets::ScrapeTargets;
 
 /// First wait before restarting a dead worker; doubles per failed restart.
 const BACKOFF_INITIAL: Duration = Duration::from_millis(500);

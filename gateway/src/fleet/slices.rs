@@ -6,7 +6,7 @@ use mig_slices::discovery::{self, Discovery};
 use mig_slices::CoreSet;
 use serde::Serialize;
 
-use crate::placement::Inventory;
+use crate::fleet::placement::Inventory;
 
 /// Everything detected, kept together so one discovery feeds both the
 /// placement and the printout.

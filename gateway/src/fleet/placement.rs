@@ -683,10 +683,15 @@ mod tests {
         let text = "[[model]]\nname = \"identity\"\nidentity = true\n";
         let plans = fleet(text);
         assert_eq!(
-            crate::model_file::replica_need_bytes(&plans[0]),
+            crate::fleet::model_file::replica_need_bytes(&plans[0]),
             Ok(mig_slices::need::OVERHEAD_BYTES)
         );
-        let r = resolve(&plans, &a100_mixed(), crate::model_file::replica_need_bytes).unwrap();
+        let r = resolve(
+            &plans,
+            &a100_mixed(),
+            crate::fleet::model_file::replica_need_bytes,
+        )
+        .unwrap();
         assert_eq!(r.launches[0].source, ModelSource::Identity);
         assert_eq!(r.launches[0].profile.as_deref(), Some("1g.10gb"));
     }

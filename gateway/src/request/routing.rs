@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use mig_proto::inference::v1::ModelKind;
 
-use crate::error::GatewayError;
 use crate::registry::{Registry, WorkerHandle};
+use crate::request::error::GatewayError;
 
 use mig_serve::limits::MAX_PROFILE_BYTES;
 

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use mig_proto::inference::v1::WorkerOrigin;
 
+use crate::fleet::model_file;
+use crate::fleet::placement::{self, Inventory, ResolveError};
+use crate::fleet::supervisor::{Supervisor, SupervisorError};
 use crate::fleet::ModelPlan;
-use crate::model_file;
-use crate::placement::{self, Inventory, ResolveError};
 use crate::registry::{Registry, WorkerHandle};
-use crate::supervisor::{Supervisor, SupervisorError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

@@ -11,8 +11,8 @@ use mig_slices::planner::{self, Demand, Plan, PlanOptions};
 use mig_slices::render;
 
 use crate::config::PlanArgs;
+use crate::fleet::model_file;
 use crate::fleet::{Fleet, FleetError, ModelPlan, ModelSource, Want};
-use crate::model_file;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {

@@ -1,0 +1,24 @@
+//! The request path: what happens to a client's call, from the edge to a
+//! worker and back. It reads the registry (which workers exist, their load
+//! and health) and never changes the fleet.
+//!
+//! # Layout
+//! - [`layers`]: tower layers every call passes first (its arrival and
+//!   deadline, stamped once); authentication and admission join here.
+//! - [`service`]: the `Inference` service: each call routed, dispatched
+//!   and relayed.
+//! - [`routing`]: picks a healthy worker of the requested model and kind.
+//! - [`relay`]: one dispatch routine for every call (a sibling worker is
+//!   tried while the chosen one cannot be reached, before any answer) and
+//!   one relay of a worker's token stream, collected or streamed.
+//! - [`tracking`]: one request followed from arrival to its terminal
+//!   status: tokens per slice as they stream, latencies, the final code.
+//! - [`error`]: the gateway's errors and the one place they become a gRPC
+//!   status.
+
+pub mod error;
+pub mod layers;
+pub mod relay;
+pub mod routing;
+pub mod service;
+pub mod tracking;

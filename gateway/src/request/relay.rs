@@ -1,0 +1,181 @@
+//! A call from the gateway to a worker and back: one dispatch routine for
+//! every kind of call, and one relay of a worker's token stream.
+//!
+//! [`dispatch`] picks a healthy worker of the route and sends it the call
+//! with what is left of the client's deadline; while the chosen worker
+//! cannot be reached (nothing was answered yet, so nothing is lost), it
+//! marks it unhealthy and tries the model's next one. [`relay`] then takes
+//! the worker's stream to its end: every message counted as it passes,
+//! collected into one answer or forwarded as it comes, and exactly one
+//! outcome, whatever fails.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mig_proto::inference::v1::{FinishReason, GenerateResponse, GenerateStreamResponse};
+use mig_proto::worker::v1::worker_client::WorkerClient;
+use tokio::sync::mpsc;
+use tonic::codec::Streaming;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use super::error::GatewayError;
+use super::routing::{self, Route};
+use super::tracking::Tracked;
+use crate::registry::{InFlight, Registry, WorkerHandle};
+
+/// A call a worker accepted.
+pub struct Dispatched<T> {
+    pub worker: Arc<WorkerHandle>,
+    /// Held while the call runs: the worker's load counts it.
+    pub in_flight: InFlight,
+    /// The worker's answer (a whole message, or the head of a stream).
+    pub response: T,
+    /// When the call was sent to the worker that took it (after routing
+    /// and any retries: the gateway's queue wait ends here).
+    pub dispatched: Instant,
+}
+
+/// Sends `message` through `call` to a worker of `route`, trying the model's
+/// other healthy workers while the chosen one cannot be reached.
+pub async fn dispatch<M, T, F, Fut>(
+    registry: &Registry,
+    route: Route<'_>,
+    message: &M,
+    deadline: Option<Instant>,
+    call: F,
+) -> Result<Dispatched<T>, GatewayError>
+where
+    M: Clone,
+    F: Fn(WorkerClient<Channel>, Request<M>) -> Fut,
+    Fut: Future<Output = Result<Response<T>, Status>>,
+{
+    let mut tried = Vec::new();
+    loop {
+        let worker = routing::select(registry, route, &tried)?;
+        let in_flight = worker.begin();
+        let request = with_deadline(message.clone(), deadline)?;
+        let dispatched = Instant::now();
+        let answer = tokio::select! {
+            answer = call(worker.client(), request) => answer,
+            () = until(deadline) => return Err(GatewayError::DeadlineExceeded),
+        };
+        match answer {
+            Ok(response) => {
+                return Ok(Dispatched {
+                    worker,
+                    in_flight,
+                    response: response.into_inner(),
+                    dispatched,
+                })
+            }
+            Err(status) => match GatewayError::from_worker(&worker.id(), status) {
+                GatewayError::WorkerUnreachable { .. } => {
+                    worker.mark_unhealthy();
+                    tried.push(worker.address());
+                }
+                other => return Err(other),
+            },
+        }
+    }
+}
+
+/// Where a relayed stream goes.
+pub enum Sink {
+    /// Into one answer (`Generate`).
+    Collect(String),
+    /// To the client as it comes (`GenerateStream`).
+    Forward(mpsc::Sender<Result<GenerateStreamResponse, Status>>),
+}
+
+/// How a relay ended, when it did not fail.
+pub enum Relayed {
+    /// The worker's final message went through; `Collect` gives the whole
+    /// answer.
+    Done(Option<GenerateResponse>),
+    /// The client went away (`Forward`): dropping the worker's stream resets
+    /// it, and the worker stops at its next token.
+    ClientGone,
+}
+
+impl Sink {
+    /// Completes when a forwarding sink's client is gone; never for `Collect`.
+    async fn closed(&self) {
+        match self {
+            Sink::Collect(_) => std::future::pending().await,
+            Sink::Forward(out) => out.closed().await,
+        }
+    }
+}
+
+/// Takes a worker's token stream to its final message (or the deadline, or
+/// a failure), counting every message in `tracked` as it passes.
+pub async fn relay(
+    worker: &WorkerHandle,
+    mut upstream: Streaming<GenerateStreamResponse>,
+    deadline: Option<Instant>,
+    tracked: &mut Tracked,
+    mut sink: Sink,
+) -> Result<Relayed, GatewayError> {
+    loop {
+        let message = tokio::select! {
+            () = sink.closed() => return Ok(Relayed::ClientGone),
+            () = until(deadline) => return Err(GatewayError::DeadlineExceeded),
+            message = upstream.message() => message,
+        };
+        let message = match message {
+            Ok(Some(message)) => message,
+            Ok(None) => {
+                return Err(GatewayError::IncompleteStream {
+                    worker: worker.id(),
+                })
+            }
+            Err(status) => return Err(GatewayError::from_worker(&worker.id(), status)),
+        };
+        tracked.relayed(&message);
+        let last = message.finish_reason != FinishReason::Unspecified as i32;
+        match &mut sink {
+            Sink::Collect(text) => {
+                text.push_str(&message.text);
+                if last {
+                    return Ok(Relayed::Done(Some(GenerateResponse {
+                        text: std::mem::take(text),
+                        finish_reason: message.finish_reason,
+                        usage: message.usage,
+                        served_by: message.served_by,
+                    })));
+                }
+            }
+            Sink::Forward(out) => {
+                if out.send(Ok(message)).await.is_err() {
+                    return Ok(Relayed::ClientGone);
+                }
+                if last {
+                    return Ok(Relayed::Done(None));
+                }
+            }
+        }
+    }
+}
+
+/// The request for the worker, carrying what is left of the client's deadline.
+fn with_deadline<T>(message: T, deadline: Option<Instant>) -> Result<Request<T>, GatewayError> {
+    let mut request = Request::new(message);
+    if let Some(deadline) = deadline {
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or(GatewayError::DeadlineExceeded)?;
+        request.set_timeout(left);
+    }
+    Ok(request)
+}
+
+/// Waits until the deadline, or forever without one.
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
