@@ -413,6 +413,20 @@ ttft() {
     --out "$RES/$m/ttft" > "$RES/$m/ttft.txt" 2> "$RES/$m/ttft.log"
 }
 
+# measure sweep|ttft MODEL LABEL: runs that load point against $TARGET and
+# adds its figures to the summary, or says why it has none.
+measure() {
+  local what=$1 m=$2 label=$3 e
+  if "$what" "$m"; then
+    python3 scripts/gpu-summary.py "$what" "$RES/$m/$what/report.json" "$label" 2>&1 |
+      sed 's/^/  /' >> "$SUMMARY"
+  else
+    e=$?
+    note "  $m $what: FAILED (exit $e): $(tail -n 1 "$RES/$m/$what.log" | cut -c 1-300)"
+    return 1
+  fi
+}
+
 # One model's turn: bench, then serve (gateway, else the worker straight),
 # sweep, TTFT, memory. A part that fails is noted and the rest goes on.
 run_model() {
@@ -443,22 +457,10 @@ run_model() {
   note "  $m serving via the $VIA at $TARGET"
   say "$m: serving via the $VIA at $TARGET"
   memory_sample "$m" ready "$WORKER_METRICS"
-  if sweep "$m"; then
-    python3 scripts/gpu-summary.py sweep "$RES/$m/sweep/report.json" "$m $VIA" 2>&1 | sed 's/^/  /' >> "$SUMMARY"
-  else
-    e=$?
-    note "  $m sweep: FAILED (exit $e): $(tail -n 1 "$RES/$m/sweep.log" | cut -c 1-300)"
-    rc=1
-  fi
+  measure sweep "$m" "$m $VIA" || rc=1
   memory_sample "$m" "after the sweep" "$WORKER_METRICS"
   pack
-  if ttft "$m"; then
-    python3 scripts/gpu-summary.py ttft "$RES/$m/ttft/report.json" "$m" 2>&1 | sed 's/^/  /' >> "$SUMMARY"
-  else
-    e=$?
-    note "  $m ttft: FAILED (exit $e): $(tail -n 1 "$RES/$m/ttft.log" | cut -c 1-300)"
-    rc=1
-  fi
+  measure ttft "$m" "$m" || rc=1
   stop_all
   return $rc
 }

@@ -5,24 +5,13 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::process::Command;
 
 fn deploy() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy")
 }
 
 fn promtool(args: &[&str]) {
-    let out = Command::new("promtool")
-        .args(args)
-        .current_dir(deploy().join("prometheus"))
-        .output()
-        .expect("promtool (Debian package `prometheus`) is missing: run `make tools`");
-    assert!(
-        out.status.success(),
-        "promtool {args:?}:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    mig_testkit::promtool::run(&deploy().join("prometheus"), args);
 }
 
 /// Names of the recording rules (`- record: NAME`).

@@ -4,12 +4,11 @@
 //! and the results a lent GPU would bring back are all tested here. What
 //! only a GPU can show is the script's real run (docs/gpu-checklist.md).
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
-use mig_testkit::process::bin as sibling_bin;
+use mig_testkit::process::{bin as sibling_bin, run_to_end};
 use mig_testkit::repo_root;
 
 /// Nothing may hang CI: a script is killed, with everything it started,
@@ -28,29 +27,12 @@ type Env = Vec<(&'static str, String)>;
 /// Runs `bash SCRIPT` from the repository root with these variables, in its
 /// own process group (killed whole past [`SCRIPT_LIMIT`]).
 fn run_script(script: &str, env: &Env) -> Output {
-    let child = Command::new("bash")
+    let mut command = Command::new("bash");
+    command
         .arg(script)
         .current_dir(repo_root())
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .expect("run bash");
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(SCRIPT_LIMIT) {
-        Ok(output) => output.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pid}")])
-                .status();
-            panic!("{script} ran past {SCRIPT_LIMIT:?}");
-        }
-    }
+        .envs(env.iter().map(|(k, v)| (k, v)));
+    run_to_end(command, SCRIPT_LIMIT)
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -1,34 +1,19 @@
 //! The load tester as a user runs it, and what its reports hold.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
-use crate::process::bin;
+use crate::process::{bin, run_to_end};
 
 /// A run that takes longer is killed, and the test fails.
 const RUN_LIMIT: Duration = Duration::from_secs(300);
 
 /// Runs `mig-loadtest ARGS` to its end (killed after 5 minutes).
 pub fn loadtest(args: &[&str]) -> Output {
-    let child = Command::new(bin("mig-loadtest"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run mig-loadtest");
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(RUN_LIMIT) {
-        Ok(output) => output.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            panic!("mig-loadtest {args:?} ran past {RUN_LIMIT:?}");
-        }
-    }
+    let mut command = Command::new(bin("mig-loadtest"));
+    command.args(args);
+    run_to_end(command, RUN_LIMIT)
 }
 
 /// The report a run wrote, parsed.

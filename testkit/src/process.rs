@@ -205,6 +205,34 @@ pub fn worker(name: &str, flags: &[&str]) -> Process {
     })
 }
 
+/// Runs `command` to its end, in its own process group, with its output
+/// captured; past `limit` the whole group is killed (a script and what it
+/// started) and the test fails.
+pub fn run_to_end(mut command: Command, limit: Duration) -> std::process::Output {
+    let what = format!("{:?}", command.get_program());
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {what}: {e}"));
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            panic!("{what} ran past {limit:?}");
+        }
+    }
+}
+
 /// Direct children of a process.
 pub fn child_pids(pid: u32) -> Vec<u32> {
     let mut pids = Vec::new();

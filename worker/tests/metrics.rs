@@ -122,20 +122,5 @@ async fn token_counter_rises_while_the_stream_runs_and_promtool_accepts_it() {
         );
     }
 
-    let promtool = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package `prometheus`) is missing: run `make tools`");
-    let mut stdin = promtool.stdin.as_ref().unwrap();
-    std::io::Write::write_all(&mut stdin, after.as_bytes()).unwrap();
-    let out = promtool.wait_with_output().unwrap();
-    assert!(
-        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-        "promtool check metrics: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    mig_testkit::promtool::check_metrics(&after);
 }
