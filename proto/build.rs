@@ -17,6 +17,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     // Served by gRPC reflection so grpcurl can discover the API.
     std::fs::write(out.join("mig_descriptor.bin"), fds.encode_to_vec())?;
+    // The public API alone: what a gateway's public port may describe.
+    let public = protox::compile([protos[0]], ["."])?;
+    std::fs::write(out.join("inference_descriptor.bin"), public.encode_to_vec())?;
     tonic_prost_build::configure().compile_fds(fds)?;
     Ok(())
 }

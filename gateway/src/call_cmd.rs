@@ -9,7 +9,32 @@ use mig_proto::inference::v1::{
     ChatMessage, EmbedRequest, FinishReason, GenerateRequest, ListModelsRequest, ModelKind,
     ServedBy, Usage, WorkerHealth, WorkerOrigin,
 };
+use mig_serve::secret::Secret;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+
+/// `--api-key`: checked like any secret; the error never shows it.
+fn parse_api_key(text: &str) -> Result<Secret, String> {
+    Secret::new(text).map_err(|e| format!("the key {e}"))
+}
+
+/// Sends the API key, when there is one, on every call.
+#[derive(Clone)]
+struct ApiKey(Option<Secret>);
+
+impl tonic::service::Interceptor for ApiKey {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(key) = &self.0 {
+            key.attach(request.metadata_mut());
+        }
+        Ok(request)
+    }
+}
+
+type Client = InferenceClient<InterceptedService<Channel, ApiKey>>;
 
 #[derive(Debug, Clone, Args)]
 pub struct CallArgs {
@@ -24,6 +49,16 @@ pub struct CallArgs {
     /// Give up after this many seconds (sent to the server as the deadline).
     #[arg(long)]
     pub timeout: Option<f64>,
+
+    /// A tenant's API key (from `mig-gateway tenant add-key`), sent as
+    /// `authorization: Bearer`. Prefer the environment variable: a command
+    /// line is visible to every local user.
+    #[arg(long, env = "MIG_API_KEY", hide_env_values = true, value_parser = parse_api_key)]
+    pub api_key: Option<Secret>,
+
+    /// CA certificate (PEM) to trust: the gateway speaks TLS (`--tls-cert`).
+    #[arg(long, env = "MIG_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
 
     #[command(subcommand)]
     pub call: Call,
@@ -131,14 +166,19 @@ fn summary(
 
 /// Runs one call; the text goes to stdout, the summary line to stderr.
 pub async fn run(args: CallArgs) -> Result<(), tonic::Status> {
-    let channel = Channel::from_shared(args.target.clone())
-        .map_err(|e| tonic::Status::invalid_argument(format!("`--target`: {e}")))?
+    let channel = mig_serve::tls::client_endpoint(&args.target, args.tls_ca.as_deref())
+        .map_err(|e| tonic::Status::invalid_argument(format!("`--target`/`--tls-ca`: {e}")))?
         .connect()
         .await
         .map_err(|e| {
-            tonic::Status::unavailable(format!("cannot connect to {}: {e}", args.target))
+            // The transport error's source says why (refused, TLS, ...).
+            let why = std::error::Error::source(&e)
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default();
+            tonic::Status::unavailable(format!("cannot connect to {}: {e}{why}", args.target))
         })?;
-    let mut client = InferenceClient::new(channel);
+    let mut client: Client =
+        InferenceClient::with_interceptor(channel, ApiKey(args.api_key.clone()));
     let started = Instant::now();
     match args.call {
         Call::Generate(g) => {

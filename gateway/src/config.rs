@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use mig_serve::secret::Secret;
+
 use crate::call_cmd::CallArgs;
+use crate::fleet::registration::{HeartbeatPolicy, RegistrationAccess};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,6 +36,26 @@ pub enum Command {
     /// Plan MIG slices for a fleet on a GPU model: which profile each replica
     /// gets, how they pack, and the commands to create them.
     Plan(PlanArgs),
+    /// Manage the tenants file.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Make a fresh API key for a tenant: print it once, write only its hash.
+    AddKey(AddKeyArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AddKeyArgs {
+    /// The tenants file (a running gateway picks the new key up by itself).
+    #[arg(long, env = "MIG_GATEWAY_TENANTS")]
+    pub tenants: PathBuf,
+
+    /// The tenant's `name` in the file.
+    #[arg(long)]
+    pub tenant: String,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -119,14 +142,52 @@ pub struct ServeArgs {
     pub metrics_listen: Option<SocketAddr>,
 
     /// Let workers started elsewhere register themselves
-    /// (`mig-worker serve --gateway`). Off by default: anyone who can reach
-    /// the port could put a worker in front of users' prompts.
+    /// (`mig-worker serve --gateway`), on the internal listener and with the
+    /// registration token. Off by default: a registered worker receives
+    /// users' prompts.
     #[arg(long, env = "MIG_GATEWAY_ACCEPT_REGISTRATIONS")]
     pub accept_registrations: bool,
+
+    /// Address of the internal gRPC server (worker registration), never the
+    /// public one; bound only with `--accept-registrations`.
+    #[arg(
+        long,
+        env = "MIG_GATEWAY_INTERNAL_LISTEN",
+        default_value = "127.0.0.1:50052"
+    )]
+    pub internal_listen: SocketAddr,
+
+    /// File holding the token a worker must present to register
+    /// (`authorization: Bearer`; the worker's own `--registration-token-file`);
+    /// required by `--accept-registrations`. The token is never logged.
+    #[arg(long, env = "MIG_GATEWAY_REGISTRATION_TOKEN_FILE")]
+    pub registration_token_file: Option<PathBuf>,
 
     /// Seconds between heartbeats asked of registered workers.
     #[arg(long, env = "MIG_GATEWAY_HEARTBEAT_INTERVAL", default_value_t = 1.0)]
     pub heartbeat_interval: f64,
+
+    /// TLS certificate chain (PEM, leaf first) of the public listener;
+    /// with `--tls-key`. Read again with the tenants file.
+    #[arg(long, env = "MIG_GATEWAY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of `--tls-cert`.
+    #[arg(long, env = "MIG_GATEWAY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// CA (PEM) that workers' client certificates must chain to: the
+    /// internal listener then speaks TLS (with `--tls-cert`/`--tls-key`)
+    /// and takes only workers with such a certificate (mTLS), with or
+    /// without the registration token.
+    #[arg(long, env = "MIG_GATEWAY_INTERNAL_CLIENT_CA", requires = "tls_cert")]
+    pub internal_client_ca: Option<PathBuf>,
+
+    /// Tenants file (TOML): API keys (as hashes), the models each tenant may
+    /// call, its limits. Without one the gateway is open to any caller.
+    /// Read again on SIGHUP and when it changes. Example in `deploy/`.
+    #[arg(long, env = "MIG_GATEWAY_TENANTS")]
+    pub tenants: Option<PathBuf>,
 
     /// Seconds of heartbeat silence after which a registered worker is
     /// dropped from routing.
@@ -164,6 +225,14 @@ pub struct UpArgs {
     /// Seconds a worker may take to load its model and report ready.
     #[arg(long, env = "MIG_GATEWAY_WORKER_READY_TIMEOUT", default_value_t = 300)]
     pub ready_timeout_seconds: u64,
+
+    /// File holding the token the started workers accept calls with (from
+    /// this gateway, and from `mig-loadtest --worker-token-file` measuring a
+    /// worker straight). Default: a fresh random token per worker start,
+    /// known to this gateway alone. Handed to each worker in its
+    /// environment, never on its command line.
+    #[arg(long, env = "MIG_GATEWAY_WORKER_TOKEN_FILE")]
+    pub worker_token_file: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -188,23 +257,91 @@ impl ServeArgs {
                 self.heartbeat_timeout
             ));
         }
+        if self.accept_registrations
+            && self.registration_token_file.is_none()
+            && self.internal_client_ca.is_none()
+        {
+            return Err(
+                "`--accept-registrations` needs `--registration-token-file` or \
+                 `--internal-client-ca` (mTLS): without either, anyone who reaches the \
+                 internal port could register a worker and receive users' prompts"
+                    .into(),
+            );
+        }
+        // Port 0 on both is two different free ports.
+        if self.accept_registrations
+            && self.internal_listen == self.listen
+            && self.listen.port() != 0
+        {
+            return Err(format!(
+                "`--internal-listen` ({}) must differ from `--listen`: registration is never \
+                 served on the public port",
+                self.internal_listen
+            ));
+        }
         Ok(())
     }
 
-    /// The server's options; `metrics_listener` is `--metrics-listen`, bound.
+    /// What a worker must show to register, when registrations are on
+    /// (reads the token file).
+    pub fn registration_access(&self) -> Result<Option<RegistrationAccess>, String> {
+        if !self.accept_registrations {
+            return Ok(None);
+        }
+        let token = match &self.registration_token_file {
+            Some(path) => Some(
+                Secret::from_file(path).map_err(|e| format!("`--registration-token-file`: {e}"))?,
+            ),
+            None => None,
+        };
+        Ok(Some(RegistrationAccess {
+            token,
+            client_certificate: self.internal_client_ca.is_some(),
+        }))
+    }
+
+    /// The public listener's certificate files, with `--tls-cert`.
+    pub fn public_tls(&self) -> Option<mig_serve::tls::ServerFiles> {
+        Some(mig_serve::tls::ServerFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: None,
+        })
+    }
+
+    /// The internal listener's, with `--internal-client-ca` (mTLS).
+    pub fn internal_tls(&self) -> Option<mig_serve::tls::ServerFiles> {
+        Some(mig_serve::tls::ServerFiles {
+            client_ca: Some(self.internal_client_ca.clone()?),
+            ..self.public_tls()?
+        })
+    }
+
+    /// Registered workers' heartbeat pace and tolerance.
+    pub fn heartbeat(&self) -> HeartbeatPolicy {
+        HeartbeatPolicy {
+            interval: Duration::from_secs_f64(self.heartbeat_interval),
+            timeout: Duration::from_secs_f64(self.heartbeat_timeout),
+        }
+    }
+
+    /// The server's options; the listeners are bound already.
     pub fn options(
         &self,
         metrics_listener: Option<tokio::net::TcpListener>,
+        registrations: Option<crate::server::Registrations>,
+        tenants: Option<
+            tokio::sync::watch::Receiver<std::sync::Arc<crate::tenancy::file::Tenants>>,
+        >,
+        tls: Option<crate::server::TlsConfig>,
     ) -> crate::ServerOptions {
         crate::ServerOptions {
             health_interval: self.health_interval(),
             drain: self.drain(),
-            heartbeat: crate::fleet::registration::HeartbeatPolicy {
-                interval: Duration::from_secs_f64(self.heartbeat_interval),
-                timeout: Duration::from_secs_f64(self.heartbeat_timeout),
-            },
-            accept_registrations: self.accept_registrations,
+            registrations,
             metrics_listener,
+            tenants,
+            tls,
         }
     }
 

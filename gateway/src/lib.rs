@@ -10,6 +10,10 @@
 //!   service, routing, dispatch and relay, per-request tracking, errors.
 //! - [`fleet`]: the fleet: fleet file, slices, placement, `plan`, start,
 //!   supervisor, registration, scrape targets.
+//! - [`tenancy`]: who may call: tenants, API keys, allowed models,
+//!   quotas, the authentication layer.
+//! - [`tls`]: the listeners' certificates; [`reload`]: the tenants file
+//!   and certificates read again on SIGHUP or when they change.
 //! - [`registry`]: the known workers by model, their reported identity,
 //!   load and health, and the loop that probes them.
 //! - [`metrics`]: every exported metric described in one place, and the
@@ -24,7 +28,10 @@ pub mod config;
 pub mod fleet;
 pub mod metrics;
 pub mod registry;
+pub mod reload;
 pub mod request;
 pub mod server;
+pub mod tenancy;
+pub mod tls;
 
 pub use server::{run, ServerOptions};

@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use mig_gateway::config::{Cli, Command, ServeArgs};
+use mig_gateway::config::{Cli, Command, ServeArgs, TenantCommand};
 use mig_gateway::fleet::placement::Inventory;
 use mig_gateway::fleet::scrape_targets::ScrapeTargets;
 use mig_gateway::fleet::slices::Detected;
 use mig_gateway::fleet::start::{readiness_summary, start_fleet};
 use mig_gateway::fleet::supervisor::{default_cuda_worker_bin, default_worker_bin, Supervisor};
 use mig_gateway::fleet::{Fleet, ModelPlan};
+use mig_gateway::server::Registrations;
 use tokio::net::TcpListener;
 
 fn init_tracing(default: &str) {
@@ -64,6 +65,17 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Tenant(TenantCommand::AddKey(args)) => {
+            let key = mig_gateway::tenancy::keys::add_key(&args.tenants, &args.tenant)
+                .map_err(anyhow::Error::msg)?;
+            eprintln!(
+                "added a key to tenant `{}` in {} (only its hash is stored; the key is shown this once):",
+                args.tenant,
+                args.tenants.display()
+            );
+            println!("{key}");
+            Ok(())
+        }
         Command::Plan(args) => {
             init_tracing("warn");
             Ok(mig_gateway::fleet::plan::run(&args)?)
@@ -94,6 +106,11 @@ async fn main() -> anyhow::Result<()> {
                 Duration::from_secs(args.ready_timeout_seconds),
             )
             .with_cuda_bin(cuda_bin);
+            if let Some(path) = &args.worker_token_file {
+                let token = mig_serve::secret::Secret::from_file(path)
+                    .map_err(|e| anyhow::anyhow!("`--worker-token-file`: {e}"))?;
+                supervisor = supervisor.with_worker_token(token);
+            }
             if let Some(path) = &args.worker_metrics_sd {
                 let targets = ScrapeTargets::create(path)
                     .with_context(|| format!("writing `--worker-metrics-sd {}`", path.display()))?;
@@ -133,6 +150,66 @@ async fn serve(
         Some(l) => format!("; metrics: http://{}/metrics", l.local_addr()?),
         None => String::new(),
     };
+    let mut registrations = match args.registration_access().map_err(anyhow::Error::msg)? {
+        Some(access) => {
+            let listener = TcpListener::bind(args.internal_listen)
+                .await
+                .with_context(|| format!("binding `--internal-listen {}`", args.internal_listen))?;
+            Some(Registrations {
+                listener,
+                access,
+                heartbeat: args.heartbeat(),
+                tls: None,
+            })
+        }
+        None => None,
+    };
+    let internal_line = match &registrations {
+        Some(r) => format!("; internal: {}", r.listener.local_addr()?),
+        None => String::new(),
+    };
+    // Files read again on SIGHUP or when they change. One that does not
+    // load stops the start: running open, or in clear text, instead would
+    // let everyone in.
+    let mut reloads: Vec<Box<dyn mig_gateway::reload::Reload>> = Vec::new();
+    let tenants = match &args.tenants {
+        Some(path) => {
+            let (tenants, file) =
+                mig_gateway::reload::watch_tenants(path.clone()).map_err(anyhow::Error::msg)?;
+            tracing::info!(
+                file = %path.display(),
+                tenants = tenants.borrow().len(),
+                keys = tenants.borrow().keys(),
+                "tenants file loaded"
+            );
+            reloads.push(Box::new(file));
+            Some(tenants)
+        }
+        None => None,
+    };
+    let tls = match args.public_tls() {
+        Some(files) => {
+            let (config, files) =
+                mig_gateway::tls::watch_tls("public", files).map_err(anyhow::Error::msg)?;
+            reloads.push(Box::new(files));
+            Some(config)
+        }
+        None => None,
+    };
+    if let Some(registrations) = &mut registrations {
+        if let Some(files) = args.internal_tls() {
+            let (config, files) =
+                mig_gateway::tls::watch_tls("internal", files).map_err(anyhow::Error::msg)?;
+            reloads.push(Box::new(files));
+            registrations.tls = Some(config);
+        }
+    }
+    if !reloads.is_empty() {
+        tokio::spawn(mig_gateway::reload::reload_loop(
+            reloads,
+            mig_gateway::reload::POLL,
+        ));
+    }
     let registry = match start_fleet(&models, &inventory, supervisor.as_mut()).await {
         Ok(registry) => registry,
         Err(e) => {
@@ -143,15 +220,16 @@ async fn serve(
             return Err(e.into());
         }
     };
+    let tls_line = if tls.is_some() { "; TLS" } else { "" };
     println!(
-        "mig-gateway listening on {}; models: {}{metrics_line}",
+        "mig-gateway listening on {}; models: {}{metrics_line}{internal_line}{tls_line}",
         listener.local_addr()?,
         readiness_summary(&registry)
     );
     let served = mig_gateway::run(
         registry,
         listener,
-        args.options(metrics_listener),
+        args.options(metrics_listener, registrations, tenants, tls),
         mig_serve::signal::signal(),
     )
     .await;

@@ -5,8 +5,10 @@
 //! The gateway counts every token it relays per slice, so one scrape of the
 //! gateway gives every slice's throughput even when workers are not scraped:
 //! `rate(mig_gateway_generated_tokens_total[1m])` by `slice` or `profile`.
-//! Labels are low cardinality: `model`, `slice`, `profile`, `gpu`, and the
-//! final gRPC `code` on the request counter; never a request id or a prompt.
+//! Labels are low cardinality: `model`, `slice`, `profile`, `gpu`, the
+//! final gRPC `code` on the request counters, and `tenant`, which takes only
+//! names from the tenants file (`_unknown` for a missing or unknown key,
+//! `_open` without a tenants file); never a request id, a key or a prompt.
 
 use std::sync::Arc;
 
@@ -33,6 +35,10 @@ const WORKER_UP_HELP: &str = "1 if the worker on this slice answers its health p
 const SLICE_COMPUTE_UNITS_HELP: &str =
     "Size of the slice: MIG compute slices, or cores of a CPU slice.";
 pub const BUILD_INFO: &str = "mig_gateway_build_info";
+pub const TENANT_REQUESTS: &str = "mig_gateway_tenant_requests_total";
+pub const TENANT_PROMPT_TOKENS: &str = "mig_gateway_tenant_prompt_tokens_total";
+pub const TENANT_GENERATED_TOKENS: &str = "mig_gateway_tenant_generated_tokens_total";
+pub const TENANT_REJECTIONS: &str = "mig_gateway_tenant_rejections_total";
 
 /// Every metric this module exports (histograms add `_bucket`, `_sum` and
 /// `_count` series). Dashboards and rules may use only these.
@@ -49,6 +55,10 @@ pub const NAMES: &[&str] = &[
     WORKER_UP,
     SLICE_COMPUTE_UNITS,
     BUILD_INFO,
+    TENANT_REQUESTS,
+    TENANT_PROMPT_TOKENS,
+    TENANT_GENERATED_TOKENS,
+    TENANT_REJECTIONS,
 ];
 
 /// Until a worker took the call: routing and connecting, sub-millisecond
@@ -195,6 +205,22 @@ fn describe(r: &PrometheusRecorder) {
         "Prompt tokens of finished requests, by serving slice.",
     );
     c(REQUESTS, "Requests by model and final gRPC status code.");
+    c(
+        TENANT_REQUESTS,
+        "Requests by tenant, model and final gRPC status code.",
+    );
+    c(
+        TENANT_PROMPT_TOKENS,
+        "Prompt tokens charged to each tenant, when a worker took the request.",
+    );
+    c(
+        TENANT_GENERATED_TOKENS,
+        "Generated tokens charged to each tenant, as they stream.",
+    );
+    c(
+        TENANT_REJECTIONS,
+        "Calls refused by tenant and reason: unauthenticated, permission, quota_concurrency, quota_tokens.",
+    );
     let h = |name: &'static str, text: &'static str| {
         r.describe_histogram(name.into(), Some(Unit::Seconds), text.into());
     };

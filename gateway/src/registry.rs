@@ -7,9 +7,32 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use mig_proto::inference::v1::{ModelKind, WorkerOrigin};
-use mig_proto::worker::v1::worker_client::WorkerClient;
+use mig_proto::worker::v1::worker_client;
 use mig_proto::worker::v1::{InfoRequest, WorkerInfo};
+use mig_serve::secret::Secret;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+
+/// The gateway's client to one worker: every call carries the worker's
+/// caller token, when it has one.
+pub type WorkerClient = worker_client::WorkerClient<InterceptedService<Channel, CallerToken>>;
+
+/// Adds `authorization: Bearer <token>` to every call to a worker that
+/// accepts only its gateway (the token is never logged).
+#[derive(Debug, Clone)]
+pub struct CallerToken(Option<Secret>);
+
+impl tonic::service::Interceptor for CallerToken {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(token) = &self.0 {
+            token.attach(request.metadata_mut());
+        }
+        Ok(request)
+    }
+}
 
 /// How long a health probe may take before the worker counts as down.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -41,7 +64,7 @@ pub struct WorkerHandle {
 #[derive(Debug, Clone)]
 struct Conn {
     address: String,
-    client: WorkerClient<Channel>,
+    client: WorkerClient,
     /// Bumped by every reconnect, so that a probe sent to the previous
     /// process cannot decide the health of the new one.
     generation: u64,
@@ -56,14 +79,14 @@ struct WorkerState {
     last_heartbeat: Instant,
 }
 
-fn connect(address: &str) -> Result<Conn, tonic::transport::Error> {
+fn connect(address: &str, token: Option<Secret>) -> Result<Conn, tonic::transport::Error> {
     let channel = Endpoint::from_shared(address.to_string())?
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(2))
         .connect_lazy();
     Ok(Conn {
         address: address.to_string(),
-        client: WorkerClient::new(channel),
+        client: worker_client::WorkerClient::with_interceptor(channel, CallerToken(token)),
         generation: 0,
     })
 }
@@ -76,10 +99,21 @@ impl WorkerHandle {
         address: String,
         origin: WorkerOrigin,
     ) -> Result<Self, tonic::transport::Error> {
+        Self::with_token(model, address, origin, None)
+    }
+
+    /// A handle whose calls carry the worker's caller token (a worker this
+    /// gateway started accepts no other caller).
+    pub fn with_token(
+        model: String,
+        address: String,
+        origin: WorkerOrigin,
+        token: Option<Secret>,
+    ) -> Result<Self, tonic::transport::Error> {
         Ok(WorkerHandle {
             model,
             origin,
-            conn: RwLock::new(connect(&address)?),
+            conn: RwLock::new(connect(&address, token)?),
             state: RwLock::new(WorkerState {
                 info: None,
                 healthy: false,
@@ -90,7 +124,7 @@ impl WorkerHandle {
         })
     }
 
-    pub fn client(&self) -> WorkerClient<Channel> {
+    pub fn client(&self) -> WorkerClient {
         self.conn
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -106,10 +140,14 @@ impl WorkerHandle {
             .clone()
     }
 
-    /// Points the handle at a restarted worker's new address; it stays
-    /// unhealthy until the next probe answers.
-    pub fn reconnect(&self, address: &str) -> Result<(), tonic::transport::Error> {
-        let mut conn = connect(address)?;
+    /// Points the handle at a restarted worker's new address and caller
+    /// token; it stays unhealthy until the next probe answers.
+    pub fn reconnect(
+        &self,
+        address: &str,
+        token: Option<Secret>,
+    ) -> Result<(), tonic::transport::Error> {
+        let mut conn = connect(address, token)?;
         let mut current = self.conn.write().unwrap_or_else(|e| e.into_inner());
         conn.generation = current.generation + 1;
         *current = conn;

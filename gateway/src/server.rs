@@ -1,6 +1,8 @@
-//! The gateway's gRPC server: the public Inference API, worker registration,
-//! gRPC health and reflection, and the loops that keep worker health current
-//! and drop registered workers that went silent.
+//! The gateway's servers: the public listener (the Inference API, gRPC health
+//! and reflection of the public API only) and, when workers may register
+//! themselves, the internal listener (worker registration, behind its
+//! token); and the loops that keep worker health current and drop
+//! registered workers that went silent.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -9,22 +11,61 @@ use std::time::Duration;
 use mig_proto::inference::v1::inference_server::InferenceServer;
 use mig_proto::worker::v1::registration_server::RegistrationServer;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
 use tower::Layer;
 
-use crate::fleet::registration::{self, HeartbeatPolicy, RegistrationService};
+use crate::fleet::registration::{self, HeartbeatPolicy, RegistrationAccess, RegistrationService};
 use crate::metrics::GatewayMetrics;
 use crate::registry::{self, Registry};
 use crate::request::layers::StampLayer;
 use crate::request::service::InferenceService;
+use crate::tenancy::auth::AuthLayer;
+use crate::tenancy::file::Tenants;
+use crate::tenancy::Tenancy;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("gRPC server: {0}")]
     Io(#[from] std::io::Error),
+    #[error("internal gRPC server: {0}")]
+    Internal(std::io::Error),
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Where and how workers register themselves.
+#[derive(Debug)]
+pub struct Registrations {
+    /// `--internal-listen`, bound: never the public listener.
+    pub listener: TcpListener,
+    /// What a worker must show to register.
+    pub access: RegistrationAccess,
+    /// Pace and timeout of registered workers' heartbeats.
+    pub heartbeat: HeartbeatPolicy,
+    /// TLS with client certificates (`--internal-client-ca`), or plain.
+    pub tls: Option<TlsConfig>,
+}
+
+/// A listener's TLS configuration, kept current by `crate::reload`.
+pub type TlsConfig = watch::Receiver<Arc<tokio_rustls::rustls::ServerConfig>>;
+
+/// Serves `routes` on `listener`, with TLS when `tls` is set.
+async fn serve_routes(
+    listener: TcpListener,
+    tls: Option<TlsConfig>,
+    routes: Routes,
+    stop: impl Future<Output = ()> + Send + 'static,
+    drain: Duration,
+) -> std::io::Result<mig_serve::http2::Drained> {
+    match tls {
+        Some(config) => {
+            let listener = mig_serve::tls::TlsListener::new(listener, config)?;
+            mig_serve::http2::serve_tls(listener, routes, stop, drain).await
+        }
+        None => mig_serve::http2::serve(listener, routes, stop, drain).await,
+    }
 }
 
 /// Timings and side listeners of a running gateway.
@@ -34,12 +75,20 @@ pub struct ServerOptions {
     pub health_interval: Duration,
     /// How long running calls may finish after shutdown begins.
     pub drain: Duration,
-    /// Pace and timeout of registered workers' heartbeats.
-    pub heartbeat: HeartbeatPolicy,
-    /// Whether workers may register themselves (`--accept-registrations`).
-    pub accept_registrations: bool,
+    /// Worker registration (`--accept-registrations`), or none.
+    pub registrations: Option<Registrations>,
     /// `--metrics-listen`, bound: where `/metrics` is served.
     pub metrics_listener: Option<TcpListener>,
+    /// The tenants in force (`--tenants`, kept current by
+    /// `crate::reload`); none: the gateway is open.
+    pub tenants: Option<watch::Receiver<Arc<Tenants>>>,
+    /// TLS on the public listener (`--tls-cert`), or plain.
+    pub tls: Option<TlsConfig>,
+}
+
+/// Completes once `stop` turns true (or its sender is gone).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|&s| s).await;
 }
 
 /// Serves until `shutdown` completes, then stops accepting and lets running
@@ -55,16 +104,22 @@ pub async fn run(
         .set_serving::<InferenceServer<InferenceService>>()
         .await;
     health.set_service_status("", ServingStatus::Serving).await;
+    // The public port describes the public API and health, nothing internal.
     let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(mig_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(mig_proto::INFERENCE_FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let prober = tokio::spawn(registry::health_loop(
         registry.clone(),
         options.health_interval,
     ));
-    let reaper = tokio::spawn(registration::reaper(registry.clone(), options.heartbeat));
     let gateway_metrics = GatewayMetrics::new();
+    let tenancy = Tenancy::new(options.tenants, gateway_metrics.clone());
+    if tenancy.is_open() {
+        tracing::warn!(
+            "no `--tenants` file: the gateway is open: any client that reaches it may call any model, with no key and no limit"
+        );
+    }
     let upkeep = tokio::spawn(mig_serve::recorder::upkeep_loop(gateway_metrics.handle()));
     let metrics_server = options.metrics_listener.map(|listener| {
         let (m, r) = (gateway_metrics.clone(), registry.clone());
@@ -73,37 +128,96 @@ pub async fn run(
             Arc::new(move || m.render(&r)),
         ))
     });
-    let graceful = async move {
-        shutdown.await;
-        health
-            .set_not_serving::<InferenceServer<InferenceService>>()
-            .await;
-        health
-            .set_service_status("", ServingStatus::NotServing)
-            .await;
+
+    // One shutdown for both listeners.
+    let (stop_tx, stop) = watch::channel(false);
+    let graceful = {
+        let health = health.clone();
+        async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+            health
+                .set_not_serving::<InferenceServer<InferenceService>>()
+                .await;
+            health
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
+        }
     };
+
+    let internal = match options.registrations {
+        Some(registrations) => Some(serve_internal(
+            registry.clone(),
+            registrations,
+            stopped(stop.clone()),
+            options.drain,
+        )?),
+        None => None,
+    };
+
     let mut routes = Routes::builder();
     routes
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(RegistrationServer::new(RegistrationService::new(
-            registry.clone(),
-            options.heartbeat,
-            options.accept_registrations,
-        )))
-        // Every public call is stamped with its arrival and deadline first.
-        .add_service(StampLayer.layer(InferenceServer::new(InferenceService::new(
-            registry,
-            gateway_metrics,
-        ))));
-    let result = mig_serve::http2::serve(listener, routes.routes(), graceful, options.drain).await;
+        // Every public call is stamped with its arrival and deadline first,
+        // then authenticated.
+        .add_service(StampLayer.layer(AuthLayer::new(tenancy.clone()).layer(
+            InferenceServer::new(InferenceService::new(registry, gateway_metrics, tenancy)),
+        )));
+    let result = serve_routes(
+        listener,
+        options.tls,
+        routes.routes(),
+        graceful,
+        options.drain,
+    )
+    .await;
+    let internal_result = match internal {
+        Some((task, reaper)) => {
+            reaper.abort();
+            task.await
+                .unwrap_or(Ok(mig_serve::http2::Drained::TimedOut))
+        }
+        None => Ok(mig_serve::http2::Drained::Clean),
+    };
     prober.abort();
-    reaper.abort();
     upkeep.abort();
     if let Some(server) = metrics_server {
         server.abort();
     }
-    tracing::info!(drained = ?result, "gateway server stopped");
+    tracing::info!(drained = ?result, internal = ?internal_result, "gateway server stopped");
     result?;
+    internal_result.map_err(ServeError::Internal)?;
     Ok(())
+}
+
+type Task<T> = tokio::task::JoinHandle<T>;
+
+/// The internal listener: worker registration (behind its access check) and
+/// reflection of the internal API, until `stop`.
+fn serve_internal(
+    registry: Arc<Registry>,
+    registrations: Registrations,
+    stop: impl Future<Output = ()> + Send + 'static,
+    drain: Duration,
+) -> Result<(Task<std::io::Result<mig_serve::http2::Drained>>, Task<()>), ServeError> {
+    let Registrations {
+        listener,
+        access,
+        heartbeat,
+        tls,
+    } = registrations;
+    let reaper = tokio::spawn(registration::reaper(registry.clone(), heartbeat));
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(mig_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let mut routes = Routes::builder();
+    routes
+        .add_service(reflection)
+        .add_service(RegistrationServer::new(RegistrationService::new(
+            registry, heartbeat, access,
+        )));
+    let routes = routes.routes();
+    let task = tokio::spawn(serve_routes(listener, tls, routes, stop, drain));
+    Ok((task, reaper))
 }

@@ -6,11 +6,14 @@ use std::time::{Duration, Instant};
 
 use mig_proto::inference::v1::{GenerateRequest, WorkerHealth};
 use mig_proto::worker::v1::InfoRequest;
+use mig_serve::secret::Secret;
+use mig_serve::worker_flags::CALLER_TOKEN_ENV;
 use mig_testkit::process::{alive, child_pids, gateway_up};
 
 /// The worker's generated-token counter once it has stopped moving; fails
-/// if it is still moving after 30 seconds.
-async fn settled_tokens(worker: &str) -> u64 {
+/// if it is still moving after 30 seconds. `token` is the worker's caller
+/// token (read from its environment, as its own user can).
+async fn settled_tokens(worker: &str, token: &Secret) -> u64 {
     let mut client = mig_testkit::gateway::worker_client(worker).await;
     let mut last = u64::MAX;
     let started = Instant::now();
@@ -19,8 +22,10 @@ async fn settled_tokens(worker: &str) -> u64 {
             started.elapsed() < Duration::from_secs(30),
             "the worker is still generating after 30 s"
         );
+        let mut info = tonic::Request::new(InfoRequest {});
+        token.attach(info.metadata_mut());
         let now = client
-            .info(InfoRequest {})
+            .info(info)
             .await
             .unwrap()
             .into_inner()
@@ -56,7 +61,27 @@ async fn cancel_deadline_and_shutdown_with_real_processes() {
     assert_eq!(worker.health, WorkerHealth::Serving as i32);
     assert_eq!(worker.profile, "cpu-1c");
     let worker_addr = worker.address.clone();
-    let base = settled_tokens(&worker_addr).await;
+
+    // The worker serves its gateway only: a local user who finds its port
+    // cannot skip the gateway (the token is in the worker's environment,
+    // not on its command line).
+    let around = mig_testkit::gateway::worker_client(&worker_addr)
+        .await
+        .generate(long_chat())
+        .await
+        .unwrap_err();
+    assert_eq!(around.code(), tonic::Code::Unauthenticated, "{around:?}");
+    let worker_pid = child_pids(gateway.pid())[0];
+    assert_eq!(
+        mig_testkit::process::arg_of(worker_pid, "--caller-token"),
+        None
+    );
+    let token = mig_testkit::process::env_of(worker_pid, CALLER_TOKEN_ENV)
+        .expect("the caller token is in the worker's environment");
+    assert_eq!(token.len(), 64);
+    assert!(!gateway.log().contains(&token), "a token is never logged");
+    let token = Secret::new(&token).unwrap();
+    let base = settled_tokens(&worker_addr, &token).await;
 
     // Cancel a stream after a few messages: the worker stops at its next token.
     let mut stream = client
@@ -68,7 +93,7 @@ async fn cancel_deadline_and_shutdown_with_real_processes() {
         stream.message().await.unwrap().expect("a token");
     }
     drop(stream);
-    let after_cancel = settled_tokens(&worker_addr).await;
+    let after_cancel = settled_tokens(&worker_addr, &token).await;
     let generated = after_cancel - base;
     assert!(
         (5..200).contains(&generated),
@@ -81,7 +106,7 @@ async fn cancel_deadline_and_shutdown_with_real_processes() {
     request.set_timeout(Duration::from_millis(500));
     let status = bare.generate(request).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
-    let after_deadline = settled_tokens(&worker_addr).await;
+    let after_deadline = settled_tokens(&worker_addr, &token).await;
     assert!(
         after_deadline - after_cancel < 200,
         "{}",

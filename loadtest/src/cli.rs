@@ -185,9 +185,46 @@ pub struct LoadArgs {
     /// SVG charts to this folder.
     #[arg(long)]
     pub out: Option<PathBuf>,
+
+    /// File holding the token of workers started by `mig-gateway up
+    /// --worker-token-file` (they accept no other caller): needed to load a
+    /// worker straight, as `sweep --direct` does.
+    #[arg(long, env = "MIG_LOADTEST_WORKER_TOKEN_FILE")]
+    pub worker_token_file: Option<PathBuf>,
+
+    /// A tenant's API key for a gateway with a tenants file, sent as
+    /// `authorization: Bearer`; never printed or written to the report.
+    #[arg(long, env = "MIG_API_KEY", hide_env_values = true, value_parser = parse_api_key)]
+    pub api_key: Option<mig_serve::secret::Secret>,
+
+    /// CA certificate (PEM) to trust: the target speaks TLS (`--tls-cert`
+    /// on the gateway).
+    #[arg(long, env = "MIG_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+}
+
+/// `--api-key`: checked like any secret; the error never shows it.
+fn parse_api_key(text: &str) -> Result<mig_serve::secret::Secret, String> {
+    mig_serve::secret::Secret::new(text).map_err(|e| format!("the key {e}"))
 }
 
 impl LoadArgs {
+    /// The token of `--worker-token-file` (read now), the API key and the
+    /// TLS CA.
+    pub fn credentials(&self) -> Result<crate::target::Credentials, LoadtestError> {
+        let worker_token = self
+            .worker_token_file
+            .as_deref()
+            .map(mig_serve::secret::Secret::from_file)
+            .transpose()
+            .map_err(|e| LoadtestError::Usage(format!("`--worker-token-file`: {e}")))?;
+        Ok(crate::target::Credentials {
+            worker_token,
+            api_key: self.api_key.clone(),
+            tls_ca: self.tls_ca.clone(),
+        })
+    }
+
     /// Cross-field checks; `targets` and `models` are how many of each the
     /// scenario takes (`None`: any number).
     pub fn validate(

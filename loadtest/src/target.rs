@@ -12,8 +12,9 @@ use mig_proto::inference::v1::{
 };
 use mig_proto::worker::v1::worker_client::WorkerClient;
 use mig_proto::worker::v1::InfoRequest;
+use mig_serve::secret::Secret;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
 
 use crate::error::LoadtestError;
@@ -35,6 +36,19 @@ pub struct Target {
     /// `Gateway` or `Worker`, never `Auto` once connected.
     pub kind: TargetKind,
     channel: Channel,
+    credentials: Credentials,
+}
+
+/// What a target may ask of its caller.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    /// The caller token a worker started by a gateway asks for
+    /// (`--worker-token-file`), sent on calls to a worker.
+    pub worker_token: Option<Secret>,
+    /// A tenant's API key (`--api-key`), sent on calls to a gateway.
+    pub api_key: Option<Secret>,
+    /// The CA to trust for TLS (`--tls-ca`); plain HTTP/2 without one.
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 /// The slices a target serves, per model: what the report calls the slice
@@ -103,13 +117,17 @@ fn normalise(address: &str) -> String {
 impl Target {
     /// Connects and, with `Auto`, finds out whether a gateway or a worker
     /// answers.
-    pub async fn connect(address: &str, kind: TargetKind) -> Result<Target, LoadtestError> {
+    pub async fn connect(
+        address: &str,
+        kind: TargetKind,
+        credentials: Credentials,
+    ) -> Result<Target, LoadtestError> {
         let address = normalise(address);
         let connect_err = |e: &dyn std::fmt::Display| LoadtestError::Connect {
             target: address.clone(),
             reason: e.to_string(),
         };
-        let channel = Endpoint::from_shared(address.clone())
+        let channel = mig_serve::tls::client_endpoint(&address, credentials.tls_ca.as_deref())
             .map_err(|e| connect_err(&e))?
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
@@ -120,14 +138,17 @@ impl Target {
             address: address.clone(),
             kind,
             channel,
+            credentials,
         };
         if kind == TargetKind::Auto {
             target.kind = match WorkerClient::new(target.channel.clone())
-                .info(InfoRequest {})
+                .info(target.to_worker(InfoRequest {}))
                 .await
             {
                 Ok(_) => TargetKind::Worker,
                 Err(s) if s.code() == Code::Unimplemented => TargetKind::Gateway,
+                // A worker that takes calls with a token only.
+                Err(s) if s.code() == Code::Unauthenticated => TargetKind::Worker,
                 Err(s) => return Err(connect_err(&s.message())),
             };
         }
@@ -139,15 +160,21 @@ impl Target {
         let rpc_err = |s: Status| LoadtestError::Connect {
             target: self.address.clone(),
             reason: format!(
-                "{}: {}",
+                "{}: {}{}",
                 mig_serve::status::code_name(s.code()),
-                s.message()
+                s.message(),
+                if s.code() == Code::Unauthenticated && self.kind == TargetKind::Worker {
+                    " (a worker started by `mig-gateway up` takes calls only with its \
+                     token: give the same `--worker-token-file` to both)"
+                } else {
+                    ""
+                }
             ),
         };
         let models = match self.kind {
             TargetKind::Worker => {
                 let info = WorkerClient::new(self.channel.clone())
-                    .info(InfoRequest {})
+                    .info(self.to_worker(InfoRequest {}))
                     .await
                     .map_err(rpc_err)?
                     .into_inner();
@@ -169,7 +196,7 @@ impl Target {
                 }]
             }
             _ => InferenceClient::new(self.channel.clone())
-                .list_models(ListModelsRequest {})
+                .list_models(self.to_gateway(ListModelsRequest {}))
                 .await
                 .map_err(rpc_err)?
                 .into_inner()
@@ -214,17 +241,43 @@ impl Target {
         request.set_timeout(timeout);
         let response = match self.kind {
             TargetKind::Worker => {
+                if let Some(token) = &self.credentials.worker_token {
+                    token.attach(request.metadata_mut());
+                }
                 WorkerClient::new(self.channel.clone())
                     .generate(request)
                     .await?
             }
             _ => {
+                if let Some(key) = &self.credentials.api_key {
+                    key.attach(request.metadata_mut());
+                }
                 InferenceClient::new(self.channel.clone())
                     .generate_stream(request)
                     .await?
             }
         };
         Ok(response.into_inner())
+    }
+}
+
+impl Target {
+    /// A request to a worker, with its caller token when one was given.
+    fn to_worker<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(token) = &self.credentials.worker_token {
+            token.attach(request.metadata_mut());
+        }
+        request
+    }
+
+    /// A request to a gateway, with the tenant's key when one was given.
+    fn to_gateway<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(key) = &self.credentials.api_key {
+            key.attach(request.metadata_mut());
+        }
+        request
     }
 }
 

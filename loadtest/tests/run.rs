@@ -52,7 +52,7 @@ fn warm_up_requests_are_left_out_and_the_window_is_the_duration() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let worker = start_worker("identity", &["--identity", "--model-name", "identity"]);
     runtime().block_on(async {
-        let target = Target::connect(&worker.address, TargetKind::Auto)
+        let target = Target::connect(&worker.address, TargetKind::Auto, Default::default())
             .await
             .unwrap();
         assert_eq!(target.kind, TargetKind::Worker);
@@ -88,7 +88,7 @@ fn requests_still_running_when_the_drain_ends_are_cancelled_and_kept() {
         &["--model-name", "smollm2-135m", "--model-path", &model],
     );
     runtime().block_on(async {
-        let target = Target::connect(&worker.address, TargetKind::Worker)
+        let target = Target::connect(&worker.address, TargetKind::Worker, Default::default())
             .await
             .unwrap();
         // 1,000 tokens take far longer than the 0.3 s run plus no drain.

@@ -251,13 +251,19 @@ fn isolation_reports_the_victims_loss_for_pinned_and_shared_placements() {
 #[test]
 fn sweep_measures_gateway_overhead_with_the_identity_model_and_open_loops() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // The worker takes calls with this token only (`up` hands it over);
+    // the load tester needs it to measure the worker straight.
+    let token_dir = tempfile::tempdir().unwrap();
+    let token_file = token_dir.path().join("worker-token");
+    std::fs::write(&token_file, "sweep-test-worker-token-0123456789").unwrap();
+    let token_file = token_file.to_str().unwrap();
     let gateway = gateway_up(
         "sweep",
         "[[model]]\nname = \"identity\"\nidentity = true\nslices = [\"cpu:0\"]\n",
-        &[],
+        &["--worker-token-file", token_file],
     );
     let worker = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let target = Target::connect(&gateway.address, TargetKind::Auto)
+        let target = Target::connect(&gateway.address, TargetKind::Auto, Default::default())
             .await
             .unwrap();
         assert_eq!(target.kind, TargetKind::Gateway);
@@ -266,10 +272,29 @@ fn sweep_measures_gateway_overhead_with_the_identity_model_and_open_loops() {
         assert!(w.engine.contains("identity"), "{w:?}");
         w.address.clone()
     });
+    // Without the token the worker refuses, and the tool says what it needs.
+    let refused = loadtest(&[
+        "sweep",
+        "--target",
+        &worker,
+        "--model",
+        "identity",
+        "--requests",
+        "1",
+    ]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        err.contains("UNAUTHENTICATED") && err.contains("--worker-token-file"),
+        "{err}"
+    );
+
     let dir = tempfile::tempdir().unwrap();
     let targets = format!("{},{worker}", gateway.address);
     let stdout = run_ok(&[
         "sweep",
+        "--worker-token-file",
+        token_file,
         "--target",
         &targets,
         "--model",
@@ -308,6 +333,8 @@ fn sweep_measures_gateway_overhead_with_the_identity_model_and_open_loops() {
     let dir = tempfile::tempdir().unwrap();
     run_ok(&[
         "sweep",
+        "--worker-token-file",
+        token_file,
         "--target",
         &gateway.address,
         "--direct",

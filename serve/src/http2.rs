@@ -37,6 +37,30 @@ pub async fn serve(
         // Failing only costs latency; the connection still works.
         let _ = tcp.set_nodelay(true);
     });
+    serve_on(listener, routes, shutdown, drain).await
+}
+
+/// [`serve`] on TLS connections (`crate::tls::TlsListener`), or on any
+/// other listener.
+pub async fn serve_tls(
+    listener: crate::tls::TlsListener,
+    routes: Routes,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    drain: Duration,
+) -> std::io::Result<Drained> {
+    serve_on(listener, routes, shutdown, drain).await
+}
+
+async fn serve_on<L>(
+    listener: L,
+    routes: Routes,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    drain: Duration,
+) -> std::io::Result<Drained>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let (draining_tx, draining) = oneshot::channel();
     let signal = async move {
         shutdown.await;

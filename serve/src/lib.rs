@@ -16,6 +16,10 @@
 //! - [`worker_flags`]: what a worker loads and the `mig-worker serve` flags
 //!   a supervisor starts it with, as a type.
 //! - [`limits`]: marks and limits both processes check.
+//! - [`secret`]: shared secrets (registration, worker caller tokens):
+//!   redacted, compared in constant time, sent as a bearer token.
+//! - [`tls`]: TLS listeners (handshakes off the accept loop, certificates
+//!   that reload) and TLS client endpoints.
 
 pub mod deadline;
 pub mod http2;
@@ -23,8 +27,10 @@ pub mod limits;
 pub mod metrics_http;
 pub mod ready_line;
 pub mod recorder;
+pub mod secret;
 pub mod signal;
 pub mod status;
+pub mod tls;
 pub mod worker_flags;
 
 pub use ready_line::ReadyLine;

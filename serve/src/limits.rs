@@ -13,3 +13,47 @@ pub use mig_slices::synthetic::NAME_MARK as SYNTHETIC_MARK;
 /// `7g.80gb`, CPU ones `cpu-16c`): the gateway checks it before routing,
 /// the worker again for callers that reach it straight.
 pub const MAX_PROFILE_BYTES: usize = 64;
+
+/// Response header in which a worker says how many tokens a generation's
+/// prompt has, as soon as it took the request (the gateway charges them to
+/// the tenant then, before any token streams).
+pub const PROMPT_TOKENS_HEADER: &str = "mig-prompt-tokens";
+
+/// Longest client-supplied text an error message repeats, in bytes.
+pub const MAX_ECHO_BYTES: usize = 64;
+
+/// `text` as an error message may repeat it: whole when short and
+/// printable, else its printable start and its length, so an error never
+/// carries a long (or terminal-controlling) value back.
+pub fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= MAX_ECHO_BYTES && !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    let mut start = String::new();
+    for c in text.chars() {
+        if start.len() + c.len_utf8() > MAX_ECHO_BYTES {
+            break;
+        }
+        start.push(if c.is_control() { '?' } else { c });
+    }
+    if start.len() == text.len() {
+        return start.into();
+    }
+    format!("{start}… ({} bytes)", text.len()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_or_control_text_is_cut_before_it_is_shown() {
+        assert_eq!(shown("qwen2.5-0.5b"), "qwen2.5-0.5b");
+        assert_eq!(shown("a\u{1b}[2Jb"), "a?[2Jb");
+        let long = "x".repeat(10_000);
+        let s = shown(&long);
+        assert!(s.len() < 90 && s.ends_with("… (10000 bytes)"), "{s}");
+        // Never cut inside a character.
+        assert!(shown(&"é".repeat(100)).starts_with("éé"));
+    }
+}

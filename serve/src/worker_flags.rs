@@ -10,6 +10,12 @@ use std::path::PathBuf;
 use mig_slices::synthetic::SyntheticSpec;
 use mig_slices::SliceId;
 
+use crate::secret::Secret;
+
+/// The variable that hands a worker its caller token: in its environment,
+/// never on its command line, which every local user can read (`ps`).
+pub const CALLER_TOKEN_ENV: &str = "MIG_WORKER_CALLER_TOKEN";
+
 /// What a worker loads.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelSource {
@@ -61,6 +67,8 @@ pub struct WorkerFlags {
     pub metrics: bool,
     /// Flags written by hand (a fleet file's `args`), passed on last.
     pub extra: Vec<String>,
+    /// The token the worker accepts calls with (its gateway's), if any.
+    pub caller_token: Option<Secret>,
 }
 
 impl WorkerFlags {
@@ -102,17 +110,21 @@ impl WorkerFlags {
     }
 
     /// The variables the worker gets: its slice as CUDA device 0 and nothing
-    /// else (none at all on a CPU slice), and candle's CPU kernels sized to
-    /// the slice.
-    pub fn environment(&self) -> [(&'static str, String); 2] {
+    /// else (none at all on a CPU slice), candle's CPU kernels sized to the
+    /// slice, and its caller token.
+    pub fn environment(&self) -> Vec<(&'static str, String)> {
         let visible = match &self.slice {
             SliceId::Mig(uuid) | SliceId::Gpu(uuid) => uuid.clone(),
             SliceId::Cpu(_) => String::new(),
         };
-        [
+        let mut env = vec![
             ("CUDA_VISIBLE_DEVICES", visible),
             ("RAYON_NUM_THREADS", self.threads.to_string()),
-        ]
+        ];
+        if let Some(token) = &self.caller_token {
+            env.push((CALLER_TOKEN_ENV, token.expose().to_string()));
+        }
+        env
     }
 }
 
@@ -142,6 +154,7 @@ mod tests {
             threads: 2,
             metrics: false,
             extra: vec!["--max-waiting".into(), "4".into()],
+            caller_token: Some(Secret::new("a-token-that-is-long-enough").unwrap()),
         };
         let text = |f: &WorkerFlags| {
             f.args()
@@ -155,6 +168,11 @@ mod tests {
             "serve --model-name m --identity --slice cpu:0-1 --threads 2 \
              --listen 127.0.0.1:0 --max-waiting 4"
         );
+        // The token is in the environment, never on the command line.
+        assert!(!text(&flags).contains("a-token"));
+        assert!(flags
+            .environment()
+            .contains(&(CALLER_TOKEN_ENV, "a-token-that-is-long-enough".to_string())));
         let gpu = WorkerFlags {
             slice: "MIG-1".parse().unwrap(),
             profile: Some("1g.10gb".into()),

@@ -8,13 +8,15 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use mig_gateway::fleet::placement::Inventory;
-use mig_gateway::fleet::registration::HeartbeatPolicy;
+use mig_gateway::fleet::registration::{HeartbeatPolicy, RegistrationAccess};
 use mig_gateway::fleet::start::start_fleet;
 use mig_gateway::fleet::{Fleet, ModelPlan};
+use mig_gateway::server::Registrations;
 use mig_gateway::ServerOptions;
 use mig_proto::inference::v1::inference_client::InferenceClient;
 use mig_proto::inference::v1::{ChatMessage, GenerateRequest};
 use mig_proto::worker::v1::worker_client::WorkerClient;
+use mig_serve::secret::Secret;
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
 
@@ -49,20 +51,49 @@ pub async fn start_worker(model: &str, path: &Path, slice: &str) -> String {
 /// A gateway served in-process on `127.0.0.1:0` for the given fleet file text.
 pub async fn start_gateway(fleet_toml: &str) -> String {
     let models = Fleet::parse(fleet_toml, Path::new("test-fleet.toml")).unwrap();
-    start_gateway_with(
-        &models,
-        HeartbeatPolicy {
-            interval: Duration::from_millis(200),
-            timeout: Duration::from_secs(1),
-        },
-    )
-    .await
+    serve_gateway(&models, None, None).await
 }
 
-/// A gateway for `models` (possibly none: registered workers only) with the
-/// given heartbeat policy; it accepts registrations.
-pub async fn start_gateway_with(models: &[ModelPlan], heartbeat: HeartbeatPolicy) -> String {
-    serve_gateway(models, heartbeat, true, None).await
+/// The token the test gateways take registrations with.
+pub const REGISTRATION_TOKEN: &str = "test-registration-token-0123456789";
+
+/// A gateway that takes worker registrations on its internal listener.
+pub struct Registering {
+    /// The public address, `http://...`.
+    pub gateway: String,
+    /// The internal listener, `http://...`: where workers register.
+    pub internal: String,
+    /// A file holding [`REGISTRATION_TOKEN`], for a worker's
+    /// `--registration-token-file`.
+    pub token_file: std::path::PathBuf,
+}
+
+/// A gateway for `models` (possibly none: registered workers only) that
+/// accepts registrations with the given heartbeat policy.
+pub async fn start_gateway_with(models: &[ModelPlan], heartbeat: HeartbeatPolicy) -> Registering {
+    let internal = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let internal_addr = internal.local_addr().unwrap();
+    let token_file = std::env::temp_dir().join(format!(
+        "mig-test-registration-token-{}-{}",
+        std::process::id(),
+        internal_addr.port()
+    ));
+    std::fs::write(&token_file, REGISTRATION_TOKEN).unwrap();
+    let registrations = Registrations {
+        listener: internal,
+        access: RegistrationAccess {
+            token: Some(Secret::new(REGISTRATION_TOKEN).unwrap()),
+            client_certificate: false,
+        },
+        heartbeat,
+        tls: None,
+    };
+    let gateway = serve_gateway(models, Some(registrations), None).await;
+    Registering {
+        gateway,
+        internal: format!("http://{internal_addr}"),
+        token_file,
+    }
 }
 
 /// A gateway for the fleet text that also serves `/metrics` on
@@ -71,18 +102,13 @@ pub async fn start_gateway_with_metrics(fleet_toml: &str) -> (String, std::net::
     let models = Fleet::parse(fleet_toml, Path::new("test-fleet.toml")).unwrap();
     let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let metrics_addr = metrics.local_addr().unwrap();
-    let heartbeat = HeartbeatPolicy {
-        interval: Duration::from_secs(1),
-        timeout: Duration::from_secs(5),
-    };
-    let gateway = serve_gateway(&models, heartbeat, false, Some(metrics)).await;
+    let gateway = serve_gateway(&models, None, Some(metrics)).await;
     (gateway, metrics_addr)
 }
 
 async fn serve_gateway(
     models: &[ModelPlan],
-    heartbeat: HeartbeatPolicy,
-    accept_registrations: bool,
+    registrations: Option<Registrations>,
     metrics_listener: Option<TcpListener>,
 ) -> String {
     let registry = start_fleet(models, &Inventory::default(), None)
@@ -96,9 +122,10 @@ async fn serve_gateway(
         ServerOptions {
             health_interval: Duration::from_millis(200),
             drain: Duration::from_secs(1),
-            heartbeat,
-            accept_registrations,
+            registrations,
             metrics_listener,
+            tenants: None,
+            tls: None,
         },
         std::future::pending(),
     ));

@@ -191,6 +191,29 @@ pub fn gateway_up(name: &str, fleet: &str, extra: &[&str]) -> Process {
     })
 }
 
+/// `mig-gateway serve --listen 127.0.0.1:0` (no workers of its own) with
+/// short health and drain periods and `extra` flags; returns once it
+/// printed its listening line.
+pub fn gateway_serve(name: &str, extra: &[&str]) -> Process {
+    let mut command = Command::new(bin("mig-gateway"));
+    command
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--drain-seconds",
+            "3",
+            "--health-interval",
+            "0.2",
+        ])
+        .args(extra);
+    start(&format!("gateway-{name}"), command, |line| {
+        line.strip_prefix("mig-gateway listening on ")
+            .and_then(|rest| rest.split(';').next())
+            .map(str::to_string)
+    })
+}
+
 /// One `mig-worker serve --listen 127.0.0.1:0` with these flags; returns
 /// once it printed its ready line.
 pub fn worker(name: &str, flags: &[&str]) -> Process {

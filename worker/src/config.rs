@@ -10,6 +10,7 @@ use mig_slices::SliceId;
 use crate::engine::scheduler::SchedulerConfig;
 use crate::engine::EngineConfig;
 use mig_serve::limits::{IDENTITY_MARK, SYNTHETIC_MARK};
+use mig_serve::secret::Secret;
 
 use crate::engine::ModelSpec;
 use crate::identity::{Claimed, Identity};
@@ -132,11 +133,51 @@ pub struct ServeArgs {
     #[arg(long, env = "MIG_WORKER_ADVERTISE")]
     pub advertise: Option<String>,
 
+    /// File holding the gateway's registration token (its
+    /// `--registration-token-file`), sent with every heartbeat of
+    /// `--gateway`. Never logged.
+    #[arg(long, env = "MIG_WORKER_REGISTRATION_TOKEN_FILE", requires = "gateway")]
+    pub registration_token_file: Option<PathBuf>,
+
+    /// CA (PEM) of the gateway's internal listener: register over TLS.
+    #[arg(long, env = "MIG_WORKER_GATEWAY_TLS_CA", requires = "gateway")]
+    pub gateway_tls_ca: Option<PathBuf>,
+
+    /// Client certificate (PEM) shown to the gateway's internal listener
+    /// (its `--internal-client-ca` signed it); with `--gateway-tls-key`.
+    #[arg(long, env = "MIG_WORKER_GATEWAY_TLS_CERT", requires_all = ["gateway_tls_ca", "gateway_tls_key"])]
+    pub gateway_tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of `--gateway-tls-cert`.
+    #[arg(
+        long,
+        env = "MIG_WORKER_GATEWAY_TLS_KEY",
+        requires = "gateway_tls_cert"
+    )]
+    pub gateway_tls_key: Option<PathBuf>,
+
+    /// The token this worker accepts calls with: set by the gateway that
+    /// starts it, in the environment only (a command line is visible to
+    /// every local user). Without it the worker accepts any caller that
+    /// reaches its port.
+    #[arg(
+        long,
+        env = mig_serve::worker_flags::CALLER_TOKEN_ENV,
+        hide = true,
+        hide_env_values = true,
+        value_parser = parse_secret
+    )]
+    pub caller_token: Option<Secret>,
+
     /// Test-only fault switch, with `--identity` alone: the engine thread
     /// panics on a prompt that holds this text (to test what a worker whose
     /// engine dies does). Hidden from `--help`.
     #[arg(long, hide = true)]
     pub fault_panic_on: Option<String>,
+}
+
+fn parse_secret(text: &str) -> Result<Secret, String> {
+    Secret::new(text).map_err(|e| format!("the caller token {e}"))
 }
 
 /// `http://host:port` (or https) with a host and a port.
@@ -287,6 +328,21 @@ impl ServeArgs {
             grace: Duration::from_secs(self.grace_seconds),
             gateway: self.gateway.clone(),
             advertise: self.advertise.clone(),
+            registration_token: self
+                .registration_token_file
+                .as_deref()
+                .map(Secret::from_file)
+                .transpose()
+                .map_err(|e| format!("`--registration-token-file`: {e}"))?,
+            caller_token: self.caller_token.clone(),
+            gateway_tls: self
+                .gateway_tls_ca
+                .clone()
+                .map(|ca| crate::register::GatewayTls {
+                    ca,
+                    cert: self.gateway_tls_cert.clone(),
+                    key: self.gateway_tls_key.clone(),
+                }),
             threads: self.threads(),
         })
     }
@@ -344,6 +400,8 @@ mod tests {
             threads: 1,
             metrics: true,
             extra: vec!["--max-batch-size".into(), "8".into()],
+            // Travels in the environment (`flags.environment()`), not here.
+            caller_token: None,
         };
         let args = ServeArgs::try_parse_from(gpu.args()).unwrap();
         assert!(args.validate().is_ok(), "{:?}", args.validate());
@@ -365,6 +423,7 @@ mod tests {
             threads: 2,
             metrics: false,
             extra: Vec::new(),
+            caller_token: None,
         };
         let args = ServeArgs::try_parse_from(cpu.args()).unwrap();
         assert!(args.validate().is_ok());

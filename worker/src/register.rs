@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use mig_proto::worker::v1::registration_client::RegistrationClient;
 use mig_proto::worker::v1::HeartbeatRequest;
+use mig_serve::secret::Secret;
 use tokio::sync::watch;
-use tonic::transport::Endpoint;
 
 use crate::service::WorkerService;
 
@@ -31,10 +31,23 @@ const LOG_EVERY: u32 = 30;
 /// Where to register and how the gateway reaches this worker.
 #[derive(Debug, Clone)]
 pub struct Registration {
-    /// The gateway, `http://host:port`.
+    /// The gateway's internal listener, `http://host:port`.
     pub gateway: String,
     /// This worker's address as the gateway must dial it, `http://host:port`.
     pub advertise: String,
+    /// The gateway's registration token, sent with every heartbeat.
+    pub token: Option<Secret>,
+    /// TLS to the gateway's internal listener (mTLS), or plain.
+    pub tls: Option<GatewayTls>,
+}
+
+/// `--gateway-tls-ca` and the client certificate this worker shows
+/// (`--gateway-tls-cert`, `--gateway-tls-key`).
+#[derive(Debug, Clone)]
+pub struct GatewayTls {
+    pub ca: std::path::PathBuf,
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
 }
 
 /// Sends heartbeats until `leaving` turns true, then one last heartbeat that
@@ -44,7 +57,13 @@ pub async fn heartbeat_loop(
     service: Arc<WorkerService>,
     mut leaving: watch::Receiver<bool>,
 ) {
-    let channel = match Endpoint::from_shared(registration.gateway.clone()) {
+    let tls = registration.tls.as_ref();
+    let endpoint = mig_serve::tls::client_endpoint_with_identity(
+        &registration.gateway,
+        tls.map(|t| t.ca.as_path()),
+        tls.and_then(|t| Some((t.cert.as_deref()?, t.key.as_deref()?))),
+    );
+    let channel = match endpoint {
         Ok(endpoint) => endpoint
             .connect_timeout(CALL_TIMEOUT)
             .tcp_nodelay(true)
@@ -64,6 +83,9 @@ pub async fn heartbeat_loop(
             leaving,
         });
         request.set_timeout(CALL_TIMEOUT);
+        if let Some(token) = &registration.token {
+            token.attach(request.metadata_mut());
+        }
         request
     };
 

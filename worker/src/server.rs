@@ -15,9 +15,12 @@ use crate::error::StartupError;
 use crate::identity::Identity;
 use crate::metrics::WorkerMetrics;
 use crate::model::{Codec, ModelKind};
+use crate::register::GatewayTls;
 use crate::register::{heartbeat_loop, Registration};
 use crate::service::WorkerService;
 use crate::validate::Limits;
+use mig_serve::secret::Secret;
+use tonic::service::interceptor::InterceptedService;
 
 /// A worker whose model is loaded, ready to serve.
 pub struct Ready {
@@ -29,6 +32,9 @@ pub struct Ready {
     /// `--gateway` and `--advertise`: register with a gateway once serving.
     gateway: Option<String>,
     advertise: Option<String>,
+    registration_token: Option<Secret>,
+    caller_token: Option<Secret>,
+    gateway_tls: Option<GatewayTls>,
     pub metrics: Arc<WorkerMetrics>,
     /// `--metrics-listen`, bound.
     metrics_listener: Option<TcpListener>,
@@ -96,6 +102,13 @@ pub struct Settings {
     /// `--gateway` and `--advertise`: register with a gateway once serving.
     pub gateway: Option<String>,
     pub advertise: Option<String>,
+    /// The gateway's registration token, for `gateway`.
+    pub registration_token: Option<Secret>,
+    /// The one token calls must carry (the gateway that started this
+    /// worker); none: any caller that reaches the port.
+    pub caller_token: Option<Secret>,
+    /// TLS to the gateway's internal listener, for `gateway`.
+    pub gateway_tls: Option<GatewayTls>,
     /// Compute threads (reported in the ready log).
     pub threads: usize,
 }
@@ -111,6 +124,9 @@ pub async fn load(settings: Settings) -> Result<Ready, StartupError> {
         grace,
         gateway,
         advertise,
+        registration_token,
+        caller_token,
+        gateway_tls,
         threads,
     } = settings;
     let source = spec.source.clone();
@@ -162,6 +178,9 @@ pub async fn load(settings: Settings) -> Result<Ready, StartupError> {
         grace,
         gateway,
         advertise,
+        registration_token,
+        caller_token,
+        gateway_tls,
         metrics,
         metrics_listener,
     })
@@ -185,9 +204,13 @@ pub async fn run(
         grace,
         gateway,
         advertise,
+        registration_token,
+        caller_token,
+        gateway_tls,
         metrics,
         metrics_listener,
     } = ready;
+    let registration_token_for_callers = registration_token.clone();
     let metrics_server = metrics_listener.map(|listener| {
         let render = metrics.clone();
         tokio::spawn(mig_serve::metrics_http::serve_metrics(
@@ -218,7 +241,12 @@ pub async fn run(
                 Some(a) => a,
                 None => format!("http://{}", listener.local_addr()?),
             };
-            let registration = Registration { gateway, advertise };
+            let registration = Registration {
+                gateway,
+                advertise,
+                token: registration_token.clone(),
+                tls: gateway_tls.clone(),
+            };
             Some(tokio::spawn(heartbeat_loop(
                 registration,
                 service.clone(),
@@ -259,11 +287,26 @@ pub async fn run(
         }
     });
 
+    // A registered worker serves only callers with the registration token
+    // (the gateway it registered with sends it), as a supervised one serves
+    // only the gateway that started it: no one skips the gateway's checks.
+    let caller_token = caller_token.or(registration_token_for_callers);
     let mut routes = Routes::builder();
     routes
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(WorkerServer::from_arc(service));
+        // Every call must carry the caller token, when this worker has one.
+        .add_service(InterceptedService::new(
+            WorkerServer::from_arc(service),
+            move |request: tonic::Request<()>| match &caller_token {
+                Some(token) if !token.authorizes(request.metadata()) => {
+                    Err(tonic::Status::unauthenticated(
+                        "this worker serves only its gateway (the one that started it, or the one it registered with)",
+                    ))
+                }
+                _ => Ok(request),
+            },
+        ));
     // Running generations end at `grace` (the timer above cancels them); the
     // extra second lets their final messages reach the clients.
     let drain = grace + Duration::from_secs(1);

@@ -187,17 +187,19 @@ impl WorkerService {
         .await
     }
 
-    /// Steps 1 to 3: validate, tokenize, enter the engine.
+    /// Steps 1 to 3: validate, tokenize, enter the engine. Also says the
+    /// prompt's length in tokens.
     async fn start_generation(
         &self,
         request: Request<GenerateRequest>,
         arrived: Instant,
-    ) -> Result<GenReceiver, InferenceError> {
+    ) -> Result<(GenReceiver, usize), InferenceError> {
         let deadline = request_timeout(request.metadata()).map(|t| arrived + t);
         let request = request.into_inner();
         let (codec, valid) = self.validate_generate(&request)?;
         let prompt = Self::tokenize(codec, valid.prompt).await?;
-        self.engine.generate(GenerateJob {
+        let prompt_tokens = prompt.len();
+        let events = self.engine.generate(GenerateJob {
             prompt,
             max_tokens: valid.max_tokens,
             sampling: valid.sampling,
@@ -205,7 +207,8 @@ impl WorkerService {
             ignore_eos: valid.ignore_eos,
             deadline,
             arrived,
-        })
+        })?;
+        Ok((events, prompt_tokens))
     }
 
     /// Step 4: the engine's events to the client, in a task of their own.
@@ -313,7 +316,16 @@ impl Worker for WorkerService {
         // queued: counted CANCELLED.
         let outcome = self.metrics.begin();
         match self.start_generation(request, arrived).await {
-            Ok(events) => Ok(Response::new(self.relay(events, outcome))),
+            Ok((events, prompt_tokens)) => {
+                let mut response = Response::new(self.relay(events, outcome));
+                // The gateway charges the prompt to its tenant now, before
+                // any token streams.
+                response.metadata_mut().insert(
+                    mig_serve::limits::PROMPT_TOKENS_HEADER,
+                    tonic::metadata::MetadataValue::from(prompt_tokens as u64),
+                );
+                Ok(response)
+            }
             Err(e) => {
                 let status = Status::from(e);
                 outcome.finish(status.code());

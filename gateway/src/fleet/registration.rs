@@ -3,10 +3,12 @@
 //! first heartbeat and leave it when heartbeats stop for longer than the
 //! timeout, or at once when the last one says `leaving`.
 //!
-//! Off unless the gateway runs with `--accept-registrations`: anyone who
-//! reaches the port could otherwise put a worker in front of users' prompts.
-//! A registered worker may not join a model the fleet file serves, and it
-//! joins only once the gateway has reached it at the address it gave.
+//! Served only on the internal listener, and only when the gateway runs with
+//! `--accept-registrations`; every heartbeat must carry the registration
+//! token (`authorization: Bearer`, compared in constant time): anyone who
+//! could register a worker would receive users' prompts. A registered worker
+//! may not join a model the fleet file serves, and it joins only once the
+//! gateway has reached it at the address it gave.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +16,7 @@ use std::time::Duration;
 use mig_proto::inference::v1::WorkerOrigin;
 use mig_proto::worker::v1::registration_server::Registration;
 use mig_proto::worker::v1::{HeartbeatRequest, HeartbeatResponse};
+use mig_serve::secret::Secret;
 use tonic::{Request, Response, Status};
 
 use crate::registry::{Registry, WorkerHandle};
@@ -26,19 +29,48 @@ pub struct HeartbeatPolicy {
     pub timeout: Duration,
 }
 
+/// What a worker must show to register.
+#[derive(Debug, Clone)]
+pub struct RegistrationAccess {
+    /// The shared token of `--registration-token-file`.
+    pub token: Option<Secret>,
+    /// The internal listener takes only clients with a certificate of
+    /// `--internal-client-ca` (checked in the TLS handshake, before any
+    /// call reaches this service).
+    pub client_certificate: bool,
+}
+
 pub struct RegistrationService {
     registry: Arc<Registry>,
     policy: HeartbeatPolicy,
-    /// `--accept-registrations`.
-    accept: bool,
+    access: RegistrationAccess,
 }
 
 impl RegistrationService {
-    pub fn new(registry: Arc<Registry>, policy: HeartbeatPolicy, accept: bool) -> Self {
+    pub fn new(
+        registry: Arc<Registry>,
+        policy: HeartbeatPolicy,
+        access: RegistrationAccess,
+    ) -> Self {
         RegistrationService {
             registry,
             policy,
-            accept,
+            access,
+        }
+    }
+
+    /// The caller proved it may register (the token is never echoed).
+    fn check_access<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        match &self.access.token {
+            Some(token) if !token.authorizes(request.metadata()) => Err(Status::unauthenticated(
+                "registration needs this gateway's token: give the worker \
+                 `--registration-token-file` with the gateway's `--registration-token-file`",
+            )),
+            Some(_) => Ok(()),
+            // Without a token, the server was started with mTLS only: the
+            // handshake checked the worker's certificate.
+            None if self.access.client_certificate => Ok(()),
+            None => Err(Status::unauthenticated("registration is closed")),
         }
     }
 
@@ -61,13 +93,16 @@ impl RegistrationService {
         }
         let model = info.model.clone();
         let (handle, new) = self.registry.upsert_registered(address, info, || {
-            WorkerHandle::new(model.clone(), address.to_string(), WorkerOrigin::Registered).map_err(
-                |e| {
-                    Status::invalid_argument(format!(
-                        "`address` `{address}` is not a valid URI: {e}"
-                    ))
-                },
+            // The worker takes calls carrying the registration token only.
+            WorkerHandle::with_token(
+                model.clone(),
+                address.to_string(),
+                WorkerOrigin::Registered,
+                self.access.token.clone(),
             )
+            .map_err(|e| {
+                Status::invalid_argument(format!("`address` `{address}` is not a valid URI: {e}"))
+            })
         })?;
         if new {
             // Join routing only once the gateway has reached the worker.
@@ -91,11 +126,7 @@ impl Registration for RegistrationService {
         &self,
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
-        if !self.accept {
-            return Err(Status::permission_denied(
-                "this gateway does not accept worker registrations; start it with `--accept-registrations`",
-            ));
-        }
+        self.check_access(&request)?;
         let HeartbeatRequest {
             address,
             info,
@@ -146,27 +177,43 @@ mod tests {
     use super::*;
     use mig_proto::worker::v1::WorkerInfo;
 
-    fn service(accept: bool) -> (Arc<Registry>, RegistrationService) {
+    const TOKEN: &str = "registration-token-for-tests";
+
+    fn service() -> (Arc<Registry>, RegistrationService) {
         let registry = Arc::new(Registry::default());
         let policy = HeartbeatPolicy {
             interval: Duration::from_millis(200),
             timeout: Duration::from_secs(1),
         };
+        let access = RegistrationAccess {
+            token: Some(Secret::new(TOKEN).unwrap()),
+            client_certificate: false,
+        };
         (
             registry.clone(),
-            RegistrationService::new(registry, policy, accept),
+            RegistrationService::new(registry, policy, access),
         )
     }
 
-    fn beat(address: &str, model: &str) -> Request<HeartbeatRequest> {
-        Request::new(HeartbeatRequest {
+    fn beat_with(address: &str, model: &str, token: Option<&str>) -> Request<HeartbeatRequest> {
+        let mut request = Request::new(HeartbeatRequest {
             address: address.into(),
             info: Some(WorkerInfo {
                 model: model.into(),
                 ..Default::default()
             }),
             leaving: false,
-        })
+        });
+        if let Some(token) = token {
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        }
+        request
+    }
+
+    fn beat(address: &str, model: &str) -> Request<HeartbeatRequest> {
+        beat_with(address, model, Some(TOKEN))
     }
 
     /// An address where nothing listens.
@@ -176,20 +223,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn refused_unless_the_gateway_accepts_registrations() {
-        let (registry, svc) = service(false);
-        let e = svc
-            .heartbeat(beat("http://127.0.0.1:1", "m"))
-            .await
-            .unwrap_err();
-        assert_eq!(e.code(), tonic::Code::PermissionDenied);
-        assert!(e.message().contains("--accept-registrations"), "{e:?}");
+    async fn refused_without_the_token_which_is_never_echoed() {
+        let (registry, svc) = service();
+        for token in [None, Some("wrong-token-of-enough-bytes"), Some("")] {
+            let e = svc
+                .heartbeat(beat_with("http://127.0.0.1:1", "m", token))
+                .await
+                .unwrap_err();
+            assert_eq!(e.code(), tonic::Code::Unauthenticated);
+            assert!(e.message().contains("--registration-token-file"), "{e:?}");
+            assert!(!e.message().contains(TOKEN) && !e.message().contains("wrong"));
+        }
         assert!(registry.model_names().is_empty());
     }
 
     #[tokio::test]
     async fn bad_heartbeats_name_the_field() {
-        let (_, svc) = service(true);
+        let (_, svc) = service();
         let e = svc.heartbeat(beat("", "m")).await.unwrap_err();
         assert!(e.message().contains("`address`"), "{e:?}");
         let e = svc.heartbeat(beat("http://h:1", "")).await.unwrap_err();
@@ -200,7 +250,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_worker_the_gateway_cannot_reach_does_not_join() {
-        let (registry, svc) = service(true);
+        let (registry, svc) = service();
         let address = closed_port().await;
         let e = svc.heartbeat(beat(&address, "m")).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::FailedPrecondition);
@@ -210,7 +260,7 @@ mod tests {
 
     #[tokio::test]
     async fn fleet_models_cannot_be_joined() {
-        let (registry, svc) = service(true);
+        let (registry, svc) = service();
         let fleet =
             WorkerHandle::new("m".into(), closed_port().await, WorkerOrigin::Fleet).unwrap();
         registry.add(Arc::new(fleet));

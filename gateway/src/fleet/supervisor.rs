@@ -24,6 +24,7 @@ use tokio::process::{Child, ChildStdout, Command};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use mig_serve::secret::Secret;
 use mig_serve::{ReadyLine, WorkerFlags};
 
 use crate::fleet::placement::Launch;
@@ -76,6 +77,8 @@ struct Running {
     child: Child,
     pid: u32,
     address: String,
+    /// The token this start of the worker accepts calls with.
+    token: Secret,
     /// Read to the end after the ready line, so the child never blocks on a
     /// full pipe.
     stdout: BufReader<ChildStdout>,
@@ -96,6 +99,9 @@ struct Launcher {
     cuda_bin: Option<PathBuf>,
     grace: Duration,
     ready_timeout: Duration,
+    /// `--worker-token-file`: the token every worker accepts; without it,
+    /// a fresh random one per start.
+    worker_token: Option<Secret>,
     /// Set by `--worker-metrics-sd`: workers serve `/metrics` on a free port,
     /// listed here for Prometheus.
     scrape_targets: Option<Arc<ScrapeTargets>>,
@@ -167,10 +173,18 @@ impl Supervisor {
                 cuda_bin: None,
                 grace,
                 ready_timeout,
+                worker_token: None,
                 scrape_targets: None,
             },
             children: Vec::new(),
         }
+    }
+
+    /// Every worker accepts `token` (`--worker-token-file`) instead of a
+    /// fresh random one per start.
+    pub fn with_worker_token(mut self, token: Secret) -> Self {
+        self.launcher.worker_token = Some(token);
+        self
     }
 
     /// Workers serve `/metrics` on a free port each, listed in `targets`.
@@ -198,10 +212,11 @@ impl Supervisor {
     /// is what the registry routes to.
     pub async fn start(&mut self, launch: Launch) -> Result<Arc<WorkerHandle>, SupervisorError> {
         let running = self.launcher.start(&launch).await?;
-        let handle = WorkerHandle::new(
+        let handle = WorkerHandle::with_token(
             launch.model.clone(),
             running.address.clone(),
             WorkerOrigin::Supervised,
+            Some(running.token.clone()),
         )
         .map_err(|source| SupervisorError::Address {
             model: launch.model.clone(),
@@ -250,7 +265,7 @@ impl Launcher {
     }
 
     /// The worker's flags, as the contract with `mig-worker serve` types them.
-    fn flags(&self, launch: &Launch) -> WorkerFlags {
+    fn flags(&self, launch: &Launch, token: &Secret) -> WorkerFlags {
         WorkerFlags {
             model_name: launch.model.clone(),
             source: launch.source.clone(),
@@ -262,11 +277,12 @@ impl Launcher {
                 .unwrap_or(1),
             metrics: self.scrape_targets.is_some(),
             extra: launch.args.clone(),
+            caller_token: Some(token.clone()),
         }
     }
 
-    fn command(&self, launch: &Launch) -> Result<Command, SupervisorError> {
-        let flags = self.flags(launch);
+    fn command(&self, launch: &Launch, token: &Secret) -> Result<Command, SupervisorError> {
+        let flags = self.flags(launch, token);
         let mut cmd = Command::new(self.bin_for(launch)?);
         cmd.args(flags.args())
             // The worker sees its slice as CUDA device 0 and nothing else, and
@@ -295,16 +311,17 @@ impl Launcher {
     /// Spawns a worker and reads its stdout until the ready line, within the
     /// ready timeout. On error the child is dropped, which kills it.
     async fn start(&self, launch: &Launch) -> Result<Running, SupervisorError> {
-        let mut child = self
-            .command(launch)?
-            .spawn()
-            .map_err(|source| SupervisorError::Spawn {
-                bin: self
-                    .bin_for(launch)
-                    .map(Path::to_path_buf)
-                    .unwrap_or_default(),
-                source,
-            })?;
+        let token = self.worker_token.clone().unwrap_or_else(Secret::random);
+        let mut child =
+            self.command(launch, &token)?
+                .spawn()
+                .map_err(|source| SupervisorError::Spawn {
+                    bin: self
+                        .bin_for(launch)
+                        .map(Path::to_path_buf)
+                        .unwrap_or_default(),
+                    source,
+                })?;
         let slice = launch.slice.to_string();
         let Some(pid) = child.id() else {
             return Err(SupervisorError::ExitedEarly {
@@ -367,6 +384,7 @@ impl Launcher {
             child,
             pid,
             address,
+            token,
             stdout,
         })
     }
@@ -432,7 +450,7 @@ async fn keep(
                 }
             }
         };
-        match handle.reconnect(&running.address) {
+        match handle.reconnect(&running.address, Some(running.token.clone())) {
             Ok(()) => {
                 handle.probe().await;
                 tracing::info!(%model, %slice, pid = running.pid, address = %running.address,
@@ -481,6 +499,7 @@ mod tests {
             cuda_bin: Some("mig-worker-cuda".into()),
             grace: Duration::from_secs(1),
             ready_timeout: Duration::from_secs(1),
+            worker_token: None,
             scrape_targets: None,
         };
         let launch = Launch {
@@ -491,7 +510,7 @@ mod tests {
             threads: None,
             args: vec!["--weights".into(), "native".into()],
         };
-        let cmd = launcher.command(&launch).unwrap();
+        let cmd = launcher.command(&launch, &Secret::random()).unwrap();
         let std = cmd.as_std();
         let program = std.get_program().to_string_lossy().into_owned();
         let args = std
@@ -585,6 +604,7 @@ mod tests {
             cuda_bin: None,
             grace: Duration::from_secs(1),
             ready_timeout: Duration::from_secs(1),
+            worker_token: None,
             scrape_targets: None,
         };
         let launch = Launch {
@@ -595,7 +615,10 @@ mod tests {
             threads: None,
             args: Vec::new(),
         };
-        let e = launcher.command(&launch).unwrap_err().to_string();
+        let e = launcher
+            .command(&launch, &Secret::random())
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("`make cuda`") && e.contains("--cuda-worker-bin"),
             "{e}"
@@ -604,7 +627,7 @@ mod tests {
             slice: "cpu:0".parse().unwrap(),
             ..launch
         };
-        assert!(launcher.command(&cpu).is_ok());
+        assert!(launcher.command(&cpu, &Secret::random()).is_ok());
     }
 
     /// `make cuda` and `gpu-pack.sh` name the CUDA worker for its compute

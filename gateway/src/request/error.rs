@@ -1,12 +1,33 @@
 //! The gateway's errors, and the one place where they become gRPC status.
 
+use mig_serve::limits::shown;
+use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
+
+use crate::tenancy::quota::OverLimit;
+
+/// The trailer that says, in seconds, when a call refused by a limit may
+/// succeed.
+pub const RETRY_AFTER: &str = "retry-after";
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
-    /// No worker of the fleet serves this model name.
-    #[error("model `{model}` is not served here; known models: {}", known.join(", "))]
+    /// No worker of the fleet serves this model name. `known` lists only
+    /// the models the caller may call.
+    #[error("model `{}` is not served here; known models: {}", shown(model), known.join(", "))]
     UnknownModel { model: String, known: Vec<String> },
+    /// The caller's tenant may not call this model (whether or not it is
+    /// served: the answer depends on the tenant's own list only).
+    #[error("tenant `{tenant}` may not call model `{}`; its models: {}", shown(model), models.join(", "))]
+    PermissionDenied {
+        tenant: String,
+        model: String,
+        /// The `models` entries of the tenant.
+        models: Vec<String>,
+    },
+    /// A tenant's limit refused the call or cut its stream.
+    #[error("{0}")]
+    OverLimit(OverLimit),
     /// The model has workers, but none on a slice of the requested profile.
     #[error("`profile` `{profile}`: model `{model}` has workers on {}", profiles.join(", "))]
     UnknownProfile {
@@ -57,6 +78,8 @@ impl GatewayError {
         match self {
             GatewayError::UnknownModel { .. } => "unknown_model",
             GatewayError::UnknownProfile { .. } => "unknown_profile",
+            GatewayError::PermissionDenied { .. } => "permission",
+            GatewayError::OverLimit(over) => over.reason(),
             GatewayError::Invalid(_) => "validation",
             GatewayError::NoHealthyWorker { .. } => "no_healthy_worker",
             GatewayError::DeadlineExceeded => "deadline",
@@ -75,6 +98,12 @@ impl From<GatewayError> for Status {
                 Status::not_found(message)
             }
             GatewayError::Invalid(_) => Status::invalid_argument(message),
+            GatewayError::PermissionDenied { .. } => Status::permission_denied(message),
+            GatewayError::OverLimit(over) => {
+                let mut trailers = tonic::metadata::MetadataMap::new();
+                trailers.insert(RETRY_AFTER, MetadataValue::from(over.retry_after.as_secs()));
+                Status::with_metadata(Code::ResourceExhausted, message, trailers)
+            }
             GatewayError::NoHealthyWorker { .. }
             | GatewayError::WorkerUnreachable { .. }
             | GatewayError::IncompleteStream { .. } => Status::unavailable(message),

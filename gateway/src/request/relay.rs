@@ -14,16 +14,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mig_proto::inference::v1::{FinishReason, GenerateResponse, GenerateStreamResponse};
-use mig_proto::worker::v1::worker_client::WorkerClient;
+use mig_serve::limits::PROMPT_TOKENS_HEADER;
 use tokio::sync::mpsc;
 use tonic::codec::Streaming;
-use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use super::error::GatewayError;
 use super::routing::{self, Route};
 use super::tracking::Tracked;
-use crate::registry::{InFlight, Registry, WorkerHandle};
+use crate::registry::{InFlight, Registry, WorkerClient, WorkerHandle};
+use crate::tenancy::quota::Admitted;
 
 /// A call a worker accepted.
 pub struct Dispatched<T> {
@@ -32,6 +32,9 @@ pub struct Dispatched<T> {
     pub in_flight: InFlight,
     /// The worker's answer (a whole message, or the head of a stream).
     pub response: T,
+    /// The prompt's length in tokens, when the worker said it in its
+    /// response head (`mig-prompt-tokens`).
+    pub prompt_tokens: Option<u32>,
     /// When the call was sent to the worker that took it (after routing
     /// and any retries: the gateway's queue wait ends here).
     pub dispatched: Instant,
@@ -48,7 +51,7 @@ pub async fn dispatch<M, T, F, Fut>(
 ) -> Result<Dispatched<T>, GatewayError>
 where
     M: Clone,
-    F: Fn(WorkerClient<Channel>, Request<M>) -> Fut,
+    F: Fn(WorkerClient, Request<M>) -> Fut,
     Fut: Future<Output = Result<Response<T>, Status>>,
 {
     let mut tried = Vec::new();
@@ -63,12 +66,18 @@ where
         };
         match answer {
             Ok(response) => {
+                let prompt_tokens = response
+                    .metadata()
+                    .get(PROMPT_TOKENS_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok());
                 return Ok(Dispatched {
                     worker,
                     in_flight,
                     response: response.into_inner(),
+                    prompt_tokens,
                     dispatched,
-                })
+                });
             }
             Err(status) => match GatewayError::from_worker(&worker.id(), status) {
                 GatewayError::WorkerUnreachable { .. } => {
@@ -110,12 +119,15 @@ impl Sink {
 }
 
 /// Takes a worker's token stream to its final message (or the deadline, or
-/// a failure), counting every message in `tracked` as it passes.
+/// a failure), counting every message in `tracked` as it passes and paying
+/// for its tokens from the tenant's quota: a stream that empties it is cut
+/// after the message that did.
 pub async fn relay(
     worker: &WorkerHandle,
     mut upstream: Streaming<GenerateStreamResponse>,
     deadline: Option<Instant>,
     tracked: &mut Tracked,
+    admitted: &mut Admitted,
     mut sink: Sink,
 ) -> Result<Relayed, GatewayError> {
     loop {
@@ -134,6 +146,7 @@ pub async fn relay(
             Err(status) => return Err(GatewayError::from_worker(&worker.id(), status)),
         };
         tracked.relayed(&message);
+        let paid = admitted.pay_message(&message);
         let last = message.finish_reason != FinishReason::Unspecified as i32;
         match &mut sink {
             Sink::Collect(text) => {
@@ -156,6 +169,9 @@ pub async fn relay(
                 }
             }
         }
+        // Not the last message, and the quota is spent: dropping the
+        // worker's stream stops its generation.
+        paid.map_err(GatewayError::OverLimit)?;
     }
 }
 

@@ -8,6 +8,7 @@ use mig_proto::inference::v1::ModelKind;
 
 use crate::registry::{Registry, WorkerHandle};
 use crate::request::error::GatewayError;
+use crate::tenancy::Caller;
 
 use mig_serve::limits::MAX_PROFILE_BYTES;
 
@@ -19,6 +20,8 @@ pub struct Route<'a> {
     pub kind: ModelKind,
     /// Only workers on slices of this profile; empty means any.
     pub profile: &'a str,
+    /// Who asks: errors list only the models it may call.
+    pub caller: &'a Caller,
 }
 
 /// The worker to send a request to. `skip` lists addresses already tried for
@@ -32,11 +35,19 @@ pub fn select(
         model,
         kind: wanted,
         profile,
+        caller,
     } = route;
+    let visible = || -> Vec<String> {
+        registry
+            .model_names()
+            .into_iter()
+            .filter(|m| caller.may_call(m))
+            .collect()
+    };
     if model.trim().is_empty() {
         return Err(GatewayError::Invalid(format!(
             "`model` is empty; models served here: {}",
-            registry.model_names().join(", ")
+            visible().join(", ")
         )));
     }
     if profile.len() > MAX_PROFILE_BYTES {
@@ -47,9 +58,10 @@ pub fn select(
     }
     let workers = registry
         .workers(model)
+        .filter(|_| caller.may_call(model))
         .ok_or_else(|| GatewayError::UnknownModel {
             model: model.to_string(),
-            known: registry.model_names(),
+            known: visible(),
         })?;
     match (registry.kind(model), wanted) {
         (ModelKind::Embed, ModelKind::Generate) => {
@@ -146,6 +158,7 @@ mod tests {
             model,
             kind,
             profile: "",
+            caller: &Caller::Open,
         }
     }
 
@@ -214,6 +227,7 @@ mod tests {
                 model: "m",
                 kind: ModelKind::Generate,
                 profile,
+                caller: &Caller::Open,
             }
         }
         // Busier, but the only one of its profile.

@@ -1,7 +1,8 @@
-//! `mig.inference.v1.Inference`: the public API. Each call is routed by model
-//! name to a healthy worker and relayed ([`super::relay`]); the client's
-//! deadline travels to the worker, and a client that goes away cancels the
-//! worker's generation.
+//! `mig.inference.v1.Inference`: the public API. Each call comes
+//! authenticated (`crate::tenancy::auth`); it is checked against its
+//! tenant's models and limits, routed by model name to a healthy worker and
+//! relayed ([`super::relay`]); the client's deadline travels to the worker,
+//! and a client that goes away cancels the worker's generation.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,10 +24,13 @@ use super::routing::Route;
 use super::tracking::Tracked;
 use crate::metrics::GatewayMetrics;
 use crate::registry::Registry;
+use crate::tenancy::quota::Admitted;
+use crate::tenancy::{Caller, Tenancy};
 
 pub struct InferenceService {
     registry: Arc<Registry>,
     metrics: Arc<GatewayMetrics>,
+    tenancy: Arc<Tenancy>,
 }
 
 /// The `model` label of requests for models the gateway does not know.
@@ -34,59 +38,113 @@ const UNKNOWN_MODEL: &str = "_unknown";
 
 type GenerateStream = Pin<Box<dyn Stream<Item = Result<GenerateStreamResponse, Status>> + Send>>;
 
+/// A call past authentication: who made it, when, and its tracker.
+struct Call {
+    caller: Caller,
+    stamp: Stamp,
+    tracked: Tracked,
+}
+
 impl InferenceService {
-    pub fn new(registry: Arc<Registry>, metrics: Arc<GatewayMetrics>) -> Self {
-        InferenceService { registry, metrics }
+    pub fn new(
+        registry: Arc<Registry>,
+        metrics: Arc<GatewayMetrics>,
+        tenancy: Arc<Tenancy>,
+    ) -> Self {
+        InferenceService {
+            registry,
+            metrics,
+            tenancy,
+        }
     }
 
-    /// Starts tracking a request. A model name the gateway does not know is
-    /// labelled `_unknown`: the label must not take whatever clients type.
-    fn track(&self, model: &str, stamp: Stamp) -> Tracked {
+    /// Who made the call, and its tracker from now on. A model name the
+    /// gateway does not know is labelled `_unknown`: the label must not take
+    /// whatever clients type.
+    fn begin<T>(&self, request: &Request<T>, model: &str) -> Result<Call, Status> {
+        let stamp = Stamp::of(request);
+        let caller = self.tenancy.caller(request)?;
         let label = if self.registry.workers(model).is_some() {
             model
         } else {
             UNKNOWN_MODEL
         };
-        Tracked::start(&self.metrics, label, stamp.arrived)
+        let tracked = Tracked::start(&self.metrics, label, caller.label(), stamp.arrived);
+        Ok(Call {
+            caller,
+            stamp,
+            tracked,
+        })
     }
 
-    /// A generation on a worker of its model: the head of its token stream.
+    /// What a call passes before routing: its tenant may call the model,
+    /// and is under its limits. The answer to a model it may not call
+    /// depends on its own list only, so it learns nothing of other tenants'.
+    fn admit(&self, caller: &Caller, model: &str) -> Result<Admitted, GatewayError> {
+        if let Caller::Tenant(tenant) = caller {
+            if !model.trim().is_empty() && !tenant.may_call(model) {
+                self.tenancy.rejected(&tenant.name, "permission");
+                return Err(GatewayError::PermissionDenied {
+                    tenant: tenant.name.clone(),
+                    model: model.to_string(),
+                    models: tenant.model_patterns(),
+                });
+            }
+        }
+        self.tenancy.admit(caller).map_err(GatewayError::OverLimit)
+    }
+
+    /// A generation on a worker of its model: the head of its token stream,
+    /// its prompt paid for.
     async fn dispatch_generation(
         &self,
         request: &GenerateRequest,
-        stamp: Stamp,
+        call: &Call,
+        admitted: &mut Admitted,
     ) -> Result<relay::Dispatched<tonic::codec::Streaming<GenerateStreamResponse>>, GatewayError>
     {
         let route = Route {
             model: &request.model,
             kind: ModelKind::Generate,
             profile: &request.profile,
+            caller: &call.caller,
         };
-        relay::dispatch(
+        let opened = relay::dispatch(
             &self.registry,
             route,
             request,
-            stamp.deadline,
+            call.stamp.deadline,
             |mut worker, call| async move { worker.generate(call).await },
         )
-        .await
+        .await?;
+        if let Some(prompt) = opened.prompt_tokens {
+            // Over the limit with the prompt alone: dropping the stream
+            // stops the worker before it generates anything.
+            admitted
+                .pay_prompt(prompt)
+                .map_err(GatewayError::OverLimit)?;
+        }
+        Ok(opened)
     }
 
     /// A generation answered in one message: the worker's stream, collected.
     async fn generate_collected(
         &self,
         request: GenerateRequest,
-        stamp: Stamp,
-        tracked: &mut Tracked,
+        call: &mut Call,
     ) -> Result<GenerateResponse, GatewayError> {
-        let opened = self.dispatch_generation(&request, stamp).await?;
-        tracked.generating(&opened.worker, opened.dispatched);
+        let mut admitted = self.admit(&call.caller, &request.model)?;
+        let opened = self
+            .dispatch_generation(&request, call, &mut admitted)
+            .await?;
+        call.tracked.generating(&opened.worker, opened.dispatched);
         let sink = Sink::Collect(String::new());
         match relay::relay(
             &opened.worker,
             opened.response,
-            stamp.deadline,
-            tracked,
+            call.stamp.deadline,
+            &mut call.tracked,
+            &mut admitted,
             sink,
         )
         .await?
@@ -103,23 +161,30 @@ impl InferenceService {
     async fn embed_routed(
         &self,
         request: EmbedRequest,
-        stamp: Stamp,
-        tracked: &mut Tracked,
+        call: &mut Call,
     ) -> Result<EmbedResponse, GatewayError> {
+        let mut admitted = self.admit(&call.caller, &request.model)?;
         let route = Route {
             model: &request.model,
             kind: ModelKind::Embed,
             profile: "",
+            caller: &call.caller,
         };
         let answered = relay::dispatch(
             &self.registry,
             route,
             &request,
-            stamp.deadline,
+            call.stamp.deadline,
             |mut worker, call| async move { worker.embed(call).await },
         )
         .await?;
-        tracked.routed(&answered.worker, answered.dispatched);
+        call.tracked.routed(&answered.worker, answered.dispatched);
+        if let Some(usage) = &answered.response.usage {
+            call.tracked.embedded(usage.prompt_tokens);
+            // The answer is computed: it is delivered, and the tokens it
+            // used are owed (the next call waits for the bucket).
+            let _ = admitted.pay_prompt(usage.prompt_tokens);
+        }
         Ok(answered.response)
     }
 }
@@ -130,14 +195,13 @@ impl Inference for InferenceService {
         &self,
         request: Request<GenerateRequest>,
     ) -> Result<Response<GenerateResponse>, Status> {
-        let stamp = Stamp::of(&request);
+        let mut call = self.begin(&request, &request.get_ref().model)?;
         let request = request.into_inner();
-        let mut tracked = self.track(&request.model, stamp);
         let answer = self
-            .generate_collected(request, stamp, &mut tracked)
+            .generate_collected(request, &mut call)
             .await
             .map_err(Status::from);
-        tracked.finish(match &answer {
+        call.tracked.finish(match &answer {
             Ok(_) => tonic::Code::Ok,
             Err(status) => status.code(),
         });
@@ -150,17 +214,26 @@ impl Inference for InferenceService {
         &self,
         request: Request<GenerateRequest>,
     ) -> Result<Response<Self::GenerateStreamStream>, Status> {
-        let stamp = Stamp::of(&request);
+        let call = self.begin(&request, &request.get_ref().model)?;
         let request = request.into_inner();
-        let mut tracked = self.track(&request.model, stamp);
-        let opened = match self.dispatch_generation(&request, stamp).await {
+        let opened = match self.admit(&call.caller, &request.model) {
+            Ok(mut admitted) => self
+                .dispatch_generation(&request, &call, &mut admitted)
+                .await
+                .map(|opened| (opened, admitted)),
+            Err(e) => Err(e),
+        };
+        let (opened, mut admitted) = match opened {
             Ok(opened) => opened,
             Err(e) => {
                 let status = Status::from(e);
-                tracked.finish(status.code());
+                call.tracked.finish(status.code());
                 return Err(status);
             }
         };
+        let Call {
+            stamp, mut tracked, ..
+        } = call;
         tracked.generating(&opened.worker, opened.dispatched);
         let (out, out_rx) = mpsc::channel(16);
         tokio::spawn(async move {
@@ -172,6 +245,7 @@ impl Inference for InferenceService {
                 opened.response,
                 stamp.deadline,
                 &mut tracked,
+                &mut admitted,
                 sink,
             )
             .await;
@@ -194,33 +268,32 @@ impl Inference for InferenceService {
         &self,
         request: Request<EmbedRequest>,
     ) -> Result<Response<EmbedResponse>, Status> {
-        let stamp = Stamp::of(&request);
+        let mut call = self.begin(&request, &request.get_ref().model)?;
         let request = request.into_inner();
-        let mut tracked = self.track(&request.model, stamp);
-        match self.embed_routed(request, stamp, &mut tracked).await {
+        match self.embed_routed(request, &mut call).await {
             Ok(response) => {
-                if let Some(usage) = &response.usage {
-                    tracked.embedded(usage.prompt_tokens);
-                }
-                tracked.finish(tonic::Code::Ok);
+                call.tracked.finish(tonic::Code::Ok);
                 Ok(Response::new(response))
             }
             Err(e) => {
                 let status = Status::from(e);
-                tracked.finish(status.code());
+                call.tracked.finish(status.code());
                 Err(status)
             }
         }
     }
 
+    /// The models the caller may call, nothing of others'.
     async fn list_models(
         &self,
-        _: Request<ListModelsRequest>,
+        request: Request<ListModelsRequest>,
     ) -> Result<Response<ListModelsResponse>, Status> {
+        let caller = self.tenancy.caller(&request)?;
         let models = self
             .registry
             .model_names()
             .into_iter()
+            .filter(|name| caller.may_call(name))
             .map(|name| {
                 let workers = self.registry.workers(&name).unwrap_or_default();
                 let context_length = workers

@@ -10,7 +10,7 @@ use mig_proto::inference::v1::GenerateStreamResponse;
 
 use crate::metrics::{
     slice_labels, GatewayMetrics, GENERATED_TOKENS, INTER_TOKEN_LATENCY, PROMPT_TOKENS, QUEUE_WAIT,
-    REQUESTS, REQUESTS_IN_FLIGHT, REQUEST_DURATION, SLICE_GENERATIONS_IN_FLIGHT,
+    REQUESTS, REQUESTS_IN_FLIGHT, REQUEST_DURATION, SLICE_GENERATIONS_IN_FLIGHT, TENANT_REQUESTS,
     TIME_TO_FIRST_TOKEN,
 };
 use crate::registry::WorkerHandle;
@@ -29,6 +29,8 @@ struct SliceSeries {
 pub struct Tracked {
     metrics: Arc<GatewayMetrics>,
     model: String,
+    /// The caller's `tenant` label.
+    tenant: String,
     arrived: Instant,
     /// The serving slice's series, registered once when routed so relaying
     /// a message costs no lookup.
@@ -40,8 +42,14 @@ pub struct Tracked {
 }
 
 impl Tracked {
-    /// Starts following one request for `model`, which arrived at `arrived`.
-    pub fn start(metrics: &Arc<GatewayMetrics>, model: &str, arrived: Instant) -> Tracked {
+    /// Starts following one request of `tenant` for `model`, which arrived
+    /// at `arrived`.
+    pub fn start(
+        metrics: &Arc<GatewayMetrics>,
+        model: &str,
+        tenant: &str,
+        arrived: Instant,
+    ) -> Tracked {
         let model_label = vec![Label::new("model", model.to_string())];
         metrics
             .gauge(REQUESTS_IN_FLIGHT, model_label)
@@ -49,6 +57,7 @@ impl Tracked {
         Tracked {
             metrics: metrics.clone(),
             model: model.to_string(),
+            tenant: tenant.to_string(),
             arrived,
             slice: None,
             last_token: None,
@@ -131,12 +140,17 @@ impl Tracked {
             return;
         }
         let model = Label::new("model", self.model.clone());
+        let code = Label::new("code", mig_serve::status::code_name(code));
+        self.metrics
+            .counter(REQUESTS, vec![model.clone(), code.clone()])
+            .increment(1);
         self.metrics
             .counter(
-                REQUESTS,
+                TENANT_REQUESTS,
                 vec![
+                    Label::new("tenant", self.tenant.clone()),
                     model.clone(),
-                    Label::new("code", mig_serve::status::code_name(code)),
+                    code,
                 ],
             )
             .increment(1);

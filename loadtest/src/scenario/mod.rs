@@ -73,7 +73,7 @@ impl Session {
         address: &str,
         kind: TargetKind,
     ) -> Result<Target, LoadtestError> {
-        let target = Target::connect(address, kind).await?;
+        let target = Target::connect(address, kind, self.args.credentials()?).await?;
         let inventory = target.inventory().await?;
         self.report.inventory.push(inventory);
         Ok(target)
