@@ -122,7 +122,12 @@ impl Target {
         kind: TargetKind,
         credentials: Credentials,
     ) -> Result<Target, LoadtestError> {
-        let address = normalise(address);
+        let mut address = normalise(address);
+        if credentials.tls_ca.is_some() {
+            if let Some(rest) = address.strip_prefix("http://") {
+                address = format!("https://{rest}");
+            }
+        }
         let connect_err = |e: &dyn std::fmt::Display| LoadtestError::Connect {
             target: address.clone(),
             reason: e.to_string(),

@@ -194,6 +194,12 @@ pub fn client_endpoint_with_identity(
         format!("http://{address}")
     };
     let Some(ca) = ca else {
+        if address.starts_with("https://") {
+            return Err(
+                "an `https://` target needs `--tls-ca` (the CA that signed the gateway's certificate)"
+                    .into(),
+            );
+        }
         return tonic::transport::Endpoint::from_shared(address).map_err(|e| e.to_string());
     };
     let address = match address.strip_prefix("http://") {
