@@ -9,7 +9,7 @@ use mig_proto::inference::v1::{
     ChatMessage, EmbedRequest, FinishReason, GenerateRequest, ListModelsRequest, ModelKind,
     ServedBy, Usage, WorkerHealth, WorkerOrigin,
 };
-use mig_serve::secret::Secret;
+use mig_serve::secret::{Secret, SendBearer};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
@@ -18,23 +18,8 @@ fn parse_api_key(text: &str) -> Result<Secret, String> {
     Secret::new(text).map_err(|e| format!("the key {e}"))
 }
 
-/// Sends the API key, when there is one, on every call.
-#[derive(Clone)]
-struct ApiKey(Option<Secret>);
-
-impl tonic::service::Interceptor for ApiKey {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(key) = &self.0 {
-            key.attach(request.metadata_mut());
-        }
-        Ok(request)
-    }
-}
-
-type Client = InferenceClient<InterceptedService<Channel, ApiKey>>;
+/// Every call carries the API key, when there is one.
+type Client = InferenceClient<InterceptedService<Channel, SendBearer>>;
 
 #[derive(Debug, Clone, Args)]
 pub struct CallArgs {
@@ -178,7 +163,7 @@ pub async fn run(args: CallArgs) -> Result<(), tonic::Status> {
             tonic::Status::unavailable(format!("cannot connect to {}: {e}{why}", args.target))
         })?;
     let mut client: Client =
-        InferenceClient::with_interceptor(channel, ApiKey(args.api_key.clone()));
+        InferenceClient::with_interceptor(channel, SendBearer(args.api_key.clone()));
     let started = Instant::now();
     match args.call {
         Call::Generate(g) => {

@@ -9,30 +9,13 @@ use std::time::{Duration, Instant};
 use mig_proto::inference::v1::{ModelKind, WorkerOrigin};
 use mig_proto::worker::v1::worker_client;
 use mig_proto::worker::v1::{InfoRequest, WorkerInfo};
-use mig_serve::secret::Secret;
+use mig_serve::secret::{Secret, SendBearer};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 /// The gateway's client to one worker: every call carries the worker's
-/// caller token, when it has one.
-pub type WorkerClient = worker_client::WorkerClient<InterceptedService<Channel, CallerToken>>;
-
-/// Adds `authorization: Bearer <token>` to every call to a worker that
-/// accepts only its gateway (the token is never logged).
-#[derive(Debug, Clone)]
-pub struct CallerToken(Option<Secret>);
-
-impl tonic::service::Interceptor for CallerToken {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(token) = &self.0 {
-            token.attach(request.metadata_mut());
-        }
-        Ok(request)
-    }
-}
+/// caller token, when it has one (the token is never logged).
+pub type WorkerClient = worker_client::WorkerClient<InterceptedService<Channel, SendBearer>>;
 
 /// How long a health probe may take before the worker counts as down.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -86,7 +69,7 @@ fn connect(address: &str, token: Option<Secret>) -> Result<Conn, tonic::transpor
         .connect_lazy();
     Ok(Conn {
         address: address.to_string(),
-        client: worker_client::WorkerClient::with_interceptor(channel, CallerToken(token)),
+        client: worker_client::WorkerClient::with_interceptor(channel, SendBearer(token)),
         generation: 0,
     })
 }

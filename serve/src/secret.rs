@@ -97,6 +97,24 @@ impl Secret {
     }
 }
 
+/// A client interceptor that sends `authorization: Bearer <secret>` on
+/// every call, when there is a secret: a gateway's caller token to its
+/// workers, a tenant's API key to a gateway.
+#[derive(Debug, Clone, Default)]
+pub struct SendBearer(pub Option<Secret>);
+
+impl tonic::service::Interceptor for SendBearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(secret) = &self.0 {
+            secret.attach(request.metadata_mut());
+        }
+        Ok(request)
+    }
+}
+
 /// The token of an `authorization: Bearer TOKEN` header.
 pub fn bearer(metadata: &MetadataMap) -> Option<&str> {
     let value = metadata.get("authorization")?.to_str().ok()?;
