@@ -129,13 +129,22 @@ pub async fn run(
         ))
     });
 
-    // One shutdown for both listeners.
+    // One shutdown for both listeners. Streams still running a second
+    // before the drain period ends are told so (`UNAVAILABLE`, "gateway
+    // shutting down") while their connections can still carry it.
     let (stop_tx, stop) = watch::channel(false);
+    let (cutoff_tx, cutoff) = watch::channel(false);
+    let drain = options.drain;
     let graceful = {
         let health = health.clone();
         async move {
             shutdown.await;
             let _ = stop_tx.send(true);
+            tokio::spawn(async move {
+                let before_end = drain.saturating_sub(Duration::from_secs(1)).max(drain / 2);
+                tokio::time::sleep(before_end).await;
+                let _ = cutoff_tx.send(true);
+            });
             health
                 .set_not_serving::<InferenceServer<InferenceService>>()
                 .await;
@@ -162,7 +171,12 @@ pub async fn run(
         // Every public call is stamped with its arrival and deadline first,
         // then authenticated.
         .add_service(StampLayer.layer(AuthLayer::new(tenancy.clone()).layer(
-            InferenceServer::new(InferenceService::new(registry, gateway_metrics, tenancy)),
+            InferenceServer::new(InferenceService::new(
+                registry,
+                gateway_metrics,
+                tenancy,
+                cutoff,
+            )),
         )));
     let result = serve_routes(
         listener,

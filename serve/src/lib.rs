@@ -16,12 +16,15 @@
 //! - [`worker_flags`]: what a worker loads and the `mig-worker serve` flags
 //!   a supervisor starts it with, as a type.
 //! - [`limits`]: marks and limits both processes check.
+//! - [`fields`]: request field sizes, counts and roles, checked at the
+//!   gateway's edge and again at the worker.
 //! - [`secret`]: shared secrets (registration, worker caller tokens):
 //!   redacted, compared in constant time, sent as a bearer token.
 //! - [`tls`]: TLS listeners (handshakes off the accept loop, certificates
 //!   that reload) and TLS client endpoints.
 
 pub mod deadline;
+pub mod fields;
 pub mod http2;
 pub mod limits;
 pub mod metrics_http;

@@ -3,19 +3,13 @@
 
 use mig_proto::inference::v1::{EmbedRequest, GenerateRequest};
 
-use mig_serve::limits::MAX_PROFILE_BYTES;
+use mig_serve::limits::shown;
 
 use crate::error::InferenceError;
 use crate::sampling::SamplingParams;
 
 /// Most tokens generated when `max_tokens` is unset.
 pub const DEFAULT_MAX_TOKENS: u32 = 128;
-/// Most stop strings per request.
-pub const MAX_STOP_STRINGS: usize = 16;
-/// Longest stop string, in bytes.
-pub const MAX_STOP_BYTES: usize = 256;
-/// Most chat turns per request.
-pub const MAX_MESSAGES: usize = 256;
 /// Largest accepted repetition penalty.
 pub const MAX_REPETITION_PENALTY: f32 = 10.0;
 
@@ -57,7 +51,8 @@ fn check_model(requested: &str, limits: &Limits) -> Result<(), InferenceError> {
     // may leave it empty.
     if !requested.is_empty() && requested != limits.model {
         return Err(invalid(format!(
-            "`model` is `{requested}`, but this worker serves `{}`",
+            "`model` is `{}`, but this worker serves `{}`",
+            shown(requested),
             limits.model
         )));
     }
@@ -81,12 +76,6 @@ fn finite_in(
 /// An empty `profile` means any; a set one must be this worker's, so that a
 /// client calling a worker directly gets the gateway's meaning.
 fn check_profile(requested: &str, limits: &Limits) -> Result<(), InferenceError> {
-    if requested.len() > MAX_PROFILE_BYTES {
-        return Err(invalid(format!(
-            "`profile` is {} bytes, limit {MAX_PROFILE_BYTES}",
-            requested.len()
-        )));
-    }
     if !requested.is_empty() && requested != limits.profile {
         return Err(InferenceError::OtherProfile {
             asked: requested.to_string(),
@@ -99,6 +88,8 @@ fn check_profile(requested: &str, limits: &Limits) -> Result<(), InferenceError>
 /// Checks a generate request; whether its tokens fit is the engine's
 /// admission rule (`engine::admission`), once they are counted.
 pub fn generate(req: &GenerateRequest, limits: &Limits) -> Result<ValidGenerate, InferenceError> {
+    // Sizes, counts and roles first: nothing is copied or tokenized before.
+    mig_serve::fields::generate(req, Some(limits.context_length)).map_err(invalid)?;
     check_model(&req.model, limits)?;
     check_profile(&req.profile, limits)?;
     let prompt = match (req.prompt.is_empty(), req.messages.is_empty()) {
@@ -109,25 +100,12 @@ pub fn generate(req: &GenerateRequest, limits: &Limits) -> Result<ValidGenerate,
         }
         (true, true) => return Err(invalid("`prompt` is empty and no `messages` were sent")),
         (false, true) => PromptInput::Text(req.prompt.clone()),
-        (true, false) => {
-            if req.messages.len() > MAX_MESSAGES {
-                return Err(invalid(format!(
-                    "`messages` has {} turns, limit {MAX_MESSAGES}",
-                    req.messages.len()
-                )));
-            }
-            let mut turns = Vec::with_capacity(req.messages.len());
-            for (i, m) in req.messages.iter().enumerate() {
-                if !matches!(m.role.as_str(), "system" | "user" | "assistant") {
-                    return Err(invalid(format!(
-                        "`messages[{i}].role` is `{}`; expected `system`, `user` or `assistant`",
-                        m.role
-                    )));
-                }
-                turns.push((m.role.clone(), m.content.clone()));
-            }
-            PromptInput::Chat(turns)
-        }
+        (true, false) => PromptInput::Chat(
+            req.messages
+                .iter()
+                .map(|m| (m.role.clone(), m.content.clone()))
+                .collect(),
+        ),
     };
 
     let context = limits.context_length as u32;
@@ -167,24 +145,6 @@ pub fn generate(req: &GenerateRequest, limits: &Limits) -> Result<ValidGenerate,
         "in (0, 10]",
     )?;
 
-    if req.stop.len() > MAX_STOP_STRINGS {
-        return Err(invalid(format!(
-            "`stop` has {} strings, limit {MAX_STOP_STRINGS}",
-            req.stop.len()
-        )));
-    }
-    for (i, s) in req.stop.iter().enumerate() {
-        if s.is_empty() {
-            return Err(invalid(format!("`stop[{i}]` is empty")));
-        }
-        if s.len() > MAX_STOP_BYTES {
-            return Err(invalid(format!(
-                "`stop[{i}]` is {} bytes, limit {MAX_STOP_BYTES}",
-                s.len()
-            )));
-        }
-    }
-
     Ok(ValidGenerate {
         prompt,
         max_tokens,
@@ -202,18 +162,8 @@ pub fn generate(req: &GenerateRequest, limits: &Limits) -> Result<ValidGenerate,
 
 /// Checks an embed request's shape; token limits are checked by the tokenizer.
 pub fn embed(req: &EmbedRequest, limits: &Limits) -> Result<(), InferenceError> {
-    check_model(&req.model, limits)?;
-    if req.inputs.is_empty() {
-        return Err(invalid("`inputs` is empty"));
-    }
-    if req.inputs.len() > limits.max_embed_inputs {
-        return Err(invalid(format!(
-            "`inputs` has {} entries, limit {}",
-            req.inputs.len(),
-            limits.max_embed_inputs
-        )));
-    }
-    Ok(())
+    mig_serve::fields::embed(req, Some(limits.max_embed_inputs)).map_err(invalid)?;
+    check_model(&req.model, limits)
 }
 
 #[cfg(test)]

@@ -53,14 +53,26 @@ pub enum GatewayError {
     /// The worker's stream ended without its final message.
     #[error("worker `{worker}` ended the stream without a final message")]
     IncompleteStream { worker: String },
+    /// The connection to the worker failed in the middle of a stream (the
+    /// worker died, or was killed): `tokens` had reached the client.
+    #[error("worker `{worker}` was lost after {tokens} tokens of this stream: {message}")]
+    WorkerLost {
+        worker: String,
+        tokens: u64,
+        message: String,
+    },
+    /// The gateway's drain period ran out with the stream still running.
+    #[error("gateway shutting down: this stream did not finish within the drain period (after {tokens} tokens)")]
+    ShuttingDown { tokens: u64 },
 }
 
 impl GatewayError {
     /// Classifies a failed call to a worker: transport failures make the
     /// worker unreachable, anything else is the worker's own answer.
     pub fn from_worker(worker: &str, status: Status) -> Self {
-        let transport = status.code() == Code::Unavailable
-            || (status.code() == Code::Unknown && status.message().contains("transport"));
+        // A worker never answers UNKNOWN itself: that is tonic's code for a
+        // broken connection (`h2 protocol error`, `transport error`).
+        let transport = status.code() == Code::Unavailable || status.code() == Code::Unknown;
         if transport {
             GatewayError::WorkerUnreachable {
                 worker: worker.to_string(),
@@ -86,6 +98,8 @@ impl GatewayError {
             GatewayError::WorkerUnreachable { .. } => "worker_unreachable",
             GatewayError::Worker(_) => "worker",
             GatewayError::IncompleteStream { .. } => "incomplete_stream",
+            GatewayError::WorkerLost { .. } => "worker_lost",
+            GatewayError::ShuttingDown { .. } => "shutting_down",
         }
     }
 }
@@ -106,7 +120,9 @@ impl From<GatewayError> for Status {
             }
             GatewayError::NoHealthyWorker { .. }
             | GatewayError::WorkerUnreachable { .. }
-            | GatewayError::IncompleteStream { .. } => Status::unavailable(message),
+            | GatewayError::IncompleteStream { .. }
+            | GatewayError::WorkerLost { .. }
+            | GatewayError::ShuttingDown { .. } => Status::unavailable(message),
             GatewayError::DeadlineExceeded => Status::deadline_exceeded(message),
             GatewayError::Worker(status) => Status::new(status.code(), message),
         }
@@ -158,6 +174,12 @@ mod tests {
             GatewayError::from_worker("w", Status::unavailable("connection refused")).into();
         assert_eq!(s.code(), Code::Unavailable);
         assert!(s.message().contains("worker `w` is unreachable"));
+        let s: Status = GatewayError::from_worker(
+            "w",
+            Status::unknown("h2 protocol error: error reading a body from connection"),
+        )
+        .into();
+        assert_eq!(s.code(), Code::Unavailable, "never UNKNOWN");
         let s: Status = GatewayError::from_worker("w", Status::deadline_exceeded("late")).into();
         assert_eq!(s.code(), Code::DeadlineExceeded);
     }

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use mig_proto::inference::v1::{FinishReason, GenerateResponse, GenerateStreamResponse};
 use mig_serve::limits::PROMPT_TOKENS_HEADER;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tonic::codec::Streaming;
 use tonic::{Request, Response, Status};
 
@@ -128,12 +128,15 @@ pub async fn relay(
     deadline: Option<Instant>,
     tracked: &mut Tracked,
     admitted: &mut Admitted,
+    cutoff: &mut watch::Receiver<bool>,
     mut sink: Sink,
 ) -> Result<Relayed, GatewayError> {
+    let mut tokens = 0u64;
     loop {
         let message = tokio::select! {
             () = sink.closed() => return Ok(Relayed::ClientGone),
             () = until(deadline) => return Err(GatewayError::DeadlineExceeded),
+            Ok(_) = cutoff.wait_for(|&cut| cut) => return Err(GatewayError::ShuttingDown { tokens }),
             message = upstream.message() => message,
         };
         let message = match message {
@@ -143,8 +146,20 @@ pub async fn relay(
                     worker: worker.id(),
                 })
             }
-            Err(status) => return Err(GatewayError::from_worker(&worker.id(), status)),
+            Err(status) => {
+                return Err(match GatewayError::from_worker(&worker.id(), status) {
+                    GatewayError::WorkerUnreachable { worker, message } => {
+                        GatewayError::WorkerLost {
+                            worker,
+                            tokens,
+                            message,
+                        }
+                    }
+                    other => other,
+                })
+            }
         };
+        tokens += u64::from(message.token_count);
         tracked.relayed(&message);
         let paid = admitted.pay_message(&message);
         let last = message.finish_reason != FinishReason::Unspecified as i32;
@@ -161,7 +176,13 @@ pub async fn relay(
                 }
             }
             Sink::Forward(out) => {
-                if out.send(Ok(message)).await.is_err() {
+                // A client that does not read holds this send; the drain's
+                // cutoff still ends the stream.
+                let sent = tokio::select! {
+                    sent = out.send(Ok(message)) => sent,
+                    Ok(_) = cutoff.wait_for(|&cut| cut) => return Err(GatewayError::ShuttingDown { tokens }),
+                };
+                if sent.is_err() {
                     return Ok(Relayed::ClientGone);
                 }
                 if last {

@@ -12,7 +12,7 @@ use mig_proto::inference::v1::{
     EmbedRequest, EmbedResponse, GenerateRequest, GenerateResponse, GenerateStreamResponse,
     ListModelsRequest, ListModelsResponse, ModelInfo, ModelKind, WorkerHealth, WorkerStatus,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
@@ -31,6 +31,10 @@ pub struct InferenceService {
     registry: Arc<Registry>,
     metrics: Arc<GatewayMetrics>,
     tenancy: Arc<Tenancy>,
+    /// Turns true when the drain period is about to run out: running
+    /// streams end `UNAVAILABLE` ("gateway shutting down") while their
+    /// connections are still open.
+    cutoff: watch::Receiver<bool>,
 }
 
 /// The `model` label of requests for models the gateway does not know.
@@ -50,11 +54,13 @@ impl InferenceService {
         registry: Arc<Registry>,
         metrics: Arc<GatewayMetrics>,
         tenancy: Arc<Tenancy>,
+        cutoff: watch::Receiver<bool>,
     ) -> Self {
         InferenceService {
             registry,
             metrics,
             tenancy,
+            cutoff,
         }
     }
 
@@ -75,6 +81,25 @@ impl InferenceService {
             stamp,
             tracked,
         })
+    }
+
+    /// The model's context length, as its workers reported it (the largest,
+    /// should they differ); unknown before any answered.
+    fn context_length(&self, model: &str) -> Option<usize> {
+        self.registry
+            .workers(model)?
+            .iter()
+            .filter_map(|w| w.info())
+            .map(|info| info.context_length as usize)
+            .filter(|&c| c > 0)
+            .max()
+    }
+
+    /// A generation's field sizes, counts and roles, checked before anything
+    /// else is done with it.
+    fn check_generate(&self, request: &GenerateRequest) -> Result<(), GatewayError> {
+        mig_serve::fields::generate(request, self.context_length(&request.model))
+            .map_err(GatewayError::Invalid)
     }
 
     /// What a call passes before routing: its tenant may call the model,
@@ -133,6 +158,7 @@ impl InferenceService {
         request: GenerateRequest,
         call: &mut Call,
     ) -> Result<GenerateResponse, GatewayError> {
+        self.check_generate(&request)?;
         let mut admitted = self.admit(&call.caller, &request.model)?;
         let opened = self
             .dispatch_generation(&request, call, &mut admitted)
@@ -145,6 +171,7 @@ impl InferenceService {
             call.stamp.deadline,
             &mut call.tracked,
             &mut admitted,
+            &mut self.cutoff.clone(),
             sink,
         )
         .await?
@@ -163,6 +190,7 @@ impl InferenceService {
         request: EmbedRequest,
         call: &mut Call,
     ) -> Result<EmbedResponse, GatewayError> {
+        mig_serve::fields::embed(&request, None).map_err(GatewayError::Invalid)?;
         let mut admitted = self.admit(&call.caller, &request.model)?;
         let route = Route {
             model: &request.model,
@@ -216,7 +244,10 @@ impl Inference for InferenceService {
     ) -> Result<Response<Self::GenerateStreamStream>, Status> {
         let call = self.begin(&request, &request.get_ref().model)?;
         let request = request.into_inner();
-        let opened = match self.admit(&call.caller, &request.model) {
+        let opened = match self
+            .check_generate(&request)
+            .and_then(|()| self.admit(&call.caller, &request.model))
+        {
             Ok(mut admitted) => self
                 .dispatch_generation(&request, &call, &mut admitted)
                 .await
@@ -236,6 +267,7 @@ impl Inference for InferenceService {
         } = call;
         tracked.generating(&opened.worker, opened.dispatched);
         let (out, out_rx) = mpsc::channel(16);
+        let mut cutoff = self.cutoff.clone();
         tokio::spawn(async move {
             // Held until the relay ends, so the worker's load counts the stream.
             let _in_flight = opened.in_flight;
@@ -246,6 +278,7 @@ impl Inference for InferenceService {
                 stamp.deadline,
                 &mut tracked,
                 &mut admitted,
+                &mut cutoff,
                 sink,
             )
             .await;

@@ -1,0 +1,164 @@
+//! Faults under load, through a real gateway: a worker killed with SIGKILL
+//! under 32 streams, and a gateway whose drain period runs out under a
+//! stream. Every stream ends with exactly one status, none hangs, and a cut
+//! one says what happened (`UNAVAILABLE`, naming the worker and its slice,
+//! or the shutdown), never `UNKNOWN` or a bare HTTP/2 error.
+
+use std::time::{Duration, Instant};
+
+use mig_proto::inference::v1::inference_client::InferenceClient;
+use mig_proto::inference::v1::{GenerateRequest, WorkerHealth};
+use mig_testkit::gateway::{gateway_client, list_workers};
+use mig_testkit::process::{child_pids, gateway_up};
+use tonic::Code;
+
+/// How a stream ended: its final message, or its status.
+enum End {
+    Finished,
+    Failed(tonic::Status),
+}
+
+#[tokio::test]
+async fn a_worker_killed_under_32_streams_ends_each_clearly_and_is_back() {
+    let fleet = format!(
+        "[[model]]\nname = \"smollm2-135m\"\npath = \"{}\"\nslices = [\"cpu:0\"]\n",
+        mig_testkit::smollm2().display()
+    );
+    let mut gateway = gateway_up("faults-kill", &fleet, &[]);
+    let addr = gateway.url();
+    let client = gateway_client(&addr).await;
+    let request = GenerateRequest {
+        model: "smollm2-135m".into(),
+        prompt: "Once upon a time".into(),
+        max_tokens: Some(200),
+        ignore_eos: true,
+        ..Default::default()
+    };
+    let (first_token, mut first_rx) = tokio::sync::mpsc::channel::<()>(32);
+    let mut streams = Vec::new();
+    for _ in 0..32 {
+        let mut client = client.clone();
+        let request = request.clone();
+        let first_token = first_token.clone();
+        streams.push(tokio::spawn(async move {
+            let mut stream = match client.generate_stream(request).await {
+                Ok(stream) => stream.into_inner(),
+                Err(status) => return End::Failed(status),
+            };
+            loop {
+                match stream.message().await {
+                    Ok(Some(m)) if m.finish_reason != 0 => return End::Finished,
+                    Ok(Some(_)) => {
+                        let _ = first_token.try_send(());
+                    }
+                    Ok(None) => panic!("a stream ended without a final message or a status"),
+                    Err(status) => return End::Failed(status),
+                }
+            }
+        }));
+    }
+    first_rx.recv().await.unwrap();
+    let workers = child_pids(gateway.pid());
+    assert_eq!(workers.len(), 1, "{workers:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(workers[0] as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+
+    let mut cut = 0;
+    for stream in streams {
+        let end = tokio::time::timeout(Duration::from_secs(60), stream)
+            .await
+            .expect("a stream hung after the worker died")
+            .unwrap();
+        if let End::Failed(status) = end {
+            assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+            let message = status.message();
+            assert!(
+                message.contains("worker `smollm2-135m@cpu:0`")
+                    && (message.contains("was lost after") || message.contains("unreachable")),
+                "{message}"
+            );
+            cut += 1;
+        }
+    }
+    assert!(cut > 0, "the kill cut no stream");
+
+    // The supervisor restarts it; the model is served again.
+    let started = Instant::now();
+    loop {
+        let workers = list_workers(&addr, "smollm2-135m").await;
+        if workers.len() == 1
+            && workers[0].restarts >= 1
+            && workers[0].health == WorkerHealth::Serving as i32
+        {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "{workers:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut client = gateway_client(&addr).await;
+    let answer = client
+        .generate(GenerateRequest {
+            max_tokens: Some(4),
+            ..request
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.usage.unwrap().completion_tokens, 4);
+    gateway.terminate();
+}
+
+#[tokio::test]
+async fn a_stream_longer_than_the_drain_ends_unavailable_saying_so() {
+    // `gateway_up` gives the gateway 3 s to drain.
+    let mut gateway = gateway_up(
+        "faults-drain",
+        "[[model]]\nname = \"identity\"\nidentity = true\nslices = [\"cpu:0\"]\n",
+        &[],
+    );
+    let channel = tonic::transport::Endpoint::from_shared(gateway.url())
+        .unwrap()
+        .initial_stream_window_size(1024)
+        .connect()
+        .await
+        .unwrap();
+    let mut stream = InferenceClient::new(channel)
+        .generate_stream(GenerateRequest {
+            model: "identity".into(),
+            prompt: "abc".into(),
+            max_tokens: Some(4000),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    stream.message().await.unwrap().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(gateway.pid() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    // A slow reader: 4,000 tokens would take 40 s.
+    let started = Instant::now();
+    let status = loop {
+        match stream.message().await {
+            Ok(Some(m)) => {
+                assert_eq!(m.finish_reason, 0, "finished within the drain: {m:?}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Ok(None) => panic!("the stream ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().starts_with("gateway shutting down"),
+        "{status:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let exit = gateway.child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+}
