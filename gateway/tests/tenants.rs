@@ -31,7 +31,7 @@ fn tenants_file(keys: &Keys) -> String {
     format!(
         "# test tenants\n\
          [[tenant]]\nname = \"alpha\"\nkeys = [\"{}\"]\nmodels = [\"identity\", \"ghost\"]\nmax_concurrency = 2\n\n\
-         [[tenant]]\nname = \"beta\"\nkeys = [\"{}\"]\nmodels = [\"identity*\"]\npriority = \"sheddable\"\n\n\
+         [[tenant]]\nname = \"beta\"\nkeys = [\"{}\"]\nmodels = [\"identity*\"]\npriority = \"sheddable\"\nadmin = true\n\n\
          [[tenant]]\nname = \"gamma\"\nkeys = [\"{}\"]\nmodels = [\"identity\"]\ntokens_per_minute = 60\n",
         KeyHash::of(&keys.alpha),
         KeyHash::of(&keys.beta),
@@ -262,6 +262,17 @@ async fn keys_decide_who_calls_what_and_what_each_tenant_sees() {
     };
     assert_eq!(listed(&keys.alpha).await, ["identity"]);
     assert_eq!(listed(&keys.beta).await, ["identity", "identity-private"]);
+    // Workers' internal addresses: to the admin tenant only.
+    let addresses = |key: &str| {
+        let mut c = c.clone();
+        let request = keyed(ListModelsRequest {}, Some(key));
+        async move {
+            let models = c.list_models(request).await.unwrap().into_inner().models;
+            models[0].workers[0].address.clone()
+        }
+    };
+    assert_eq!(addresses(&keys.alpha).await, "");
+    assert!(addresses(&keys.beta).await.starts_with("http://127.0.0.1:"));
 
     // And the right key is served, unary and streamed.
     let answer = c

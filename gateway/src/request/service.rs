@@ -316,7 +316,8 @@ impl Inference for InferenceService {
         }
     }
 
-    /// The models the caller may call, nothing of others'.
+    /// The models the caller may call, nothing of others'; the workers'
+    /// internal addresses only to an open gateway's callers and admins.
     async fn list_models(
         &self,
         request: Request<ListModelsRequest>,
@@ -344,7 +345,11 @@ impl Inference for InferenceService {
                             let info = w.info().unwrap_or_default();
                             WorkerStatus {
                                 worker_id: w.id(),
-                                address: w.address(),
+                                address: if caller.sees_addresses() {
+                                    w.address()
+                                } else {
+                                    String::new()
+                                },
                                 slice: info.slice,
                                 profile: info.profile,
                                 health: if w.is_healthy() {

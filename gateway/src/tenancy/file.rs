@@ -10,6 +10,7 @@
 //! priority = "critical"           # critical | standard | sheddable
 //! max_concurrency = 8             # requests at once (default: no limit)
 //! tokens_per_minute = 60000       # prompt + generated (default: no limit)
+//! admin = false                   # sees workers' addresses in ListModels
 //! ```
 
 use std::collections::{HashMap, HashSet};
@@ -49,6 +50,9 @@ pub struct Tenant {
     pub max_concurrency: Option<u32>,
     /// Prompt plus generated tokens per minute.
     pub tokens_per_minute: Option<u64>,
+    /// Sees the workers' internal addresses in `ListModels` (operators,
+    /// load tests that measure a worker straight).
+    pub admin: bool,
 }
 
 impl Tenant {
@@ -187,6 +191,7 @@ impl Tenants {
                 priority: entry.priority.unwrap_or_default(),
                 max_concurrency: entry.max_concurrency.map(Spanned::into_inner),
                 tokens_per_minute: entry.tokens_per_minute.map(Spanned::into_inner),
+                admin: entry.admin.unwrap_or(false),
             });
             for key in entry.keys.unwrap_or_default() {
                 let hash = KeyHash::parse(key.get_ref())
@@ -227,6 +232,7 @@ struct RawTenant {
     priority: Option<Priority>,
     max_concurrency: Option<Spanned<u32>>,
     tokens_per_minute: Option<Spanned<u64>>,
+    admin: Option<bool>,
 }
 
 #[cfg(test)]

@@ -49,6 +49,16 @@ impl Caller {
         }
     }
 
+    /// Whether `ListModels` shows it the workers' internal addresses: on an
+    /// open gateway (which trusts whoever reaches it) and to `admin`
+    /// tenants; never to other tenants.
+    pub fn sees_addresses(&self) -> bool {
+        match self {
+            Caller::Open => true,
+            Caller::Tenant(t) => t.admin,
+        }
+    }
+
     /// The `tenant` label: a tenants-file name or `_open`, nothing a client types.
     pub fn label(&self) -> &str {
         match self {
