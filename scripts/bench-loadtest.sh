@@ -27,9 +27,14 @@ esac
 fleet=${FLEET:-$fleet}
 
 log=$(mktemp -t mig-gateway-bench.XXXXXX.log)
-coproc GATEWAY { exec "$BIN_DIR/mig-gateway" up --fleet "$fleet" --listen 127.0.0.1:0 2>"$log"; }
+# The workers take calls only with this token: `overhead` measures the
+# worker straight too, so the load tester needs it.
+token=$(mktemp -t mig-worker-token.XXXXXX)
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$token"
+coproc GATEWAY { exec "$BIN_DIR/mig-gateway" up --fleet "$fleet" --listen 127.0.0.1:0 \
+  --worker-token-file "$token" 2>"$log"; }
 gateway_pid=$GATEWAY_PID
-trap 'kill "$gateway_pid" 2>/dev/null; wait "$gateway_pid" 2>/dev/null || true' EXIT
+trap 'kill "$gateway_pid" 2>/dev/null; wait "$gateway_pid" 2>/dev/null || true; rm -f "$token"' EXIT
 # The gateway prints one line once every worker is ready.
 if ! read -r line <&"${GATEWAY[0]}"; then
   echo "mig-gateway did not start; its log:" >&2
@@ -50,7 +55,7 @@ case $scenario in
       --model victim-shared --aggressor noisy-shared --concurrency 1 \
       --duration 30s --max-tokens 64 --ignore-eos --out "$out" "$@" ;;
   overhead)
-    "${lt[@]}" sweep --target "$addr" --direct --model identity --concurrency 1,4,16 \
+    "${lt[@]}" sweep --target "$addr" --direct --worker-token-file "$token" --model identity --concurrency 1,4,16 \
       --duration 10s --max-tokens 64 --out "$out" "$@" ;;
   batching)
     "${lt[@]}" sweep --target "$addr" --model smollm2-135m --concurrency 1,2,4,8,16 \
