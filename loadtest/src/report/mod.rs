@@ -128,12 +128,32 @@ pub struct Report {
     pub records: Vec<RequestRecord>,
 }
 
+/// The command line as the report records it, with the value of
+/// `--api-key` replaced: a key must never land in a report file.
+fn redacted_command_line(args: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut secret_next = false;
+    for arg in args {
+        if std::mem::take(&mut secret_next) {
+            out.push("<redacted>".into());
+        } else if arg == "--api-key" {
+            secret_next = true;
+            out.push(arg);
+        } else if arg.starts_with("--api-key=") {
+            out.push("--api-key=<redacted>".into());
+        } else {
+            out.push(arg);
+        }
+    }
+    out
+}
+
 impl Report {
     pub fn new(scenario: &'static str, settings: serde_json::Value) -> Report {
         Report {
             tool: "mig-loadtest",
             version: env!("CARGO_PKG_VERSION"),
-            command: std::env::args().collect(),
+            command: redacted_command_line(std::env::args()),
             started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             scenario,
             settings,
@@ -369,5 +389,36 @@ impl Report {
             w.serialize(record)?;
         }
         w.into_inner().map_err(|e| e.into_error().into())
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::redacted_command_line;
+
+    #[test]
+    fn an_api_key_never_reaches_the_report() {
+        let args = [
+            "mig-loadtest",
+            "sweep",
+            "--api-key",
+            "mig_secret",
+            "--api-key=mig_other",
+            "--model",
+            "m",
+        ];
+        let line = redacted_command_line(args.iter().map(|s| s.to_string()));
+        assert_eq!(
+            line,
+            [
+                "mig-loadtest",
+                "sweep",
+                "--api-key",
+                "<redacted>",
+                "--api-key=<redacted>",
+                "--model",
+                "m"
+            ]
+        );
     }
 }
