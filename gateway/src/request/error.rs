@@ -70,16 +70,28 @@ impl GatewayError {
     /// Classifies a failed call to a worker: transport failures make the
     /// worker unreachable, anything else is the worker's own answer.
     pub fn from_worker(worker: &str, status: Status) -> Self {
-        // A worker never answers UNKNOWN itself: that is tonic's code for a
-        // broken connection (`h2 protocol error`, `transport error`).
-        let transport = status.code() == Code::Unavailable || status.code() == Code::Unknown;
-        if transport {
+        // tonic reports a broken connection as UNKNOWN (`h2 protocol
+        // error`, `transport error`): that worker is unreachable. Any other
+        // UNKNOWN is not a connection failure, so it must not take the
+        // worker out of routing (a request could then do it on purpose);
+        // it is relayed as INTERNAL: a client never sees UNKNOWN.
+        let broken = status.code() == Code::Unavailable
+            || (status.code() == Code::Unknown
+                && ["transport", "h2 protocol error", "connection"]
+                    .iter()
+                    .any(|m| status.message().contains(m)));
+        if broken {
             GatewayError::WorkerUnreachable {
                 worker: worker.to_string(),
                 message: status.message().to_string(),
             }
         } else if status.code() == Code::DeadlineExceeded || status.code() == Code::Cancelled {
             GatewayError::DeadlineExceeded
+        } else if status.code() == Code::Unknown {
+            GatewayError::Worker(Status::internal(format!(
+                "worker `{worker}` failed: {}",
+                mig_serve::limits::shown(status.message())
+            )))
         } else {
             GatewayError::Worker(status)
         }
@@ -180,6 +192,15 @@ mod tests {
         )
         .into();
         assert_eq!(s.code(), Code::Unavailable, "never UNKNOWN");
+        // Another UNKNOWN is not a broken connection: the worker stays in
+        // routing, and the client sees INTERNAL.
+        let e = GatewayError::from_worker("w", Status::unknown("odd"));
+        assert!(matches!(e, GatewayError::Worker(_)), "{e:?}");
+        let s: Status = e.into();
+        assert_eq!(
+            (s.code(), s.message()),
+            (Code::Internal, "worker `w` failed: odd")
+        );
         let s: Status = GatewayError::from_worker("w", Status::deadline_exceeded("late")).into();
         assert_eq!(s.code(), Code::DeadlineExceeded);
     }
