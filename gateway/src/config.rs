@@ -193,6 +193,18 @@ pub struct ServeArgs {
     /// dropped from routing.
     #[arg(long, env = "MIG_GATEWAY_HEARTBEAT_TIMEOUT", default_value_t = 5.0)]
     pub heartbeat_timeout: f64,
+
+    /// Requests that may wait per model in the gateway's admission queue
+    /// for a worker with room (all priority classes together); past it a
+    /// request is refused `RESOURCE_EXHAUSTED`, or a less important one is
+    /// shed to make room.
+    #[arg(long, env = "MIG_GATEWAY_QUEUE_MAX_WAITING", default_value_t = 1024)]
+    pub queue_max_waiting: usize,
+
+    /// Seconds a request may wait in the admission queue; one that would
+    /// wait longer (from the queue's measured drain rate) is refused at once.
+    #[arg(long, env = "MIG_GATEWAY_QUEUE_MAX_WAIT", default_value_t = 30.0)]
+    pub queue_max_wait: f64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -255,6 +267,18 @@ impl ServeArgs {
                 "`--heartbeat-timeout` must be at least twice `--heartbeat-interval` ({} s), so one lost heartbeat does not drop a worker (got {})",
                 2.0 * self.heartbeat_interval,
                 self.heartbeat_timeout
+            ));
+        }
+        if !(self.queue_max_wait.is_finite() && (0.1..=3600.0).contains(&self.queue_max_wait)) {
+            return Err(format!(
+                "`--queue-max-wait` must be between 0.1 and 3600 seconds (got {})",
+                self.queue_max_wait
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.queue_max_waiting) {
+            return Err(format!(
+                "`--queue-max-waiting` must be between 1 and 1000000 (got {})",
+                self.queue_max_waiting
             ));
         }
         if self.accept_registrations
@@ -342,6 +366,10 @@ impl ServeArgs {
             metrics_listener,
             tenants,
             tls,
+            queue: crate::admission::QueueLimits {
+                max_waiting: self.queue_max_waiting,
+                max_wait: Duration::from_secs_f64(self.queue_max_wait),
+            },
         }
     }
 

@@ -10,6 +10,9 @@
 //!   service, routing, dispatch and relay, per-request tracking, errors.
 //! - [`fleet`]: the fleet: fleet file, slices, placement, `plan`, start,
 //!   supervisor, registration, scrape targets.
+//! - [`admission`]: per model, the queue that holds requests until a
+//!   worker has room: priority classes, fair shares between tenants,
+//!   deadline-aware shedding.
 //! - [`tenancy`]: who may call: tenants, API keys, allowed models,
 //!   quotas, the authentication layer.
 //! - [`tls`]: the listeners' certificates; [`reload`]: the tenants file
@@ -23,6 +26,7 @@
 //! - [`config`]: the command line (`up`, `serve`, `slices`, `plan`, `call`).
 //! - [`call_cmd`]: `mig-gateway call`, the shell client.
 
+pub mod admission;
 pub mod call_cmd;
 pub mod config;
 pub mod fleet;

@@ -34,6 +34,9 @@ pub const SLICE_COMPUTE_UNITS: &str = "mig_gateway_slice_compute_units";
 const WORKER_UP_HELP: &str = "1 if the worker on this slice answers its health probe, else 0.";
 const SLICE_COMPUTE_UNITS_HELP: &str =
     "Size of the slice: MIG compute slices, or cores of a CPU slice.";
+pub const ADMISSION_QUEUE_DEPTH: &str = "mig_gateway_admission_queue_depth";
+pub const ADMISSION_SHED: &str = "mig_gateway_admission_shed_total";
+pub const WORKER_RETRIES: &str = "mig_gateway_worker_retries_total";
 pub const BUILD_INFO: &str = "mig_gateway_build_info";
 pub const TENANT_REQUESTS: &str = "mig_gateway_tenant_requests_total";
 pub const TENANT_PROMPT_TOKENS: &str = "mig_gateway_tenant_prompt_tokens_total";
@@ -59,11 +62,16 @@ pub const NAMES: &[&str] = &[
     TENANT_PROMPT_TOKENS,
     TENANT_GENERATED_TOKENS,
     TENANT_REJECTIONS,
+    ADMISSION_QUEUE_DEPTH,
+    ADMISSION_SHED,
+    WORKER_RETRIES,
 ];
 
-/// Until a worker took the call: routing and connecting, sub-millisecond
-/// when healthy, seconds when retrying unreachable workers.
-const QUEUE_BUCKETS: &[f64] = &[0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
+/// Until a worker took the call: sub-millisecond when a worker has room,
+/// up to the admission queue's limit (`--queue-max-wait`) under overload.
+const QUEUE_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 /// The gateway's recorder and the text it serves.
 pub struct GatewayMetrics {
@@ -221,6 +229,14 @@ fn describe(r: &PrometheusRecorder) {
         TENANT_REJECTIONS,
         "Calls refused by tenant and reason: unauthenticated, permission, quota_concurrency, quota_tokens.",
     );
+    c(
+        ADMISSION_SHED,
+        "Requests refused or taken out of the admission queue, by model, priority and reason: queue_full, wait_limit, deadline, evicted, waited, expired.",
+    );
+    c(
+        WORKER_RETRIES,
+        "Calls sent to another replica after a worker refused or failed before the first token, by model.",
+    );
     let h = |name: &'static str, text: &'static str| {
         r.describe_histogram(name.into(), Some(Unit::Seconds), text.into());
     };
@@ -235,7 +251,7 @@ fn describe(r: &PrometheusRecorder) {
     );
     h(
         QUEUE_WAIT,
-        "From arrival until a worker took the call (routing, connecting, retries).",
+        "From arrival until a worker took the call (the admission queue, routing, retries).",
     );
     let g = |name: &'static str, text: &'static str| {
         r.describe_gauge(name.into(), Some(Unit::Count), text.into());
@@ -247,6 +263,10 @@ fn describe(r: &PrometheusRecorder) {
     g(
         SLICE_GENERATIONS_IN_FLIGHT,
         "Generations running on each slice.",
+    );
+    g(
+        ADMISSION_QUEUE_DEPTH,
+        "Requests waiting in the gateway's admission queue for a worker, by model and priority.",
     );
     g(BUILD_INFO, "Always 1; the labels say the version.");
 }

@@ -2,7 +2,7 @@
 //! about itself (kind, context, slice) and whether it is healthy.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,10 @@ use tonic::transport::{Channel, Endpoint};
 /// The gateway's client to one worker: every call carries the worker's
 /// caller token, when it has one (the token is never logged).
 pub type WorkerClient = worker_client::WorkerClient<InterceptedService<Channel, SendBearer>>;
+
+/// Requests an embedding worker takes at once (its engine embeds one call
+/// at a time; the second waits ready in its queue).
+const EMBED_CAPACITY: u32 = 2;
 
 /// How long a health probe may take before the worker counts as down.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -40,6 +44,9 @@ pub struct WorkerHandle {
     /// Requests the gateway has sent to this worker and not yet finished: the
     /// balancing signal.
     in_flight: AtomicU32,
+    /// Tokens (prompt estimates plus what may be generated) of those
+    /// requests: the load-aware choice among replicas.
+    outstanding_tokens: AtomicU64,
     /// Times the supervisor restarted the process.
     restarts: AtomicU32,
 }
@@ -103,6 +110,7 @@ impl WorkerHandle {
                 last_heartbeat: Instant::now(),
             }),
             in_flight: AtomicU32::new(0),
+            outstanding_tokens: AtomicU64::new(0),
             restarts: AtomicU32::new(0),
         })
     }
@@ -176,6 +184,24 @@ impl WorkerHandle {
         self.in_flight.load(Ordering::Relaxed)
     }
 
+    pub fn outstanding_tokens(&self) -> u64 {
+        self.outstanding_tokens.load(Ordering::Relaxed)
+    }
+
+    /// Requests the worker runs at once: its `max_batch_size` for a
+    /// generation model (what `Info` reported), 2 for an embedding model
+    /// (one computing, the next ready), 1 before it answered.
+    pub fn capacity(&self) -> u32 {
+        let state = self.read();
+        match &state.info {
+            Some(info) => match &info.batching {
+                Some(b) if b.max_batch_size > 0 => b.max_batch_size,
+                _ => EMBED_CAPACITY,
+            },
+            None => 1,
+        }
+    }
+
     /// The id used in logs: the worker's own, or its address before it answered.
     pub fn id(&self) -> String {
         self.info()
@@ -183,10 +209,11 @@ impl WorkerHandle {
             .unwrap_or_else(|| self.address())
     }
 
-    /// Counts a request against this worker until the guard drops.
-    pub fn begin(self: &Arc<Self>) -> InFlight {
+    /// Counts a request of `tokens` against this worker until the guard drops.
+    pub fn begin(self: &Arc<Self>, tokens: u64) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.clone())
+        self.outstanding_tokens.fetch_add(tokens, Ordering::Relaxed);
+        InFlight(self.clone(), tokens)
     }
 
     /// Asks the worker for its `Info`; healthy if it answers in time.
@@ -262,11 +289,14 @@ impl WorkerHandle {
 
 /// Decrements the worker's in-flight count when the request ends, however it ends.
 #[derive(Debug)]
-pub struct InFlight(Arc<WorkerHandle>);
+pub struct InFlight(Arc<WorkerHandle>, u64);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0
+            .outstanding_tokens
+            .fetch_sub(self.1, Ordering::Relaxed);
     }
 }
 

@@ -16,10 +16,11 @@ use tonic::service::Routes;
 use tonic_health::ServingStatus;
 use tower::Layer;
 
+use crate::admission::{self, Admission, QueueLimits};
 use crate::fleet::registration::{self, HeartbeatPolicy, RegistrationAccess, RegistrationService};
 use crate::metrics::GatewayMetrics;
 use crate::registry::{self, Registry};
-use crate::request::layers::StampLayer;
+use crate::request::layers::{InvalidMessageLayer, StampLayer};
 use crate::request::service::InferenceService;
 use crate::tenancy::auth::AuthLayer;
 use crate::tenancy::file::Tenants;
@@ -84,6 +85,8 @@ pub struct ServerOptions {
     pub tenants: Option<watch::Receiver<Arc<Tenants>>>,
     /// TLS on the public listener (`--tls-cert`), or plain.
     pub tls: Option<TlsConfig>,
+    /// The admission queue's bounds.
+    pub queue: QueueLimits,
 }
 
 /// Completes once `stop` turns true (or its sender is gone).
@@ -121,6 +124,12 @@ pub async fn run(
         );
     }
     let upkeep = tokio::spawn(mig_serve::recorder::upkeep_loop(gateway_metrics.handle()));
+    let admission = Admission::new(registry.clone(), gateway_metrics.clone(), options.queue);
+    // Waiting requests start as soon as a worker comes back or registers.
+    let pump = tokio::spawn(admission::pump_loop(
+        admission.clone(),
+        Duration::from_millis(250),
+    ));
     let metrics_server = options.metrics_listener.map(|listener| {
         let (m, r) = (gateway_metrics.clone(), registry.clone());
         tokio::spawn(mig_serve::metrics_http::serve_metrics(
@@ -169,14 +178,16 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection)
         // Every public call is stamped with its arrival and deadline first,
-        // then authenticated.
+        // then authenticated; one that does not decode is answered
+        // INVALID_ARGUMENT.
         .add_service(StampLayer.layer(AuthLayer::new(tenancy.clone()).layer(
-            InferenceServer::new(InferenceService::new(
+            InvalidMessageLayer.layer(InferenceServer::new(InferenceService::new(
                 registry,
                 gateway_metrics,
                 tenancy,
+                admission,
                 cutoff,
-            )),
+            ))),
         )));
     let result = serve_routes(
         listener,
@@ -196,6 +207,7 @@ pub async fn run(
     };
     prober.abort();
     upkeep.abort();
+    pump.abort();
     if let Some(server) = metrics_server {
         server.abort();
     }

@@ -7,8 +7,44 @@
 use mig_proto::inference::v1::inference_client::InferenceClient;
 use mig_proto::inference::v1::{ChatMessage, EmbedRequest, GenerateRequest};
 use mig_testkit::process::gateway_up;
-use tonic::transport::Endpoint;
+use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
+
+/// `GenerateRequest` as a hostile client writes it: the prompt as bytes
+/// that need not be UTF-8.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawPrompt {
+    #[prost(string, tag = "1")]
+    model: String,
+    #[prost(bytes = "vec", tag = "2")]
+    prompt: Vec<u8>,
+}
+
+/// Not a `GenerateRequest`: field 1 (`model`, a string) sent as a fixed64.
+#[derive(Clone, PartialEq, prost::Message)]
+struct WrongWireType {
+    #[prost(fixed64, tag = "1")]
+    model: u64,
+}
+
+/// Calls `path` with `message` encoded as is; the answer is decoded as a
+/// `GenerateResponse`.
+async fn raw_call<M: prost::Message + Send + Sync + 'static>(
+    channel: Channel,
+    path: &'static str,
+    message: M,
+) -> tonic::Status {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let codec = tonic_prost::ProstCodec::<M, mig_proto::inference::v1::GenerateResponse>::default();
+    grpc.unary(
+        tonic::Request::new(message),
+        tonic::codegen::http::uri::PathAndQuery::from_static(path),
+        codec,
+    )
+    .await
+    .unwrap_err()
+}
 
 fn chat(role: &str, content: &str) -> ChatMessage {
     ChatMessage {
@@ -32,7 +68,7 @@ async fn oversized_fields_are_refused_at_the_edge_and_cut_no_other_stream() {
         .connect()
         .await
         .unwrap();
-    let mut client = InferenceClient::new(channel);
+    let mut client = InferenceClient::new(channel.clone());
     let long = GenerateRequest {
         model: "identity".into(),
         prompt: "abcdef".into(),
@@ -120,6 +156,37 @@ async fn oversized_fields_are_refused_at_the_edge_and_cut_no_other_stream() {
             "`inputs[0]` is 70000 bytes, limit 65536"
         )
     );
+
+    // Bytes that are not the message: INVALID_ARGUMENT naming the problem,
+    // unary and streamed.
+    for path in [
+        "/mig.inference.v1.Inference/Generate",
+        "/mig.inference.v1.Inference/GenerateStream",
+    ] {
+        let status = raw_call(
+            channel.clone(),
+            path,
+            RawPrompt {
+                model: "identity".into(),
+                prompt: vec![b'h', 0xff, 0xfe, b'i'],
+            },
+        )
+        .await;
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(
+            status.message().contains("GenerateRequest.prompt")
+                && status.message().contains("UTF-8"),
+            "{}",
+            status.message()
+        );
+        let status = raw_call(channel.clone(), path, WrongWireType { model: 7 }).await;
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(
+            status.message().contains("wire type"),
+            "{}",
+            status.message()
+        );
+    }
 
     // Every stream that was running ends whole, with its final message.
     for mut stream in streams {

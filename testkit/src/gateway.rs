@@ -126,6 +126,7 @@ async fn serve_gateway(
             metrics_listener,
             tenants: None,
             tls: None,
+            queue: Default::default(),
         },
         std::future::pending(),
     ));

@@ -4,6 +4,7 @@ use mig_serve::limits::shown;
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
+use crate::admission::Shed;
 use crate::tenancy::quota::OverLimit;
 
 /// The trailer that says, in seconds, when a call refused by a limit may
@@ -28,6 +29,9 @@ pub enum GatewayError {
     /// A tenant's limit refused the call or cut its stream.
     #[error("{0}")]
     OverLimit(OverLimit),
+    /// The admission queue refused the call, or took it out (overload).
+    #[error("{0}")]
+    Shed(Shed),
     /// The model has workers, but none on a slice of the requested profile.
     #[error("`profile` `{profile}`: model `{model}` has workers on {}", profiles.join(", "))]
     UnknownProfile {
@@ -64,6 +68,16 @@ pub enum GatewayError {
     /// The gateway's drain period ran out with the stream still running.
     #[error("gateway shutting down: this stream did not finish within the drain period (after {tokens} tokens)")]
     ShuttingDown { tokens: u64 },
+}
+
+impl From<Shed> for GatewayError {
+    fn from(shed: Shed) -> Self {
+        match shed {
+            // Its own deadline passed while it waited.
+            Shed::Expired => GatewayError::DeadlineExceeded,
+            shed => GatewayError::Shed(shed),
+        }
+    }
 }
 
 impl GatewayError {
@@ -104,6 +118,7 @@ impl GatewayError {
             GatewayError::UnknownProfile { .. } => "unknown_profile",
             GatewayError::PermissionDenied { .. } => "permission",
             GatewayError::OverLimit(over) => over.reason(),
+            GatewayError::Shed(shed) => shed.reason(),
             GatewayError::Invalid(_) => "validation",
             GatewayError::NoHealthyWorker { .. } => "no_healthy_worker",
             GatewayError::DeadlineExceeded => "deadline",
@@ -125,11 +140,8 @@ impl From<GatewayError> for Status {
             }
             GatewayError::Invalid(_) => Status::invalid_argument(message),
             GatewayError::PermissionDenied { .. } => Status::permission_denied(message),
-            GatewayError::OverLimit(over) => {
-                let mut trailers = tonic::metadata::MetadataMap::new();
-                trailers.insert(RETRY_AFTER, MetadataValue::from(over.retry_after.as_secs()));
-                Status::with_metadata(Code::ResourceExhausted, message, trailers)
-            }
+            GatewayError::OverLimit(over) => exhausted(message, over.retry_after.as_secs()),
+            GatewayError::Shed(shed) => exhausted(message, shed.retry_after().as_secs()),
             GatewayError::NoHealthyWorker { .. }
             | GatewayError::WorkerUnreachable { .. }
             | GatewayError::IncompleteStream { .. }
@@ -139,6 +151,13 @@ impl From<GatewayError> for Status {
             GatewayError::Worker(status) => Status::new(status.code(), message),
         }
     }
+}
+
+/// `RESOURCE_EXHAUSTED` with the `retry-after` trailer.
+fn exhausted(message: String, retry_after_s: u64) -> Status {
+    let mut trailers = tonic::metadata::MetadataMap::new();
+    trailers.insert(RETRY_AFTER, MetadataValue::from(retry_after_s));
+    Status::with_metadata(Code::ResourceExhausted, message, trailers)
 }
 
 #[cfg(test)]

@@ -5,7 +5,15 @@
 //! the relay, the metrics, the worker's own deadline) reads the same two
 //! instants from the request's extensions. Authentication and admission
 //! come in as layers of the same shape, in front of or behind it.
+//!
+//! [`InvalidMessageLayer`] turns tonic's answer to a request that does not
+//! decode (bytes that are not the message, a string field that is not
+//! UTF-8), `INTERNAL` as gRPC's guidance has it for the codec, into
+//! `INVALID_ARGUMENT` naming the problem: it is the client's request that
+//! is wrong, before any routing.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -88,6 +96,80 @@ impl<S: NamedService> NamedService for Stamped<S> {
     const NAME: &'static str = S::NAME;
 }
 
+/// Answers a request that does not decode `INVALID_ARGUMENT`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InvalidMessageLayer;
+
+impl<S> Layer<S> for InvalidMessageLayer {
+    type Service = InvalidMessage<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        InvalidMessage { inner }
+    }
+}
+
+/// A service behind [`InvalidMessageLayer`].
+#[derive(Debug, Clone)]
+pub struct InvalidMessage<S> {
+    inner: S,
+}
+
+/// How prost's decode errors begin (`prost::DecodeError`'s text), which
+/// tonic sends as the `INTERNAL` status's message.
+const DECODE_ERROR: &str = "failed to decode Protobuf message";
+
+/// The `INVALID_ARGUMENT` a decode failure becomes, its detail bounded.
+fn invalid_message(decode_error: &str) -> tonic::Status {
+    let detail = decode_error
+        .strip_prefix(DECODE_ERROR)
+        .unwrap_or(decode_error)
+        .trim_start_matches(':')
+        .trim();
+    tonic::Status::invalid_argument(format!(
+        "the request is not a valid message of this method: {}",
+        mig_serve::limits::shown(detail)
+    ))
+}
+
+impl<S, B, ResBody> Service<http::Request<B>> for InvalidMessage<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let mut response = answer.await?;
+            // A request that does not decode is answered at once, in the
+            // response head (trailers-only).
+            if let Some(status) = tonic::Status::from_header_map(response.headers()) {
+                if status.code() == tonic::Code::Internal
+                    && status.message().starts_with(DECODE_ERROR)
+                {
+                    let headers = response.headers_mut();
+                    headers.remove("grpc-message");
+                    headers.remove("grpc-status-details-bin");
+                    let _ = invalid_message(status.message()).add_header(headers);
+                }
+            }
+            Ok(response)
+        })
+    }
+}
+
+/// Served under the inner service's gRPC name.
+impl<S: NamedService> NamedService for InvalidMessage<S> {
+    const NAME: &'static str = S::NAME;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,5 +202,17 @@ mod tests {
             .unwrap();
         let stamp = StampLayer.layer(seen).oneshot(bad).await.unwrap();
         assert_eq!(stamp.deadline, None, "an unreadable timeout is no deadline");
+    }
+
+    #[test]
+    fn a_decode_error_becomes_invalid_argument_naming_the_field() {
+        let s = invalid_message(
+            "failed to decode Protobuf message: GenerateRequest.prompt: invalid string value: data is not UTF-8 encoded",
+        );
+        assert_eq!(s.code(), tonic::Code::InvalidArgument);
+        assert_eq!(
+            s.message(),
+            "the request is not a valid message of this method: GenerateRequest.prompt: invalid string value: data is not UTF-8 encoded"
+        );
     }
 }

@@ -5,12 +5,13 @@
 //! # Layout
 //! - [`layers`]: tower layers every call passes first (its arrival and
 //!   deadline, stamped once); authentication and admission join here.
-//! - [`service`]: the `Inference` service: each call routed, dispatched
-//!   and relayed.
+//! - [`service`]: the `Inference` service: each call admitted
+//!   (`crate::admission`), routed, dispatched and relayed.
 //! - [`routing`]: picks a healthy worker of the requested model and kind.
 //! - [`relay`]: one dispatch routine for every call (a sibling worker is
-//!   tried while the chosen one cannot be reached, before any answer) and
-//!   one relay of a worker's token stream, collected or streamed.
+//!   tried while the chosen one cannot be reached or refuses, before any
+//!   answer) and one relay of a worker's token stream, collected or
+//!   streamed; [`retry`]: the budget those retries draw on.
 //! - [`tracking`]: one request followed from arrival to its terminal
 //!   status: tokens per slice as they stream, latencies, the final code.
 //! - [`error`]: the gateway's errors and the one place they become a gRPC
@@ -19,6 +20,7 @@
 pub mod error;
 pub mod layers;
 pub mod relay;
+pub mod retry;
 pub mod routing;
 pub mod service;
 pub mod tracking;

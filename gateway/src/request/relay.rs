@@ -3,8 +3,10 @@
 //!
 //! [`dispatch`] picks a healthy worker of the route and sends it the call
 //! with what is left of the client's deadline; while the chosen worker
-//! cannot be reached (nothing was answered yet, so nothing is lost), it
-//! marks it unhealthy and tries the model's next one. [`relay`] then takes
+//! cannot be reached, or refuses the call (its queue full, shutting down),
+//! it tries another of the model's workers: nothing was answered yet, so
+//! nothing is lost. Unreachable workers are marked unhealthy; retries are
+//! bounded per call and by the gateway's [`RetryBudget`]. [`relay`] then takes
 //! the worker's stream to its end: every message counted as it passes,
 //! collected into one answer or forwarded as it comes, and exactly one
 //! outcome, whatever fails.
@@ -20,6 +22,7 @@ use tonic::codec::Streaming;
 use tonic::{Request, Response, Status};
 
 use super::error::GatewayError;
+use super::retry::{RetryBudget, MAX_RETRIES_PER_CALL};
 use super::routing::{self, Route};
 use super::tracking::Tracked;
 use crate::registry::{InFlight, Registry, WorkerClient, WorkerHandle};
@@ -41,9 +44,10 @@ pub struct Dispatched<T> {
 }
 
 /// Sends `message` through `call` to a worker of `route`, trying the model's
-/// other healthy workers while the chosen one cannot be reached.
+/// other healthy workers while the chosen one cannot be reached or refuses.
 pub async fn dispatch<M, T, F, Fut>(
     registry: &Registry,
+    retries: &RetryBudget,
     route: Route<'_>,
     message: &M,
     deadline: Option<Instant>,
@@ -55,9 +59,10 @@ where
     Fut: Future<Output = Result<Response<T>, Status>>,
 {
     let mut tried = Vec::new();
+    retries.deposit();
     loop {
         let worker = routing::select(registry, route, &tried)?;
-        let in_flight = worker.begin();
+        let in_flight = worker.begin(route.cost);
         let request = with_deadline(message.clone(), deadline)?;
         let dispatched = Instant::now();
         let answer = tokio::select! {
@@ -79,13 +84,35 @@ where
                     dispatched,
                 });
             }
-            Err(status) => match GatewayError::from_worker(&worker.id(), status) {
-                GatewayError::WorkerUnreachable { .. } => {
-                    worker.mark_unhealthy();
-                    tried.push(worker.address());
+            Err(status) => {
+                let refused = status.code() == tonic::Code::ResourceExhausted;
+                match GatewayError::from_worker(&worker.id(), status) {
+                    // Unreachable: out of routing until a probe answers,
+                    // and the next worker is tried (none left: UNAVAILABLE).
+                    GatewayError::WorkerUnreachable { .. } => {
+                        worker.mark_unhealthy();
+                        tried.push(worker.address());
+                    }
+                    // Refused (its queue full): another replica may take
+                    // it, within the call's and the gateway's budgets; else
+                    // the worker's own answer goes back.
+                    failure => {
+                        tried.push(worker.address());
+                        let another = registry.workers(route.model).is_some_and(|w| {
+                            w.iter()
+                                .any(|o| o.is_healthy() && !tried.contains(&o.address()))
+                        });
+                        if !(refused
+                            && another
+                            && tried.len() <= MAX_RETRIES_PER_CALL
+                            && retries.withdraw())
+                        {
+                            return Err(failure);
+                        }
+                    }
                 }
-                other => return Err(other),
-            },
+                tracing::debug!(model = route.model, worker = %worker.id(), "call sent to another replica");
+            }
         }
     }
 }

@@ -1,8 +1,12 @@
 //! `mig.inference.v1.Inference`: the public API. Each call comes
 //! authenticated (`crate::tenancy::auth`); it is checked against its
-//! tenant's models and limits, routed by model name to a healthy worker and
-//! relayed ([`super::relay`]); the client's deadline travels to the worker,
-//! and a client that goes away cancels the worker's generation.
+//! tenant's models and limits, waits in the model's admission queue until a
+//! worker has room (`crate::admission`), is routed by model name to a
+//! healthy worker and relayed ([`super::relay`]); the client's deadline
+//! travels to the worker, and a client that goes away cancels the worker's
+//! generation. An embedding call is sent in batches of [`EMBED_BATCH`]
+//! inputs, each admitted in turn, so one large call holds an embedding
+//! worker for one batch at a time.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,17 +24,29 @@ use tonic::{Request, Response, Status};
 use super::error::GatewayError;
 use super::layers::Stamp;
 use super::relay::{self, Relayed, Sink};
+use super::retry::RetryBudget;
 use super::routing::Route;
 use super::tracking::Tracked;
+use crate::admission::{Admission, Slot, Ticket};
 use crate::metrics::GatewayMetrics;
 use crate::registry::Registry;
+use crate::tenancy::file::Priority;
 use crate::tenancy::quota::Admitted;
 use crate::tenancy::{Caller, Tenancy};
+
+/// Inputs of one embedding batch sent to a worker.
+pub const EMBED_BATCH: usize = 8;
+
+/// Tokens a generation may produce when it does not say (the worker's
+/// default).
+const DEFAULT_MAX_TOKENS: u64 = 128;
 
 pub struct InferenceService {
     registry: Arc<Registry>,
     metrics: Arc<GatewayMetrics>,
     tenancy: Arc<Tenancy>,
+    admission: Arc<Admission>,
+    retries: RetryBudget,
     /// Turns true when the drain period is about to run out: running
     /// streams end `UNAVAILABLE` ("gateway shutting down") while their
     /// connections are still open.
@@ -54,14 +70,40 @@ impl InferenceService {
         registry: Arc<Registry>,
         metrics: Arc<GatewayMetrics>,
         tenancy: Arc<Tenancy>,
+        admission: Arc<Admission>,
         cutoff: watch::Receiver<bool>,
     ) -> Self {
         InferenceService {
             registry,
             metrics,
             tenancy,
+            admission,
+            retries: RetryBudget::default(),
             cutoff,
         }
+    }
+
+    /// Waits in the model's admission queue for room on a worker.
+    async fn wait_for_room(
+        &self,
+        model: &str,
+        call: &Call,
+        cost: u64,
+    ) -> Result<Slot, GatewayError> {
+        let priority = match &call.caller {
+            Caller::Open => Priority::Standard,
+            Caller::Tenant(t) => t.priority,
+        };
+        self.admission
+            .acquire(Ticket {
+                model,
+                tenant: call.caller.label(),
+                priority,
+                cost,
+                deadline: call.stamp.deadline,
+            })
+            .await
+            .map_err(GatewayError::from)
     }
 
     /// Who made the call, and its tracker from now on. A model name the
@@ -126,16 +168,25 @@ impl InferenceService {
         request: &GenerateRequest,
         call: &Call,
         admitted: &mut Admitted,
-    ) -> Result<relay::Dispatched<tonic::codec::Streaming<GenerateStreamResponse>>, GatewayError>
-    {
+    ) -> Result<
+        (
+            relay::Dispatched<tonic::codec::Streaming<GenerateStreamResponse>>,
+            Slot,
+        ),
+        GatewayError,
+    > {
+        let cost = generation_cost(request, self.context_length(&request.model));
+        let slot = self.wait_for_room(&request.model, call, cost).await?;
         let route = Route {
             model: &request.model,
             kind: ModelKind::Generate,
             profile: &request.profile,
             caller: &call.caller,
+            cost,
         };
         let opened = relay::dispatch(
             &self.registry,
+            &self.retries,
             route,
             request,
             call.stamp.deadline,
@@ -149,7 +200,7 @@ impl InferenceService {
                 .pay_prompt(prompt)
                 .map_err(GatewayError::OverLimit)?;
         }
-        Ok(opened)
+        Ok((opened, slot))
     }
 
     /// A generation answered in one message: the worker's stream, collected.
@@ -160,7 +211,7 @@ impl InferenceService {
     ) -> Result<GenerateResponse, GatewayError> {
         self.check_generate(&request)?;
         let mut admitted = self.admit(&call.caller, &request.model)?;
-        let opened = self
+        let (opened, _slot) = self
             .dispatch_generation(&request, call, &mut admitted)
             .await?;
         call.tracked.generating(&opened.worker, opened.dispatched);
@@ -184,7 +235,9 @@ impl InferenceService {
         }
     }
 
-    /// An embedding call on a worker of its model.
+    /// An embedding call on workers of its model, [`EMBED_BATCH`] inputs
+    /// at a time, each batch admitted in turn; the answers are joined in
+    /// order.
     async fn embed_routed(
         &self,
         request: EmbedRequest,
@@ -192,29 +245,70 @@ impl InferenceService {
     ) -> Result<EmbedResponse, GatewayError> {
         mig_serve::fields::embed(&request, None).map_err(GatewayError::Invalid)?;
         let mut admitted = self.admit(&call.caller, &request.model)?;
-        let route = Route {
-            model: &request.model,
-            kind: ModelKind::Embed,
-            profile: "",
-            caller: &call.caller,
-        };
-        let answered = relay::dispatch(
-            &self.registry,
-            route,
-            &request,
-            call.stamp.deadline,
-            |mut worker, call| async move { worker.embed(call).await },
-        )
-        .await?;
-        call.tracked.routed(&answered.worker, answered.dispatched);
-        if let Some(usage) = &answered.response.usage {
-            call.tracked.embedded(usage.prompt_tokens);
-            // The answer is computed: it is delivered, and the tokens it
-            // used are owed (the next call waits for the bucket).
-            let _ = admitted.pay_prompt(usage.prompt_tokens);
+        let mut joined = EmbedResponse::default();
+        let mut prompt_tokens = 0;
+        for (i, inputs) in request.inputs.chunks(EMBED_BATCH).enumerate() {
+            let batch = EmbedRequest {
+                model: request.model.clone(),
+                inputs: inputs.to_vec(),
+                truncate: request.truncate,
+            };
+            let cost = inputs.iter().map(|s| s.len() as u64 / 4 + 1).sum();
+            let _slot = self.wait_for_room(&request.model, call, cost).await?;
+            let route = Route {
+                model: &request.model,
+                kind: ModelKind::Embed,
+                profile: "",
+                caller: &call.caller,
+                cost,
+            };
+            let answered = relay::dispatch(
+                &self.registry,
+                &self.retries,
+                route,
+                &batch,
+                call.stamp.deadline,
+                |mut worker, call| async move { worker.embed(call).await },
+            )
+            .await?;
+            if i == 0 {
+                call.tracked.routed(&answered.worker, answered.dispatched);
+            }
+            let response = answered.response;
+            if let Some(usage) = &response.usage {
+                prompt_tokens += usage.prompt_tokens;
+                // Computed: the tokens are owed (the next call waits for
+                // the bucket), and the batches already done are delivered.
+                let _ = admitted.pay_prompt(usage.prompt_tokens);
+            }
+            joined.embeddings.extend(response.embeddings);
+            joined.truncated_inputs += response.truncated_inputs;
+            joined.served_by = response.served_by;
         }
-        Ok(answered.response)
+        call.tracked.embedded(prompt_tokens);
+        joined.usage = Some(mig_proto::inference::v1::Usage {
+            prompt_tokens,
+            ..Default::default()
+        });
+        Ok(joined)
     }
+}
+
+/// A generation's tokens for admission and balancing: its prompt, about
+/// four bytes a token, and the most it may generate.
+fn generation_cost(request: &GenerateRequest, context_length: Option<usize>) -> u64 {
+    let bytes: usize = request.prompt.len()
+        + request
+            .messages
+            .iter()
+            .map(|m| m.role.len() + m.content.len())
+            .sum::<usize>();
+    let prompt = bytes as u64 / 4 + 1;
+    let mut generated = request.max_tokens.map_or(DEFAULT_MAX_TOKENS, u64::from);
+    if let Some(context) = context_length {
+        generated = generated.min(context as u64);
+    }
+    prompt + generated
 }
 
 #[tonic::async_trait]
@@ -254,7 +348,7 @@ impl Inference for InferenceService {
                 .map(|opened| (opened, admitted)),
             Err(e) => Err(e),
         };
-        let (opened, mut admitted) = match opened {
+        let ((opened, slot), mut admitted) = match opened {
             Ok(opened) => opened,
             Err(e) => {
                 let status = Status::from(e);
@@ -269,8 +363,10 @@ impl Inference for InferenceService {
         let (out, out_rx) = mpsc::channel(16);
         let mut cutoff = self.cutoff.clone();
         tokio::spawn(async move {
-            // Held until the relay ends, so the worker's load counts the stream.
+            // Held until the relay ends, so the worker's load and the
+            // model's admission count the stream.
             let _in_flight = opened.in_flight;
+            let _slot = slot;
             let sink = Sink::Forward(out.clone());
             let relayed = relay::relay(
                 &opened.worker,

@@ -1,0 +1,229 @@
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mig_proto::inference::v1::{ModelKind, WorkerOrigin};
+use mig_proto::worker::v1::{Batching, WorkerInfo};
+
+use super::*;
+use crate::registry::WorkerHandle;
+
+/// A registry with one healthy worker of `m` that batches `batch`.
+fn fleet(batch: u32) -> (Arc<Registry>, Arc<WorkerHandle>) {
+    let registry = Arc::new(Registry::default());
+    let w = Arc::new(
+        WorkerHandle::new("m".into(), "http://127.0.0.1:1".into(), WorkerOrigin::Fleet).unwrap(),
+    );
+    w.record_probe(Some(WorkerInfo {
+        model: "m".into(),
+        kind: ModelKind::Generate as i32,
+        batching: Some(Batching {
+            max_batch_size: batch,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }));
+    registry.add(w.clone());
+    (registry, w)
+}
+
+fn admission(batch: u32, limits: QueueLimits) -> (Arc<Admission>, Arc<WorkerHandle>) {
+    let (registry, w) = fleet(batch);
+    (Admission::new(registry, GatewayMetrics::new(), limits), w)
+}
+
+fn ticket(tenant: &str, priority: Priority) -> Ticket<'_> {
+    Ticket {
+        model: "m",
+        tenant,
+        priority,
+        cost: 10,
+        deadline: None,
+    }
+}
+
+#[tokio::test]
+async fn a_request_waits_for_room_and_starts_when_a_slot_frees() {
+    let (admission, _) = admission(2, QueueLimits::default());
+    let a = admission
+        .acquire(ticket("t", Priority::Standard))
+        .await
+        .unwrap();
+    let _b = admission
+        .acquire(ticket("t", Priority::Standard))
+        .await
+        .unwrap();
+    let waiting = {
+        let admission = admission.clone();
+        tokio::spawn(async move { admission.acquire(ticket("t", Priority::Standard)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiting.is_finished(), "the worker is full: it must wait");
+    drop(a);
+    let c = tokio::time::timeout(Duration::from_secs(1), waiting)
+        .await
+        .expect("started once a slot was freed")
+        .unwrap();
+    assert!(c.is_ok());
+}
+
+#[tokio::test]
+async fn the_lone_request_of_another_tenant_starts_before_a_crowd() {
+    let (admission, _) = admission(1, QueueLimits::default());
+    let running = admission
+        .acquire(ticket("crowd", Priority::Standard))
+        .await
+        .unwrap();
+    let started = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (admission, started) = (admission.clone(), started.clone());
+        let tenant = if i == 19 { "lone" } else { "crowd" };
+        tasks.push(tokio::spawn(async move {
+            let slot = admission
+                .acquire(ticket(tenant, Priority::Standard))
+                .await
+                .unwrap();
+            started.lock().unwrap().push(tenant);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            drop(slot);
+        }));
+        // Arrival order is the order of the pushes.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    drop(running);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let order = started.lock().unwrap().clone();
+    let lone = order.iter().position(|t| *t == "lone").unwrap();
+    // A turn of the crowd is a quantum of 64 tokens: 6 requests of 10.
+    assert!(lone <= 7, "the lone request started {lone}th: {order:?}");
+}
+
+#[tokio::test]
+async fn critical_goes_first_and_a_full_queue_sheds_the_sheddable() {
+    let limits = QueueLimits {
+        max_waiting: 2,
+        max_wait: Duration::from_secs(30),
+    };
+    let (admission, _) = admission(1, limits);
+    let running = admission
+        .acquire(ticket("a", Priority::Standard))
+        .await
+        .unwrap();
+    let spawn = |tenant: &'static str, p: Priority| {
+        let admission = admission.clone();
+        tokio::spawn(async move { admission.acquire(ticket(tenant, p)).await.map(drop) })
+    };
+    let shed = spawn("s", Priority::Sheddable);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let standard = spawn("n", Priority::Standard);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Full: the critical request takes the sheddable one's place.
+    let critical = spawn("c", Priority::Critical);
+    let evicted = tokio::time::timeout(Duration::from_secs(1), shed)
+        .await
+        .unwrap()
+        .unwrap();
+    match evicted {
+        Err(e @ Shed::Evicted { .. }) => assert!(e.retry_after() >= Duration::from_secs(1)),
+        other => panic!("{other:?}"),
+    }
+    // Full of more important ones: a sheddable arrival is refused at once.
+    let refused = admission.acquire(ticket("s", Priority::Sheddable)).await;
+    assert!(
+        matches!(refused, Err(Shed::QueueFull { waiting: 2, .. })),
+        "{refused:?}"
+    );
+    drop(running);
+    tokio::time::timeout(Duration::from_secs(1), critical)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(1), standard)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_request_that_cannot_finish_in_time_is_refused_at_once() {
+    let (admission, _) = admission(1, QueueLimits::default());
+    // Measure a drain rate: 8 requests of 10 tokens, 20 ms each.
+    for _ in 0..8 {
+        let slot = admission
+            .acquire(ticket("t", Priority::Standard))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(slot);
+    }
+    let _running = admission
+        .acquire(ticket("t", Priority::Standard))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let answer = admission
+        .acquire(Ticket {
+            deadline: Some(Instant::now() + Duration::from_millis(5)),
+            ..ticket("t", Priority::Standard)
+        })
+        .await;
+    match answer {
+        Err(e @ Shed::Deadline { .. }) => {
+            assert!(e.to_string().contains("past its deadline"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(5),
+        "refused at once"
+    );
+    // A request with time enough queues, and runs out with
+    // DEADLINE_EXCEEDED if the slot does not free.
+    let answer = admission
+        .acquire(Ticket {
+            deadline: Some(Instant::now() + Duration::from_millis(300)),
+            ..ticket("t", Priority::Standard)
+        })
+        .await;
+    assert_eq!(answer.err(), Some(Shed::Expired));
+}
+
+#[tokio::test]
+async fn a_waiter_that_gives_up_leaves_no_slot_behind() {
+    let (admission, _) = admission(1, QueueLimits::default());
+    let running = admission
+        .acquire(ticket("t", Priority::Standard))
+        .await
+        .unwrap();
+    let gone = {
+        let admission = admission.clone();
+        tokio::spawn(async move { admission.acquire(ticket("t", Priority::Standard)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    gone.abort();
+    let _ = gone.await;
+    drop(running);
+    // The slot is free again: a new request starts at once.
+    let again = tokio::time::timeout(
+        Duration::from_millis(200),
+        admission.acquire(ticket("t", Priority::Standard)),
+    )
+    .await;
+    assert!(matches!(again, Ok(Ok(_))));
+    assert_eq!(admission.queue("m").lock().running, 1);
+}
+
+#[tokio::test]
+async fn without_a_healthy_worker_routing_answers() {
+    let (admission, w) = admission(1, QueueLimits::default());
+    w.mark_unhealthy();
+    let slot = admission
+        .acquire(ticket("t", Priority::Standard))
+        .await
+        .unwrap();
+    assert!(slot.held.is_none());
+}
