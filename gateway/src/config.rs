@@ -205,6 +205,31 @@ pub struct ServeArgs {
     /// wait longer (from the queue's measured drain rate) is refused at once.
     #[arg(long, env = "MIG_GATEWAY_QUEUE_MAX_WAIT", default_value_t = 30.0)]
     pub queue_max_wait: f64,
+
+    /// Client connections the public listener keeps open in all (lowered
+    /// to the process's file-descriptor budget). At the cap, the oldest
+    /// connection that has sent nothing yet is closed to make room; with
+    /// none, the new connection is closed and the log says so.
+    #[arg(long, env = "MIG_GATEWAY_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Client connections from one address.
+    #[arg(
+        long,
+        env = "MIG_GATEWAY_MAX_CONNECTIONS_PER_CLIENT",
+        default_value_t = 1_000
+    )]
+    pub max_connections_per_client: usize,
+
+    /// Seconds a new connection may take to send its first bytes (TLS
+    /// hello or HTTP/2 preface) and to finish its TLS handshake.
+    #[arg(long, env = "MIG_GATEWAY_HANDSHAKE_TIMEOUT", default_value_t = 10.0)]
+    pub handshake_timeout: f64,
+
+    /// Seconds a connection may stay open with no call in flight before
+    /// it is sent GOAWAY (clients reconnect when they next call).
+    #[arg(long, env = "MIG_GATEWAY_IDLE_TIMEOUT", default_value_t = 300.0)]
+    pub idle_timeout: f64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -274,6 +299,21 @@ impl ServeArgs {
                 "`--queue-max-wait` must be between 0.1 and 3600 seconds (got {})",
                 self.queue_max_wait
             ));
+        }
+        for (flag, value) in [
+            ("--handshake-timeout", self.handshake_timeout),
+            ("--idle-timeout", self.idle_timeout),
+        ] {
+            if !(value.is_finite() && (0.1..=86_400.0).contains(&value)) {
+                return Err(format!(
+                    "`{flag}` must be between 0.1 and 86400 seconds (got {value})"
+                ));
+            }
+        }
+        if self.max_connections == 0 || self.max_connections_per_client == 0 {
+            return Err(
+                "`--max-connections` and `--max-connections-per-client` must be at least 1".into(),
+            );
         }
         if !(1..=1_000_000).contains(&self.queue_max_waiting) {
             return Err(format!(
@@ -369,6 +409,15 @@ impl ServeArgs {
             queue: crate::admission::QueueLimits {
                 max_waiting: self.queue_max_waiting,
                 max_wait: Duration::from_secs_f64(self.queue_max_wait),
+                // Set by the server: on with a tenants file.
+                keep_room: false,
+            },
+            connections: mig_serve::connections::ConnectionLimits {
+                handshake_timeout: Duration::from_secs_f64(self.handshake_timeout),
+                idle_timeout: Duration::from_secs_f64(self.idle_timeout),
+                max_connections: self.max_connections,
+                max_per_client: self.max_connections_per_client,
+                ..Default::default()
             },
         }
     }

@@ -25,6 +25,7 @@ use crate::request::service::InferenceService;
 use crate::tenancy::auth::AuthLayer;
 use crate::tenancy::file::Tenants;
 use crate::tenancy::Tenancy;
+use mig_serve::connections::ConnectionLimits;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -52,23 +53,6 @@ pub struct Registrations {
 /// A listener's TLS configuration, kept current by `crate::reload`.
 pub type TlsConfig = watch::Receiver<Arc<tokio_rustls::rustls::ServerConfig>>;
 
-/// Serves `routes` on `listener`, with TLS when `tls` is set.
-async fn serve_routes(
-    listener: TcpListener,
-    tls: Option<TlsConfig>,
-    routes: Routes,
-    stop: impl Future<Output = ()> + Send + 'static,
-    drain: Duration,
-) -> std::io::Result<mig_serve::http2::Drained> {
-    match tls {
-        Some(config) => {
-            let listener = mig_serve::tls::TlsListener::new(listener, config)?;
-            mig_serve::http2::serve_tls(listener, routes, stop, drain).await
-        }
-        None => mig_serve::http2::serve(listener, routes, stop, drain).await,
-    }
-}
-
 /// Timings and side listeners of a running gateway.
 #[derive(Debug)]
 pub struct ServerOptions {
@@ -87,6 +71,8 @@ pub struct ServerOptions {
     pub tls: Option<TlsConfig>,
     /// The admission queue's bounds.
     pub queue: QueueLimits,
+    /// Timeouts and caps of the public listener's connections.
+    pub connections: ConnectionLimits,
 }
 
 /// Completes once `stop` turns true (or its sender is gone).
@@ -124,7 +110,14 @@ pub async fn run(
         );
     }
     let upkeep = tokio::spawn(mig_serve::recorder::upkeep_loop(gateway_metrics.handle()));
-    let admission = Admission::new(registry.clone(), gateway_metrics.clone(), options.queue);
+    let admission = Admission::new(
+        registry.clone(),
+        gateway_metrics.clone(),
+        QueueLimits {
+            keep_room: !tenancy.is_open(),
+            ..options.queue
+        },
+    );
     // Waiting requests start as soon as a worker comes back or registers.
     let pump = tokio::spawn(admission::pump_loop(
         admission.clone(),
@@ -189,10 +182,11 @@ pub async fn run(
                 cutoff,
             ))),
         )));
-    let result = serve_routes(
+    let result = mig_serve::http2::serve_with(
         listener,
         options.tls,
         routes.routes(),
+        options.connections,
         graceful,
         options.drain,
     )
@@ -244,6 +238,13 @@ fn serve_internal(
             registry, heartbeat, access,
         )));
     let routes = routes.routes();
-    let task = tokio::spawn(serve_routes(listener, tls, routes, stop, drain));
+    let task = tokio::spawn(mig_serve::http2::serve_with(
+        listener,
+        tls,
+        routes,
+        ConnectionLimits::default(),
+        stop,
+        drain,
+    ));
     Ok((task, reaper))
 }

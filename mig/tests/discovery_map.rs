@@ -141,6 +141,22 @@ fn h200_with_mig_off_is_one_whole_gpu_slice() {
     );
 }
 
+/// NVML's own snapshot from the first lent GPU (`mig-gateway slices --json
+/// --raw` on an H200, driver 580, 2026-12-04): the same whole-GPU slice the
+/// hand-written fixture above predicted.
+#[test]
+fn a_real_h200_snapshot_is_one_whole_gpu_slice() {
+    let d = slices(&fixture("h200_mig_off_driver580.json"));
+    let uuid = "GPU-a6bc9419-1db7-9f8d-90a2-23ee128627fb";
+    assert_eq!(
+        d,
+        Discovered {
+            slices: vec![whole_gpu(uuid, 0, "NVIDIA H200", 143771, "gpu.141gb")],
+            warnings: vec![],
+        }
+    );
+}
+
 #[test]
 fn mig_on_without_instances_gives_no_slice_and_says_so() {
     let d = slices(&fixture("a100_mig_on_no_instances.json"));

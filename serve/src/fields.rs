@@ -27,6 +27,9 @@ pub const PROMPT_BYTES_PER_TOKEN: usize = 32;
 /// Longest embedding input, in bytes (with `truncate`, longer texts are cut
 /// to the model's limit; without, they are refused by token count).
 pub const MAX_EMBED_INPUT_BYTES: usize = 64 * 1024;
+/// Most inputs of one Embed call at the gateway (the proto's limit; the
+/// gateway sends them to workers a few at a time).
+pub const MAX_EMBED_INPUTS: usize = 64;
 
 fn check_model(model: &str) -> Result<(), String> {
     if model.len() > MAX_MODEL_BYTES {

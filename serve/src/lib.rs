@@ -5,6 +5,9 @@
 //! - [`http2`]: gRPC routes on a bound listener, with drain, and without
 //!   tonic's timeout layer (which answers CANCELLED where gRPC says
 //!   DEADLINE_EXCEEDED).
+//! - [`connections`]: the accept loop under it: handshake and idle
+//!   timeouts, keep-alive pings, connection caps within the descriptor
+//!   budget, TLS handshakes off the loop.
 //! - [`signal`]: SIGINT / SIGTERM, who sends which.
 //! - [`deadline`]: the `grpc-timeout` header, the one piece of wire format
 //!   both servers read.
@@ -20,9 +23,10 @@
 //!   gateway's edge and again at the worker.
 //! - [`secret`]: shared secrets (registration, worker caller tokens):
 //!   redacted, compared in constant time, sent as a bearer token.
-//! - [`tls`]: TLS listeners (handshakes off the accept loop, certificates
-//!   that reload) and TLS client endpoints.
+//! - [`tls`]: TLS server configurations (certificates that reload) and
+//!   TLS client endpoints.
 
+pub mod connections;
 pub mod deadline;
 pub mod fields;
 pub mod http2;

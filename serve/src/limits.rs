@@ -26,12 +26,18 @@ pub const MAX_ECHO_BYTES: usize = 64;
 /// printable, else its printable start and its length, so an error never
 /// carries a long (or terminal-controlling) value back.
 pub fn shown(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.len() <= MAX_ECHO_BYTES && !text.chars().any(char::is_control) {
+    shown_within(text, MAX_ECHO_BYTES)
+}
+
+/// [`shown`] with a bound of `max` bytes, for texts the server itself wrote
+/// around a client's value (a decoder's error naming the field).
+pub fn shown_within(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max && !text.chars().any(char::is_control) {
         return text.into();
     }
     let mut start = String::new();
     for c in text.chars() {
-        if start.len() + c.len_utf8() > MAX_ECHO_BYTES {
+        if start.len() + c.len_utf8() > max {
             break;
         }
         start.push(if c.is_control() { '?' } else { c });

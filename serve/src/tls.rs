@@ -1,28 +1,17 @@
 //! TLS for the servers (rustls) and for their clients (tonic's rustls).
 //!
-//! [`TlsListener`] accepts TCP connections and does each TLS handshake in a
-//! task of its own, bounded by [`HANDSHAKE_TIMEOUT`], so a client that
-//! opens a connection and says nothing holds up no one. Its certificate
-//! comes from a `watch` channel: a reload takes effect for the next
+//! The servers' configuration comes from a `watch` channel
+//! (`crate::connections` does each handshake in the connection's own task,
+//! bounded by the handshake timeout): a reload takes effect for the next
 //! connection, and open connections keep theirs.
 
-use std::io;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
-use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
-
-/// Longest a client may take to complete its TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The PEM files of a server's certificate (and, for mTLS, the CA its
 /// clients' certificates must chain to).
@@ -95,81 +84,6 @@ fn roots(path: &Path) -> Result<Arc<RootCertStore>, String> {
             .map_err(|e| format!("`{}`: {e}", path.display()))?;
     }
     Ok(Arc::new(store))
-}
-
-/// TLS connections, handshaken, from a bound TCP listener.
-pub struct TlsListener {
-    accepted: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-    acceptor: tokio::task::JoinHandle<()>,
-}
-
-impl TlsListener {
-    /// Starts accepting on `listener` with the configuration `config`
-    /// holds at each connection.
-    pub fn new(
-        listener: TcpListener,
-        config: watch::Receiver<Arc<ServerConfig>>,
-    ) -> io::Result<TlsListener> {
-        let local = listener.local_addr()?;
-        let (tx, accepted) = mpsc::channel(64);
-        let acceptor = tokio::spawn(async move {
-            loop {
-                let (tcp, peer) = match listener.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        // Out of descriptors, usually: wait, do not spin.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let _ = tcp.set_nodelay(true);
-                let acceptor = TlsAcceptor::from(config.borrow().clone());
-                let sender = tx.clone();
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => {
-                            let _ = sender.send((tls, peer)).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                });
-                if tx.is_closed() {
-                    return;
-                }
-            }
-        });
-        Ok(TlsListener {
-            accepted,
-            local,
-            acceptor,
-        })
-    }
-}
-
-impl Drop for TlsListener {
-    fn drop(&mut self) {
-        self.acceptor.abort();
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.accepted.recv().await {
-            Some(accepted) => accepted,
-            // The acceptor ended (it never does while this listener lives).
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(self.local)
-    }
 }
 
 /// A client endpoint for `address`: TLS trusting the CA in `ca` when one is

@@ -127,6 +127,7 @@ async fn serve_gateway(
             tenants: None,
             tls: None,
             queue: Default::default(),
+            connections: Default::default(),
         },
         std::future::pending(),
     ));

@@ -11,6 +11,11 @@
 //! admitted to be cut later with its work thrown away. A full queue makes
 //! room for a more important request by shedding the newest of the least
 //! important class (`sheddable` first, `critical` never).
+//!
+//! With tenants, no tenant holds every place on a model's workers: about
+//! one in eight (at least one) is kept for tenants with nothing running, so
+//! a newcomer starts at once beside a crowd instead of waiting for one of
+//! the crowd's streams to end (running streams are never preempted).
 
 pub mod order;
 
@@ -34,6 +39,9 @@ pub struct QueueLimits {
     pub max_waiting: usize,
     /// Longest a request may wait for a worker.
     pub max_wait: Duration,
+    /// Keep room for tenants with nothing running (on with a tenants file;
+    /// an open gateway has one tenant, for which room would only be lost).
+    pub keep_room: bool,
 }
 
 impl Default for QueueLimits {
@@ -41,7 +49,17 @@ impl Default for QueueLimits {
         QueueLimits {
             max_waiting: 1024,
             max_wait: Duration::from_secs(30),
+            keep_room: false,
         }
+    }
+}
+
+/// Places one tenant may hold out of `capacity`, with room kept for others.
+fn tenant_share(capacity: u32, keep_room: bool) -> u32 {
+    if keep_room && capacity > 1 {
+        capacity - (capacity / 8).max(1)
+    } else {
+        capacity
     }
 }
 
@@ -94,6 +112,16 @@ pub enum Shed {
     Expired,
 }
 
+/// Every `reason` label of `mig_gateway_admission_shed_total`.
+const SHED_REASONS: [&str; 6] = [
+    "queue_full",
+    "wait_limit",
+    "deadline",
+    "evicted",
+    "waited",
+    "expired",
+];
+
 impl Shed {
     /// The `reason` label of `mig_gateway_admission_shed_total`.
     pub fn reason(&self) -> &'static str {
@@ -134,6 +162,7 @@ struct ModelQueue {
 }
 
 struct Waiter {
+    tenant: String,
     grant: oneshot::Sender<Result<(), Shed>>,
 }
 
@@ -142,6 +171,8 @@ struct QueueState {
     waiting: Waiting<Waiter>,
     /// Requests holding a slot.
     running: u32,
+    /// Of those, each tenant's.
+    running_by: HashMap<String, u32>,
     /// When the last slots were given back, newest last: the drain rate.
     released: VecDeque<Instant>,
     /// Seconds a slot is held per token of its cost (moving average).
@@ -154,6 +185,27 @@ const RATE_WINDOW: usize = 64;
 const RATE_MAX_AGE: Duration = Duration::from_secs(30);
 
 impl QueueState {
+    /// Whether `tenant` may take one more of `capacity` places now.
+    fn may_start(&self, tenant: &str, capacity: u32, keep_room: bool) -> bool {
+        let held = self.running_by.get(tenant).copied().unwrap_or(0);
+        self.running < capacity && (held == 0 || held < tenant_share(capacity, keep_room))
+    }
+
+    fn started(&mut self, tenant: &str) {
+        self.running += 1;
+        *self.running_by.entry(tenant.to_string()).or_default() += 1;
+    }
+
+    fn ended(&mut self, tenant: &str) {
+        self.running = self.running.saturating_sub(1);
+        if let Some(n) = self.running_by.get_mut(tenant) {
+            *n -= 1;
+            if *n == 0 {
+                self.running_by.remove(tenant);
+            }
+        }
+    }
+
     /// Slots given back per second, once enough were.
     fn drain_rate(&self, now: Instant) -> Option<f64> {
         let recent: Vec<&Instant> = self
@@ -172,7 +224,7 @@ impl QueueState {
 /// A request's place on a worker of its model: held while it runs, given
 /// back (and the next waiting request started) when dropped.
 pub struct Slot {
-    held: Option<(Arc<Admission>, Arc<ModelQueue>)>,
+    held: Option<(Arc<Admission>, Arc<ModelQueue>, String)>,
     since: Instant,
     cost: u64,
 }
@@ -200,8 +252,8 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if let Some((admission, queue)) = self.held.take() {
-            admission.release(&queue, Some((self.since.elapsed(), self.cost)));
+        if let Some((admission, queue, tenant)) = self.held.take() {
+            admission.release(&queue, &tenant, Some((self.since.elapsed(), self.cost)));
         }
     }
 }
@@ -235,7 +287,7 @@ impl Drop for WaitGuard<'_> {
         if let Some(mut grant) = self.grant.take() {
             grant.close();
             if let Ok(Ok(())) = grant.try_recv() {
-                self.admission.release(self.queue, None);
+                self.admission.release(self.queue, self.tenant, None);
             }
         }
     }
@@ -274,17 +326,44 @@ impl Admission {
     }
 
     fn queue(&self, model: &str) -> Arc<ModelQueue> {
-        self.queues
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(model.to_string())
-            .or_insert_with(|| {
-                Arc::new(ModelQueue {
-                    model: model.to_string(),
-                    state: Mutex::new(QueueState::default()),
-                })
-            })
-            .clone()
+        let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(queue) = queues.get(model) {
+            return queue.clone();
+        }
+        let queue = Arc::new(ModelQueue {
+            model: model.to_string(),
+            state: Mutex::new(QueueState::default()),
+        });
+        queues.insert(model.to_string(), queue.clone());
+        drop(queues);
+        self.zero_series(model);
+        queue
+    }
+
+    /// The model's admission series, at zero from its first request on, so
+    /// dashboards and `rate()` see them before the first shed.
+    fn zero_series(&self, model: &str) {
+        self.publish_depth(model, &QueueState::default());
+        for priority in CLASSES {
+            for reason in SHED_REASONS {
+                self.metrics
+                    .counter(
+                        ADMISSION_SHED,
+                        vec![
+                            Label::new("model", model.to_string()),
+                            Label::new("priority", priority_label(priority)),
+                            Label::new("reason", reason),
+                        ],
+                    )
+                    .increment(0);
+            }
+        }
+        self.metrics
+            .counter(
+                crate::metrics::WORKER_RETRIES,
+                vec![Label::new("model", model.to_string())],
+            )
+            .increment(0);
     }
 
     /// Requests the model's healthy workers take at once.
@@ -309,9 +388,11 @@ impl Admission {
         let now = Instant::now();
         let (id, grant) = {
             let mut state = queue.lock();
-            if state.waiting.is_empty() && state.running < capacity {
-                state.running += 1;
-                return Ok(self.slot(&queue, ticket.cost));
+            if state.waiting.is_empty()
+                && state.may_start(ticket.tenant, capacity, self.limits.keep_room)
+            {
+                state.started(ticket.tenant);
+                return Ok(self.slot(&queue, ticket.tenant, ticket.cost));
             }
             if let Err(shed) = self.refuse_early(&state, ticket, now) {
                 drop(state);
@@ -346,7 +427,10 @@ impl Admission {
                 ticket.tenant,
                 ticket.cost,
                 ticket.deadline,
-                Waiter { grant: tx },
+                Waiter {
+                    tenant: ticket.tenant.to_string(),
+                    grant: tx,
+                },
             );
             self.publish_depth(ticket.model, &state);
             (id, rx)
@@ -371,7 +455,7 @@ impl Admission {
                 guard.grant = None;
                 guard.id = Id::MAX;
                 drop(guard);
-                return Ok(self.slot(&queue, ticket.cost));
+                return Ok(self.slot(&queue, ticket.tenant, ticket.cost));
             }
             Ok(Ok(Err(shed))) => shed,
             // The sender is gone only if the queue was dropped: retry.
@@ -445,9 +529,9 @@ impl Admission {
             .clamp(1, self.limits.max_wait.as_secs().max(1))
     }
 
-    fn slot(self: &Arc<Self>, queue: &Arc<ModelQueue>, cost: u64) -> Slot {
+    fn slot(self: &Arc<Self>, queue: &Arc<ModelQueue>, tenant: &str, cost: u64) -> Slot {
         Slot {
-            held: Some((self.clone(), queue.clone())),
+            held: Some((self.clone(), queue.clone(), tenant.to_string())),
             since: Instant::now(),
             cost,
         }
@@ -455,10 +539,10 @@ impl Admission {
 
     /// A slot given back (with how long it was held, for what cost): the
     /// next waiting requests start.
-    fn release(&self, queue: &Arc<ModelQueue>, held: Option<(Duration, u64)>) {
+    fn release(&self, queue: &Arc<ModelQueue>, tenant: &str, held: Option<(Duration, u64)>) {
         {
             let mut state = queue.lock();
-            state.running = state.running.saturating_sub(1);
+            state.ended(tenant);
             if let Some((held, cost)) = held {
                 let now = Instant::now();
                 state.released.push_back(now);
@@ -485,12 +569,22 @@ impl Admission {
         for expired in state.waiting.expired(Instant::now()) {
             let _ = expired.grant.send(Err(Shed::Expired));
         }
+        let keep_room = self.limits.keep_room;
         while state.running < capacity {
-            let Some(waiter) = state.waiting.pop() else {
+            let QueueState {
+                waiting,
+                running_by,
+                ..
+            } = &mut *state;
+            let share = tenant_share(capacity, keep_room);
+            let Some(waiter) = waiting.pop_eligible(|t| {
+                let held = running_by.get(t).copied().unwrap_or(0);
+                held == 0 || held < share
+            }) else {
                 break;
             };
             if waiter.grant.send(Ok(())).is_ok() {
-                state.running += 1;
+                state.started(&waiter.tenant);
             }
         }
         self.publish_depth(&queue.model, &state);

@@ -137,9 +137,23 @@ impl<T> Waiting<T> {
     /// The next request to start: the first class with anything waiting,
     /// its tenants in deficit round robin by tokens.
     pub fn pop(&mut self) -> Option<T> {
-        let class = self.classes.iter_mut().find(|c| c.len > 0)?;
+        self.pop_eligible(|_| true)
+    }
+
+    /// [`Waiting::pop`] among the tenants `eligible` lets start one more
+    /// (the others keep their place and their credit).
+    pub fn pop_eligible(&mut self, eligible: impl Fn(&str) -> bool) -> Option<T> {
+        let class = self
+            .classes
+            .iter_mut()
+            .find(|c| c.len > 0 && c.ring.iter().any(|t| eligible(t)))?;
+        let candidates = class.ring.iter().filter(|t| eligible(t)).count();
         loop {
             let tenant = class.ring.front()?.clone();
+            if !eligible(&tenant) {
+                class.ring.rotate_left(1);
+                continue;
+            }
             let queue = class.tenants.get_mut(&tenant)?;
             let cost = queue.entries[0].cost;
             if queue.deficit >= cost {
@@ -154,8 +168,8 @@ impl<T> Waiting<T> {
                 return Some(entry.item);
             }
             // Not enough for its next request: credit for its next turn.
-            // Alone in its class it need not wait for turns.
-            if class.ring.len() == 1 {
+            // The only candidate need not wait for turns.
+            if candidates == 1 {
                 queue.deficit = cost;
                 continue;
             }
@@ -164,6 +178,7 @@ impl<T> Waiting<T> {
             let rounds = class
                 .ring
                 .iter()
+                .filter(|t| eligible(t))
                 .filter_map(|t| class.tenants.get(t))
                 .map(|q| {
                     q.entries[0]
@@ -175,6 +190,9 @@ impl<T> Waiting<T> {
                 .unwrap_or(1);
             if rounds > 1 {
                 for t in &class.ring {
+                    if !eligible(t) {
+                        continue;
+                    }
                     if let Some(q) = class.tenants.get_mut(t) {
                         q.deficit += (rounds - 1) * QUANTUM;
                     }
@@ -330,6 +348,17 @@ mod tests {
         assert_eq!(w.pop(), Some("n"));
         assert_eq!(w.pop(), None);
         assert!(w.is_empty());
+    }
+
+    #[test]
+    fn a_tenant_at_its_share_waits_while_another_starts() {
+        let mut w = Waiting::default();
+        w.push(Priority::Critical, "busy", 10, None, "busy");
+        w.push(Priority::Standard, "idle", 10, None, "idle");
+        // `busy` may not start more: the next class's tenant goes first.
+        assert_eq!(w.pop_eligible(|t| t != "busy"), Some("idle"));
+        assert_eq!(w.pop_eligible(|t| t != "busy"), None);
+        assert_eq!(w.pop(), Some("busy"));
     }
 
     #[test]

@@ -105,6 +105,7 @@ async fn critical_goes_first_and_a_full_queue_sheds_the_sheddable() {
     let limits = QueueLimits {
         max_waiting: 2,
         max_wait: Duration::from_secs(30),
+        keep_room: false,
     };
     let (admission, _) = admission(1, limits);
     let running = admission
@@ -226,4 +227,79 @@ async fn without_a_healthy_worker_routing_answers() {
         .await
         .unwrap();
     assert!(slot.held.is_none());
+}
+
+#[tokio::test]
+async fn with_tenants_room_is_kept_for_one_with_nothing_running() {
+    let limits = QueueLimits {
+        keep_room: true,
+        ..QueueLimits::default()
+    };
+    let (admission, _) = admission(4, limits);
+    let mut crowd = Vec::new();
+    for _ in 0..3 {
+        crowd.push(
+            admission
+                .acquire(ticket("crowd", Priority::Standard))
+                .await
+                .unwrap(),
+        );
+    }
+    // The crowd's fourth waits: one place of four is kept.
+    let fourth = {
+        let admission = admission.clone();
+        tokio::spawn(async move { admission.acquire(ticket("crowd", Priority::Standard)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert!(!fourth.is_finished());
+    // A tenant with nothing running starts at once, beside the waiting crowd.
+    let lone = tokio::time::timeout(
+        Duration::from_millis(100),
+        admission.acquire(ticket("lone", Priority::Standard)),
+    )
+    .await
+    .expect("the kept place is the lone tenant's");
+    assert!(lone.is_ok());
+    drop(crowd.pop());
+    tokio::time::timeout(Duration::from_secs(1), fourth)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+#[test]
+fn every_shed_reason_has_its_zero_series() {
+    let sheds = [
+        Shed::QueueFull {
+            model: "m".into(),
+            waiting: 1,
+            retry_after_s: 1,
+        },
+        Shed::TooLong {
+            model: "m".into(),
+            wait_ms: 1,
+            limit_ms: 1,
+            retry_after_s: 1,
+        },
+        Shed::Deadline {
+            model: "m".into(),
+            wait_ms: 1,
+            service_ms: 1,
+            left_ms: 1,
+            retry_after_s: 1,
+        },
+        Shed::Evicted {
+            model: "m".into(),
+            retry_after_s: 1,
+        },
+        Shed::Waited {
+            model: "m".into(),
+            waited_ms: 1,
+            retry_after_s: 1,
+        },
+        Shed::Expired,
+    ];
+    let reasons: Vec<&str> = sheds.iter().map(Shed::reason).collect();
+    assert_eq!(reasons, SHED_REASONS);
 }

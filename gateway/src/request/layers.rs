@@ -127,7 +127,7 @@ fn invalid_message(decode_error: &str) -> tonic::Status {
         .trim();
     tonic::Status::invalid_argument(format!(
         "the request is not a valid message of this method: {}",
-        mig_serve::limits::shown(detail)
+        mig_serve::limits::shown_within(detail, 160)
     ))
 }
 

@@ -41,6 +41,8 @@ pub struct Dispatched<T> {
     /// When the call was sent to the worker that took it (after routing
     /// and any retries: the gateway's queue wait ends here).
     pub dispatched: Instant,
+    /// Workers tried before this one (refused or unreachable).
+    pub retries: usize,
 }
 
 /// Sends `message` through `call` to a worker of `route`, trying the model's
@@ -82,6 +84,7 @@ where
                     response: response.into_inner(),
                     prompt_tokens,
                     dispatched,
+                    retries: tried.len(),
                 });
             }
             Err(status) => {

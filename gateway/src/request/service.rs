@@ -83,6 +83,18 @@ impl InferenceService {
         }
     }
 
+    /// Counts the replicas a call went to before the one that took it.
+    fn count_retries(&self, model: &str, retries: usize) {
+        if retries > 0 {
+            self.metrics
+                .counter(
+                    crate::metrics::WORKER_RETRIES,
+                    vec![metrics::Label::new("model", model.to_string())],
+                )
+                .increment(retries as u64);
+        }
+    }
+
     /// Waits in the model's admission queue for room on a worker.
     async fn wait_for_room(
         &self,
@@ -193,6 +205,7 @@ impl InferenceService {
             |mut worker, call| async move { worker.generate(call).await },
         )
         .await?;
+        self.count_retries(&request.model, opened.retries);
         if let Some(prompt) = opened.prompt_tokens {
             // Over the limit with the prompt alone: dropping the stream
             // stops the worker before it generates anything.
@@ -243,7 +256,8 @@ impl InferenceService {
         request: EmbedRequest,
         call: &mut Call,
     ) -> Result<EmbedResponse, GatewayError> {
-        mig_serve::fields::embed(&request, None).map_err(GatewayError::Invalid)?;
+        mig_serve::fields::embed(&request, Some(mig_serve::fields::MAX_EMBED_INPUTS))
+            .map_err(GatewayError::Invalid)?;
         let mut admitted = self.admit(&call.caller, &request.model)?;
         let mut joined = EmbedResponse::default();
         let mut prompt_tokens = 0;
@@ -271,6 +285,7 @@ impl InferenceService {
                 |mut worker, call| async move { worker.embed(call).await },
             )
             .await?;
+            self.count_retries(&request.model, answered.retries);
             if i == 0 {
                 call.tracked.routed(&answered.worker, answered.dispatched);
             }

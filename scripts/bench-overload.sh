@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Overload at the gateway's admission queue (issue 17): SmolLM2 on cpu:0,
+# batch 4, behind a gateway with three tenants (critical, standard,
+# sheddable). Measured with `mig-loadtest sweep`, one phase after another:
+#   1 capacity   closed loop at 8 streams: the requests/s the slice serves
+#   2 unloaded   one stream: TTFT without load
+#   3 overload   Poisson arrivals at MULT x capacity for 20 s, 3 s deadlines,
+#                the standard tenant: admitted TTFT, goodput, what is shed
+#   4 critical   one critical stream beside a sheddable flood at MULT x
+# Results go to docs/benchmarks.md.
+#
+#   scripts/bench-overload.sh            # MULT=10
+#
+# OUT (default target/loadtest/overload) receives the reports; BIN_DIR
+# (default ./target/release) holds the binaries.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN_DIR=${BIN_DIR:-./target/release}
+MULT=${MULT:-10}
+out=${OUT:-target/loadtest/overload}
+work=$(mktemp -d -t mig-bench-overload.XXXXXX)
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+mkdir -p "$out"
+
+printf '[[model]]\nname = "smollm2-135m"\npath = "%s"\nslices = ["cpu:0"]\nargs = ["--max-batch-size", "4"]\n' \
+  "$PWD/models/smollm2-135m" >"$work/fleet.toml"
+: >"$work/tenants.toml"
+for t in critical standard sheddable; do
+  printf '[[tenant]]\nname = "%s"\nmodels = ["smollm2-135m"]\npriority = "%s"\n\n' "$t" "$t" >>"$work/tenants.toml"
+done
+declare -A key
+for t in critical standard sheddable; do
+  key[$t]=$("$BIN_DIR/mig-gateway" tenant add-key --tenants "$work/tenants.toml" --tenant "$t" 2>/dev/null)
+done
+
+"$BIN_DIR/mig-gateway" up --fleet "$work/fleet.toml" --listen 127.0.0.1:0 \
+  --tenants "$work/tenants.toml" --metrics-listen 127.0.0.1:0 \
+  >"$work/gateway.out" 2>"$work/gateway.log" &
+pids+=($!)
+waited=0
+until line=$(grep -m1 '^mig-gateway listening on ' "$work/gateway.out"); do
+  if ! kill -0 "${pids[-1]}" 2>/dev/null || ((waited++ > 600)); then
+    cat "$work/gateway.log" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+line=${line#mig-gateway listening on }
+addr=${line%%;*}
+metrics=$(sed -nE 's/.*metrics: (http:[^ ;]+).*/\1/p' <<<"$line")
+
+# lt TENANT NAME FLAGS...: one sweep point of that tenant, report in $out/NAME.
+lt() {
+  local who=$1 name=$2
+  shift 2
+  MIG_API_KEY=${key[$who]} "$BIN_DIR/mig-loadtest" sweep --target "$addr" --model smollm2-135m \
+    --max-tokens 32 --ignore-eos --out "$out/$name" "$@" >"$out/$name.txt" 2>"$out/$name.log"
+}
+requests_per_s() {
+  python3 -c 'import csv,sys; print(list(csv.DictReader(open(sys.argv[1])))[0]["requests_per_s"])' "$1"
+}
+
+echo "== 1 capacity: closed loop, 8 streams" >&2
+lt standard capacity --concurrency 8 --duration 15s --warmup 3s
+capacity=$(requests_per_s "$out/capacity/summary.csv")
+rate=$(python3 -c "print(round($capacity * $MULT, 2))")
+echo "capacity $capacity req/s; offered $rate req/s" >&2
+
+echo "== 2 unloaded: one stream" >&2
+lt standard unloaded --concurrency 1 --duration 10s --warmup 2s
+
+echo "== 3 overload: $MULT x capacity, 3 s deadlines" >&2
+lt standard overload --rate "$rate" --duration 20s --warmup 0s --timeout 3s --drain 10s
+
+echo "== 4 critical beside a sheddable flood at $MULT x" >&2
+lt sheddable flood --rate "$rate" --duration 25s --warmup 0s --timeout 10s --drain 10s &
+flood=$!
+sleep 3
+lt critical critical --concurrency 1 --duration 15s --warmup 0s
+wait "$flood" || true
+if [ -n "$metrics" ]; then
+  python3 -c 'import sys,urllib.request; print("\n".join(l for l in urllib.request.urlopen(sys.argv[1]).read().decode().splitlines() if l.startswith("mig_gateway_admission_shed_total")))' \
+    "$metrics" >"$out/shed.txt" || true
+fi
+
+python3 - "$out" "$capacity" <<'PY'
+import csv, sys
+out, capacity = sys.argv[1], float(sys.argv[2])
+print(f"capacity {capacity:.2f} req/s")
+for name in ["capacity", "unloaded", "overload", "flood", "critical"]:
+    r = list(csv.DictReader(open(f"{out}/{name}/summary.csv")))[0]
+    ok, window = int(r["ok"]), float(r["window_s"])
+    print(f"{name:9} {r['load']:>11}  sent {r['requests']:>5}  ok {ok:>5}  errors {r['errors_by_code']}")
+    print(f"{'':9} ok/s {ok / window:6.2f} ({ok / window / capacity * 100:5.1f} % of capacity)  "
+          f"TTFT p50 {float(r['ttft_p50_ms']):8.1f} ms  p99 {float(r['ttft_p99_ms']):8.1f} ms")
+PY
+cat "$out/shed.txt" 2>/dev/null || true
