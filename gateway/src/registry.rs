@@ -44,6 +44,8 @@ pub struct WorkerHandle {
     /// Requests the gateway has sent to this worker and not yet finished: the
     /// balancing signal.
     in_flight: AtomicU32,
+    /// The next call connection to use.
+    next_connection: AtomicU32,
     /// Tokens (prompt estimates plus what may be generated) of those
     /// requests: the load-aware choice among replicas.
     outstanding_tokens: AtomicU64,
@@ -54,7 +56,12 @@ pub struct WorkerHandle {
 #[derive(Debug, Clone)]
 struct Conn {
     address: String,
-    client: WorkerClient,
+    /// Calls go over a few HTTP/2 connections in turn, so a connection the
+    /// worker resets cuts only the calls on it, not every one.
+    calls: Vec<WorkerClient>,
+    /// Health probes have a connection of their own: a crowd of streams
+    /// on the others cannot starve them.
+    probe: WorkerClient,
     /// Bumped by every reconnect, so that a probe sent to the previous
     /// process cannot decide the health of the new one.
     generation: u64,
@@ -69,14 +76,24 @@ struct WorkerState {
     last_heartbeat: Instant,
 }
 
+/// HTTP/2 connections for calls to one worker.
+const CALL_CONNECTIONS: usize = 4;
+
 fn connect(address: &str, token: Option<Secret>) -> Result<Conn, tonic::transport::Error> {
-    let channel = Endpoint::from_shared(address.to_string())?
+    let endpoint = Endpoint::from_shared(address.to_string())?
         .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(2))
-        .connect_lazy();
+        .connect_timeout(Duration::from_secs(2));
+    // Each lazy channel is its own connection, opened on first use.
+    let client = || {
+        worker_client::WorkerClient::with_interceptor(
+            endpoint.connect_lazy(),
+            SendBearer(token.clone()),
+        )
+    };
     Ok(Conn {
         address: address.to_string(),
-        client: worker_client::WorkerClient::with_interceptor(channel, SendBearer(token)),
+        calls: (0..CALL_CONNECTIONS).map(|_| client()).collect(),
+        probe: client(),
         generation: 0,
     })
 }
@@ -110,17 +127,17 @@ impl WorkerHandle {
                 last_heartbeat: Instant::now(),
             }),
             in_flight: AtomicU32::new(0),
+            next_connection: AtomicU32::new(0),
             outstanding_tokens: AtomicU64::new(0),
             restarts: AtomicU32::new(0),
         })
     }
 
+    /// A client for one call: the worker's call connections in turn.
     pub fn client(&self) -> WorkerClient {
-        self.conn
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .client
-            .clone()
+        let conn = self.conn.read().unwrap_or_else(|e| e.into_inner());
+        let at = self.next_connection.fetch_add(1, Ordering::Relaxed) as usize;
+        conn.calls[at % conn.calls.len()].clone()
     }
 
     pub fn address(&self) -> String {
@@ -220,7 +237,7 @@ impl WorkerHandle {
     pub async fn probe(&self) -> bool {
         let (mut client, generation) = {
             let conn = self.conn.read().unwrap_or_else(|e| e.into_inner());
-            (conn.client.clone(), conn.generation)
+            (conn.probe.clone(), conn.generation)
         };
         let mut request = tonic::Request::new(InfoRequest {});
         request.set_timeout(PROBE_TIMEOUT);

@@ -20,8 +20,11 @@ enum End {
 
 #[tokio::test]
 async fn a_worker_killed_under_32_streams_ends_each_clearly_and_is_back() {
+    // A batch of 32: every stream runs on the worker when it is killed (with
+    // fewer places the rest would wait in the gateway's queue, and be served
+    // by the restarted worker, 200 tokens each: a minute on this machine).
     let fleet = format!(
-        "[[model]]\nname = \"smollm2-135m\"\npath = \"{}\"\nslices = [\"cpu:0\"]\n",
+        "[[model]]\nname = \"smollm2-135m\"\npath = \"{}\"\nslices = [\"cpu:0\"]\nargs = [\"--max-batch-size\", \"32\"]\n",
         mig_testkit::smollm2().display()
     );
     let mut gateway = gateway_up("faults-kill", &fleet, &[]);

@@ -34,6 +34,10 @@ pub enum Command {
     /// A concurrency or rate sweep on one model: throughput-latency curves,
     /// for one target or several (a gateway and a worker: its overhead).
     Sweep(SweepArgs),
+    /// Capacity, then one stream alone, then Poisson arrivals at a multiple
+    /// of the capacity with the requests' deadline (`--timeout`): goodput,
+    /// admitted latency against unloaded, what was refused at once.
+    Overload(OverloadArgs),
 }
 
 impl Command {
@@ -43,6 +47,7 @@ impl Command {
             Command::Compare(a) => &a.load,
             Command::Isolation(a) => &a.load,
             Command::Sweep(a) => &a.load,
+            Command::Overload(a) => &a.load,
         }
     }
 }
@@ -79,6 +84,19 @@ pub struct SweepArgs {
     /// the gateway with it: the gateway's own overhead, in the same run.
     #[arg(long)]
     pub direct: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct OverloadArgs {
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Offered load, as a multiple of the measured capacity.
+    #[arg(long, default_value_t = 10.0)]
+    pub multiple: f64,
+    /// Streams of the closed loop that measures the capacity (more than
+    /// the target runs at once, so no place is idle).
+    #[arg(long, default_value_t = 8)]
+    pub capacity_concurrency: u32,
 }
 
 /// Most tokens a request may ask for; the model's context is checked once

@@ -43,6 +43,7 @@ pub async fn execute(command: &Command) -> Result<Report, LoadtestError> {
         Command::Compare(args) => scenario::compare::run(args).await,
         Command::Isolation(args) => scenario::isolation::run(args).await,
         Command::Sweep(args) => scenario::sweep::run(args).await,
+        Command::Overload(args) => scenario::overload::run(args).await,
     }
 }
 

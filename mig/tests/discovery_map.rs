@@ -226,7 +226,7 @@ fn every_fixture_round_trips_through_json_unchanged() {
         .filter(|n| n.ends_with(".json"))
         .collect();
     names.sort();
-    assert_eq!(names.len(), 5, "{names:?}");
+    assert_eq!(names.len(), 6, "{names:?}");
     for name in names {
         let text = fixture_text(&name);
         let snapshot = fixture(&name);

@@ -27,22 +27,20 @@ pub enum Drained {
 
 /// Serves `routes` until `shutdown` completes, then stops accepting and lets
 /// open calls finish for at most `drain`; connections within the default
-/// [`ConnectionLimits`].
+/// [`ConnectionLimits`], except that an idle one is kept: a worker's clients
+/// are its gateways, whose pooled connections may rest between bursts, and
+/// a GOAWAY racing a new call would count as a failure against the worker.
 pub async fn serve(
     listener: TcpListener,
     routes: Routes,
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain: Duration,
 ) -> std::io::Result<Drained> {
-    serve_with(
-        listener,
-        None,
-        routes,
-        ConnectionLimits::default(),
-        shutdown,
-        drain,
-    )
-    .await
+    let limits = ConnectionLimits {
+        idle_timeout: Duration::from_secs(86_400),
+        ..ConnectionLimits::default()
+    };
+    serve_with(listener, None, routes, limits, shutdown, drain).await
 }
 
 /// [`serve`] with TLS (when `tls` is set) and these connection limits.

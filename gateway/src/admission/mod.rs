@@ -388,18 +388,21 @@ impl Admission {
         let now = Instant::now();
         let (id, grant) = {
             let mut state = queue.lock();
-            if state.waiting.is_empty()
-                && state.may_start(ticket.tenant, capacity, self.limits.keep_room)
-            {
+            let room_now = state.may_start(ticket.tenant, capacity, self.limits.keep_room);
+            if state.waiting.is_empty() && room_now {
                 state.started(ticket.tenant);
                 return Ok(self.slot(&queue, ticket.tenant, ticket.cost));
             }
-            if let Err(shed) = self.refuse_early(&state, ticket, now) {
-                drop(state);
-                self.count_shed(ticket.model, ticket.priority, &shed);
-                return Err(shed);
+            // With room for this tenant now (those waiting may not start
+            // more), the pump below starts it at once: nothing to predict.
+            if !room_now {
+                if let Err(shed) = self.refuse_early(&state, ticket, now) {
+                    drop(state);
+                    self.count_shed(ticket.model, ticket.priority, &shed);
+                    return Err(shed);
+                }
             }
-            if state.waiting.len() >= self.limits.max_waiting {
+            if !room_now && state.waiting.len() >= self.limits.max_waiting {
                 match state.waiting.evict_below(ticket.priority) {
                     Some((priority, evicted)) => {
                         let shed = Shed::Evicted {

@@ -231,9 +231,11 @@ async fn without_a_healthy_worker_routing_answers() {
 
 #[tokio::test]
 async fn with_tenants_room_is_kept_for_one_with_nothing_running() {
+    // A queue of one: full once the crowd's fourth waits.
     let limits = QueueLimits {
         keep_room: true,
-        ..QueueLimits::default()
+        max_waiting: 1,
+        max_wait: Duration::from_secs(30),
     };
     let (admission, _) = admission(4, limits);
     let mut crowd = Vec::new();
@@ -252,7 +254,8 @@ async fn with_tenants_room_is_kept_for_one_with_nothing_running() {
     };
     tokio::time::sleep(Duration::from_millis(30)).await;
     assert!(!fourth.is_finished());
-    // A tenant with nothing running starts at once, beside the waiting crowd.
+    // A tenant with nothing running starts at once, beside the waiting
+    // crowd, though the queue is full.
     let lone = tokio::time::timeout(
         Duration::from_millis(100),
         admission.acquire(ticket("lone", Priority::Standard)),

@@ -89,7 +89,16 @@ impl GatewayError {
         // UNKNOWN is not a connection failure, so it must not take the
         // worker out of routing (a request could then do it on purpose);
         // it is relayed as INTERNAL: a client never sees UNKNOWN.
+        // CANCELLED from a worker call is either tonic's own deadline
+        // ("Timeout expired": the request's, carried to the worker) or the
+        // transport's (hyper's "operation was canceled" when the connection
+        // dies under a call): the gateway never cancels a call whose status
+        // it then reads, and a worker answers a deadline DEADLINE_EXCEEDED.
+        let timed_out = status.code() == Code::DeadlineExceeded
+            || (status.code() == Code::Cancelled
+                && status.message() == tonic::TimeoutExpired(()).to_string());
         let broken = status.code() == Code::Unavailable
+            || (status.code() == Code::Cancelled && !timed_out)
             || (status.code() == Code::Unknown
                 && ["transport", "h2 protocol error", "connection"]
                     .iter()
@@ -99,7 +108,7 @@ impl GatewayError {
                 worker: worker.to_string(),
                 message: status.message().to_string(),
             }
-        } else if status.code() == Code::DeadlineExceeded || status.code() == Code::Cancelled {
+        } else if timed_out {
             GatewayError::DeadlineExceeded
         } else if status.code() == Code::Unknown {
             GatewayError::Worker(Status::internal(format!(
@@ -222,5 +231,11 @@ mod tests {
         );
         let s: Status = GatewayError::from_worker("w", Status::deadline_exceeded("late")).into();
         assert_eq!(s.code(), Code::DeadlineExceeded);
+        // A call cut under the gateway by its connection: the worker is
+        // unreachable, not the request late.
+        let e = GatewayError::from_worker("w", Status::cancelled("operation was canceled"));
+        assert!(matches!(e, GatewayError::WorkerUnreachable { .. }), "{e:?}");
+        let e = GatewayError::from_worker("w", Status::cancelled("Timeout expired"));
+        assert!(matches!(e, GatewayError::DeadlineExceeded), "{e:?}");
     }
 }

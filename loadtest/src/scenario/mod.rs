@@ -1,13 +1,15 @@
-//! The three scenarios and what they share: a [`Session`] that connects to
+//! The four scenarios and what they share: a [`Session`] that connects to
 //! targets, records their slice inventory, runs load points and files each
 //! one's results in the report.
 //!
 //! - [`compare`]: the same workload on each slice size in turn.
 //! - [`isolation`]: a victim alone, then beside an aggressor's flood.
 //! - [`sweep`]: a concurrency or rate sweep, on one target or several.
+//! - [`overload`]: capacity, unloaded, then a multiple of the capacity.
 
 pub mod compare;
 pub mod isolation;
+pub mod overload;
 pub mod sweep;
 
 use std::sync::Arc;
