@@ -121,8 +121,9 @@ pub async fn run(args: &OverloadArgs) -> Result<Report, LoadtestError> {
             &format!("{label} unloaded"),
         )
         .await?;
+    // Rounded, so the report's labels stay readable.
     let offered = Load::Open {
-        rate: capacity * args.multiple,
+        rate: (capacity * args.multiple * 100.0).round() / 100.0,
     };
     let overload = s
         .measure(&target, &workload, offered, &format!("{label} overload"))
