@@ -14,6 +14,7 @@
 # the gateway's path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/gateway.sh
 BIN_DIR=${BIN_DIR:-./target/release}
 out=${OUT:-target/loadtest/nginx}
 nginx_root=$PWD/target/nginx
@@ -38,19 +39,9 @@ if [ "${TENANTS:-0}" = 1 ]; then
   export MIG_API_KEY=$key
   gateway_flags=(--tenants "$work/tenants.toml")
 fi
-"$BIN_DIR/mig-gateway" up --fleet "$work/fleet.toml" --listen 127.0.0.1:0 \
-  --worker-token-file "$work/token" "${gateway_flags[@]}" >"$work/gateway.out" 2>"$work/gateway.log" &
-pids+=($!)
-waited=0
-until line=$(grep -m1 '^mig-gateway listening on ' "$work/gateway.out"); do
-  if ! kill -0 "${pids[-1]}" 2>/dev/null || ((waited++ > 600)); then
-    cat "$work/gateway.log" >&2
-    exit 1
-  fi
-  sleep 0.1
-done
-line=${line#mig-gateway listening on }
-gateway=${line%%;*}
+start_gateway "$work/gateway" --fleet "$work/fleet.toml" --worker-token-file "$work/token" \
+  "${gateway_flags[@]}"
+gateway=$addr
 worker=$("$BIN_DIR/mig-gateway" call --target "http://$gateway" models |
   sed -nE 's/.* address=http:\/\/([0-9.:]+).*/\1/p' | head -1)
 [ -n "$worker" ] || { echo "no worker address from the gateway" >&2; exit 1; }

@@ -19,6 +19,7 @@
 # (default ./target/release) holds the binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/gateway.sh
 BIN_DIR=${BIN_DIR:-./target/release}
 MULT=${MULT:-10}
 QUEUE_MAX_WAIT=${QUEUE_MAX_WAIT:-30}
@@ -39,21 +40,8 @@ for t in critical standard sheddable; do
   key[$t]=$("$BIN_DIR/mig-gateway" tenant add-key --tenants "$work/tenants.toml" --tenant "$t" 2>/dev/null)
 done
 
-"$BIN_DIR/mig-gateway" up --fleet "$work/fleet.toml" --listen 127.0.0.1:0 \
-  --tenants "$work/tenants.toml" --metrics-listen 127.0.0.1:0 --queue-max-wait "$QUEUE_MAX_WAIT" \
-  >"$work/gateway.out" 2>"$work/gateway.log" &
-pids+=($!)
-waited=0
-until line=$(grep -m1 '^mig-gateway listening on ' "$work/gateway.out"); do
-  if ! kill -0 "${pids[-1]}" 2>/dev/null || ((waited++ > 600)); then
-    cat "$work/gateway.log" >&2
-    exit 1
-  fi
-  sleep 0.1
-done
-line=${line#mig-gateway listening on }
-addr=${line%%;*}
-metrics=$(sed -nE 's/.*metrics: (http:[^ ;]+).*/\1/p' <<<"$line")
+start_gateway "$work/gateway" --fleet "$work/fleet.toml" --tenants "$work/tenants.toml" \
+  --metrics-listen 127.0.0.1:0 --queue-max-wait "$QUEUE_MAX_WAIT"
 
 # lt TENANT NAME FLAGS...: one sweep point of that tenant, report in $out/NAME.
 lt() {

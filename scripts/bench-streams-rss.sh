@@ -10,6 +10,7 @@
 # BIN_DIR (default ./target/release) holds the binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/gateway.sh
 BIN_DIR=${BIN_DIR:-./target/release}
 STREAMS=${STREAMS:-1000}
 work=$(mktemp -d -t mig-bench-rss.XXXXXX)
@@ -17,20 +18,8 @@ pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 
 printf '[[model]]\nname = "identity"\nidentity = true\nslices = ["cpu:0"]\n' >"$work/fleet.toml"
-"$BIN_DIR/mig-gateway" up --fleet "$work/fleet.toml" --listen 127.0.0.1:0 \
-  >"$work/gateway.out" 2>"$work/gateway.log" &
-gateway=$!
-pids+=($gateway)
-waited=0
-until line=$(grep -m1 '^mig-gateway listening on ' "$work/gateway.out"); do
-  if ! kill -0 "$gateway" 2>/dev/null || ((waited++ > 600)); then
-    cat "$work/gateway.log" >&2
-    exit 1
-  fi
-  sleep 0.1
-done
-line=${line#mig-gateway listening on }
-addr=${line%%;*}
+start_gateway "$work/gateway" --fleet "$work/fleet.toml"
+gateway=$gateway_pid
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$gateway/status"; }
 echo "gateway RSS idle: $(rss) KiB"
 

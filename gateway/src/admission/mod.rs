@@ -346,16 +346,7 @@ impl Admission {
         self.publish_depth(model, &QueueState::default());
         for priority in CLASSES {
             for reason in SHED_REASONS {
-                self.metrics
-                    .counter(
-                        ADMISSION_SHED,
-                        vec![
-                            Label::new("model", model.to_string()),
-                            Label::new("priority", priority_label(priority)),
-                            Label::new("reason", reason),
-                        ],
-                    )
-                    .increment(0);
+                self.shed_counter(model, priority, reason).increment(0);
             }
         }
         self.metrics
@@ -623,16 +614,24 @@ impl Admission {
     }
 
     fn count_shed(&self, model: &str, priority: Priority, shed: &Shed) {
-        self.metrics
-            .counter(
-                ADMISSION_SHED,
-                vec![
-                    Label::new("model", model.to_string()),
-                    Label::new("priority", priority_label(priority)),
-                    Label::new("reason", shed.reason()),
-                ],
-            )
+        self.shed_counter(model, priority, shed.reason())
             .increment(1);
+    }
+
+    fn shed_counter(
+        &self,
+        model: &str,
+        priority: Priority,
+        reason: &'static str,
+    ) -> metrics::Counter {
+        self.metrics.counter(
+            ADMISSION_SHED,
+            vec![
+                Label::new("model", model.to_string()),
+                Label::new("priority", priority_label(priority)),
+                Label::new("reason", reason),
+            ],
+        )
     }
 }
 
