@@ -11,6 +11,7 @@
 # ./target/release) holds the binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/gateway.sh
 BIN_DIR=${BIN_DIR:-./target/release}
 out=${OUT:-target/loadtest/auth}
 work=$(mktemp -d -t mig-bench-auth.XXXXXX)
@@ -27,29 +28,9 @@ tokens_per_minute = 1000000000
 EOF
 key=$("$BIN_DIR/mig-gateway" tenant add-key --tenants "$work/tenants.toml" --tenant bench 2>/dev/null)
 
-# Starts a gateway and prints its address once its worker is ready.
-start() {
-  local name=$1
-  shift
-  "$BIN_DIR/mig-gateway" up --fleet "$work/fleet.toml" --listen 127.0.0.1:0 "$@" \
-    >"$work/$name.out" 2>"$work/$name.log" &
-  pids+=($!)
-  local line="" waited=0
-  until line=$(grep -m1 '^mig-gateway listening on ' "$work/$name.out"); do
-    if ! kill -0 "${pids[-1]}" 2>/dev/null || ((waited++ > 600)); then
-      echo "the $name gateway did not start; its log:" >&2
-      cat "$work/$name.log" >&2
-      exit 1
-    fi
-    sleep 0.1
-  done
-  echo "$line" >&2
-  line=${line#mig-gateway listening on }
-  addr=${line%%;*}
-}
-start open
+start_gateway "$work/open" --fleet "$work/fleet.toml"
 open_addr=$addr
-start keyed --tenants "$work/tenants.toml"
+start_gateway "$work/keyed" --fleet "$work/fleet.toml" --tenants "$work/tenants.toml"
 keyed_addr=$addr
 
 # The open gateway ignores the key; the keyed one checks it on every call.

@@ -230,6 +230,12 @@ pub struct ServeArgs {
     /// it is sent GOAWAY (clients reconnect when they next call).
     #[arg(long, env = "MIG_GATEWAY_IDLE_TIMEOUT", default_value_t = 300.0)]
     pub idle_timeout: f64,
+
+    /// Seconds a stream's client may read nothing (its buffer full) before
+    /// the stream is ended `RESOURCE_EXHAUSTED`, so that it holds no place
+    /// on a worker.
+    #[arg(long, env = "MIG_GATEWAY_STALL_TIMEOUT", default_value_t = 30.0)]
+    pub stall_timeout: f64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -303,6 +309,7 @@ impl ServeArgs {
         for (flag, value) in [
             ("--handshake-timeout", self.handshake_timeout),
             ("--idle-timeout", self.idle_timeout),
+            ("--stall-timeout", self.stall_timeout),
         ] {
             if !(value.is_finite() && (0.1..=86_400.0).contains(&value)) {
                 return Err(format!(
@@ -412,6 +419,7 @@ impl ServeArgs {
                 // Set by the server: on with a tenants file.
                 keep_room: false,
             },
+            stall_timeout: Duration::from_secs_f64(self.stall_timeout),
             connections: mig_serve::connections::ConnectionLimits {
                 handshake_timeout: Duration::from_secs_f64(self.handshake_timeout),
                 idle_timeout: Duration::from_secs_f64(self.idle_timeout),

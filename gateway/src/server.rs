@@ -73,6 +73,8 @@ pub struct ServerOptions {
     pub queue: QueueLimits,
     /// Timeouts and caps of the public listener's connections.
     pub connections: ConnectionLimits,
+    /// How long a stream's client may read nothing before it is ended.
+    pub stall_timeout: Duration,
 }
 
 /// Completes once `stop` turns true (or its sender is gone).
@@ -179,6 +181,7 @@ pub async fn run(
                 gateway_metrics,
                 tenancy,
                 admission,
+                options.stall_timeout,
                 cutoff,
             ))),
         )));

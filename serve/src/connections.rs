@@ -59,6 +59,10 @@ impl Default for ConnectionLimits {
     }
 }
 
+/// Bytes of responses one stream buffers beyond what its client's HTTP/2
+/// window lets through.
+const MAX_SEND_BUFFER: usize = 64 * 1024;
+
 /// Descriptors kept for everything that is not a client connection:
 /// connections to workers, files, the metrics listener.
 const FD_RESERVE: u64 = 256;
@@ -469,7 +473,10 @@ impl Connection {
             .http2()
             .timer(TokioTimer::new())
             .keep_alive_interval(self.limits.keepalive_interval)
-            .keep_alive_timeout(self.limits.keepalive_timeout);
+            .keep_alive_timeout(self.limits.keepalive_timeout)
+            // What one stream may hold for a client that does not read
+            // (hyper's default is 400 KiB: 1,000 such streams, 400 MB).
+            .max_send_buf_size(MAX_SEND_BUFFER);
         let service = TowerToHyperService::new(Counting {
             router: self.router.clone(),
             conn: self.conn.clone(),

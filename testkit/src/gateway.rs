@@ -128,6 +128,7 @@ async fn serve_gateway(
             tls: None,
             queue: Default::default(),
             connections: Default::default(),
+            stall_timeout: Duration::from_secs(30),
         },
         std::future::pending(),
     ));

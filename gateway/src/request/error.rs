@@ -68,6 +68,13 @@ pub enum GatewayError {
     /// The gateway's drain period ran out with the stream still running.
     #[error("gateway shutting down: this stream did not finish within the drain period (after {tokens} tokens)")]
     ShuttingDown { tokens: u64 },
+    /// The client took no message of its stream for `stall`: the stream
+    /// was ended so that it holds no place on the worker.
+    #[error("the client read nothing of this stream for {} s (after {tokens} tokens): ended, freeing its place on the worker", stall.as_secs_f64())]
+    ClientStalled {
+        tokens: u64,
+        stall: std::time::Duration,
+    },
 }
 
 impl From<Shed> for GatewayError {
@@ -136,6 +143,7 @@ impl GatewayError {
             GatewayError::IncompleteStream { .. } => "incomplete_stream",
             GatewayError::WorkerLost { .. } => "worker_lost",
             GatewayError::ShuttingDown { .. } => "shutting_down",
+            GatewayError::ClientStalled { .. } => "client_stalled",
         }
     }
 }
@@ -157,6 +165,7 @@ impl From<GatewayError> for Status {
             | GatewayError::WorkerLost { .. }
             | GatewayError::ShuttingDown { .. } => Status::unavailable(message),
             GatewayError::DeadlineExceeded => Status::deadline_exceeded(message),
+            GatewayError::ClientStalled { .. } => Status::resource_exhausted(message),
             GatewayError::Worker(status) => Status::new(status.code(), message),
         }
     }

@@ -124,8 +124,13 @@ where
 pub enum Sink {
     /// Into one answer (`Generate`).
     Collect(String),
-    /// To the client as it comes (`GenerateStream`).
-    Forward(mpsc::Sender<Result<GenerateStreamResponse, Status>>),
+    /// To the client as it comes (`GenerateStream`). A client that takes
+    /// no message for `stall` has its stream ended: it would otherwise hold
+    /// its place on the worker (and in the model's admission) for ever.
+    Forward {
+        out: mpsc::Sender<Result<GenerateStreamResponse, Status>>,
+        stall: std::time::Duration,
+    },
 }
 
 /// How a relay ended, when it did not fail.
@@ -143,7 +148,7 @@ impl Sink {
     async fn closed(&self) {
         match self {
             Sink::Collect(_) => std::future::pending().await,
-            Sink::Forward(out) => out.closed().await,
+            Sink::Forward { out, .. } => out.closed().await,
         }
     }
 }
@@ -205,11 +210,14 @@ pub async fn relay(
                     })));
                 }
             }
-            Sink::Forward(out) => {
-                // A client that does not read holds this send; the drain's
-                // cutoff still ends the stream.
+            Sink::Forward { out, stall } => {
+                // A client that does not read holds this send: the stall
+                // bound and the drain's cutoff still end the stream.
                 let sent = tokio::select! {
                     sent = out.send(Ok(message)) => sent,
+                    () = tokio::time::sleep(*stall) => {
+                        return Err(GatewayError::ClientStalled { tokens, stall: *stall })
+                    }
                     Ok(_) = cutoff.wait_for(|&cut| cut) => return Err(GatewayError::ShuttingDown { tokens }),
                 };
                 if sent.is_err() {

@@ -11,12 +11,13 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+use futures::StreamExt;
 use mig_proto::inference::v1::inference_server::Inference;
 use mig_proto::inference::v1::{
     EmbedRequest, EmbedResponse, GenerateRequest, GenerateResponse, GenerateStreamResponse,
     ListModelsRequest, ListModelsResponse, ModelInfo, ModelKind, WorkerHealth, WorkerStatus,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
@@ -47,6 +48,8 @@ pub struct InferenceService {
     tenancy: Arc<Tenancy>,
     admission: Arc<Admission>,
     retries: RetryBudget,
+    /// How long a stream's client may read nothing before it is ended.
+    stall: std::time::Duration,
     /// Turns true when the drain period is about to run out: running
     /// streams end `UNAVAILABLE` ("gateway shutting down") while their
     /// connections are still open.
@@ -71,6 +74,7 @@ impl InferenceService {
         metrics: Arc<GatewayMetrics>,
         tenancy: Arc<Tenancy>,
         admission: Arc<Admission>,
+        stall: std::time::Duration,
         cutoff: watch::Receiver<bool>,
     ) -> Self {
         InferenceService {
@@ -79,6 +83,7 @@ impl InferenceService {
             tenancy,
             admission,
             retries: RetryBudget::default(),
+            stall,
             cutoff,
         }
     }
@@ -376,13 +381,18 @@ impl Inference for InferenceService {
         } = call;
         tracked.generating(&opened.worker, opened.dispatched);
         let (out, out_rx) = mpsc::channel(16);
+        // The terminal error goes apart from the messages: it never waits
+        // for a client that does not read, and it follows the messages
+        // already queued when the client reads them.
+        let (end, end_rx) = oneshot::channel::<Status>();
         let mut cutoff = self.cutoff.clone();
+        let stall = self.stall;
         tokio::spawn(async move {
             // Held until the relay ends, so the worker's load and the
             // model's admission count the stream.
             let _in_flight = opened.in_flight;
             let _slot = slot;
-            let sink = Sink::Forward(out.clone());
+            let sink = Sink::Forward { out, stall };
             let relayed = relay::relay(
                 &opened.worker,
                 opened.response,
@@ -401,11 +411,15 @@ impl Inference for InferenceService {
                     tracing::debug!(worker = %opened.worker.id(), error = %failure, "stream failed");
                     let status = Status::from(failure);
                     tracked.finish(status.code());
-                    let _ = out.send(Err(status)).await;
+                    let _ = end.send(status);
                 }
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+        let terminal =
+            futures::stream::once(end_rx).filter_map(|end| async move { end.ok().map(Err) });
+        Ok(Response::new(Box::pin(
+            ReceiverStream::new(out_rx).chain(terminal),
+        )))
     }
 
     async fn embed(
