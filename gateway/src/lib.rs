@@ -18,7 +18,9 @@
 //! - [`tls`]: the listeners' certificates; [`reload`]: the tenants file
 //!   and certificates read again on SIGHUP or when they change.
 //! - [`registry`]: the known workers by model, their reported identity,
-//!   load and health, and the loop that probes them.
+//!   load and health, and the loop that probes them;
+//!   [`worker_connections`]: the connections calls take to a worker, one
+//!   call on each at a time.
 //! - [`metrics`]: every exported metric described in one place, and the
 //!   exposition (worker health and slice sizes written from the registry).
 //! - [`server`]: `run(registry, listener, options, shutdown)`: both rooms'
@@ -37,5 +39,6 @@ pub mod request;
 pub mod server;
 pub mod tenancy;
 pub mod tls;
+pub mod worker_connections;
 
 pub use server::{run, ServerOptions};

@@ -231,7 +231,7 @@ fn describe(r: &PrometheusRecorder) {
     );
     c(
         ADMISSION_SHED,
-        "Requests refused or taken out of the admission queue, by model, priority and reason: queue_full, wait_limit, deadline, evicted, waited, expired.",
+        "Requests refused or taken out of the admission queue, by model, priority and reason: queue_full, wait_limit, deadline, evicted, waited, expired, no_worker.",
     );
     c(
         WORKER_RETRIES,
@@ -266,7 +266,7 @@ fn describe(r: &PrometheusRecorder) {
     );
     g(
         ADMISSION_QUEUE_DEPTH,
-        "Requests waiting in the gateway's admission queue for a worker, by model and priority.",
+        "Requests waiting in the gateway's admission queue for a worker, by model and priority (those naming no slice profile).",
     );
     g(BUILD_INFO, "Always 1; the labels say the version.");
 }

@@ -13,9 +13,12 @@ use mig_serve::secret::{Secret, SendBearer};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
-/// The gateway's client to one worker: every call carries the worker's
-/// caller token, when it has one (the token is never logged).
-pub type WorkerClient = worker_client::WorkerClient<InterceptedService<Channel, SendBearer>>;
+pub use crate::worker_connections::WorkerClient;
+use crate::worker_connections::{ConnectError, Connections, Lease};
+
+/// The probe's client: a connection of its own, carrying the worker's
+/// caller token.
+type ProbeClient = worker_client::WorkerClient<InterceptedService<Channel, SendBearer>>;
 
 /// Requests an embedding worker takes at once (its engine embeds one call
 /// at a time; the second waits ready in its queue).
@@ -44,8 +47,6 @@ pub struct WorkerHandle {
     /// Requests the gateway has sent to this worker and not yet finished: the
     /// balancing signal.
     in_flight: AtomicU32,
-    /// The next call connection to use.
-    next_connection: AtomicU32,
     /// Tokens (prompt estimates plus what may be generated) of those
     /// requests: the load-aware choice among replicas.
     outstanding_tokens: AtomicU64,
@@ -56,12 +57,12 @@ pub struct WorkerHandle {
 #[derive(Debug, Clone)]
 struct Conn {
     address: String,
-    /// Calls go over a few HTTP/2 connections in turn, so a connection the
-    /// worker resets cuts only the calls on it, not every one.
-    calls: Vec<WorkerClient>,
+    /// One HTTP/2 connection per running call, so a connection the worker
+    /// resets cuts only the call on it.
+    calls: Arc<Connections>,
     /// Health probes have a connection of their own: a crowd of streams
     /// on the others cannot starve them.
-    probe: WorkerClient,
+    probe: ProbeClient,
     /// Bumped by every reconnect, so that a probe sent to the previous
     /// process cannot decide the health of the new one.
     generation: u64,
@@ -76,24 +77,19 @@ struct WorkerState {
     last_heartbeat: Instant,
 }
 
-/// HTTP/2 connections for calls to one worker.
-const CALL_CONNECTIONS: usize = 4;
-
 fn connect(address: &str, token: Option<Secret>) -> Result<Conn, tonic::transport::Error> {
     let endpoint = Endpoint::from_shared(address.to_string())?
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(2));
-    // Each lazy channel is its own connection, opened on first use.
-    let client = || {
-        worker_client::WorkerClient::with_interceptor(
-            endpoint.connect_lazy(),
-            SendBearer(token.clone()),
-        )
-    };
+    // A valid endpoint is a valid URI.
+    let calls = Connections::new(address, token.clone()).expect("checked by the endpoint");
     Ok(Conn {
         address: address.to_string(),
-        calls: (0..CALL_CONNECTIONS).map(|_| client()).collect(),
-        probe: client(),
+        calls,
+        probe: worker_client::WorkerClient::with_interceptor(
+            endpoint.connect_lazy(),
+            SendBearer(token),
+        ),
         generation: 0,
     })
 }
@@ -127,17 +123,21 @@ impl WorkerHandle {
                 last_heartbeat: Instant::now(),
             }),
             in_flight: AtomicU32::new(0),
-            next_connection: AtomicU32::new(0),
             outstanding_tokens: AtomicU64::new(0),
             restarts: AtomicU32::new(0),
         })
     }
 
-    /// A client for one call: the worker's call connections in turn.
-    pub fn client(&self) -> WorkerClient {
-        let conn = self.conn.read().unwrap_or_else(|e| e.into_inner());
-        let at = self.next_connection.fetch_add(1, Ordering::Relaxed) as usize;
-        conn.calls[at % conn.calls.len()].clone()
+    /// A client for one call, on a connection of its own until the lease
+    /// drops.
+    pub async fn lease(&self) -> Result<(WorkerClient, Lease), ConnectError> {
+        let calls = self
+            .conn
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .calls
+            .clone();
+        calls.lease().await
     }
 
     pub fn address(&self) -> String {

@@ -470,12 +470,19 @@ async fn expired_deadline_is_deadline_exceeded() {
         status.message()
     );
 
-    let mut stream = gw.generate_stream(request()).await.unwrap().into_inner();
-    let status = loop {
-        match stream.message().await {
-            Ok(Some(m)) => assert_eq!(m.finish_reason, FinishReason::Unspecified as i32),
-            Ok(None) => panic!("stream ended without a status"),
-            Err(status) => break status,
+    // Before its first token the status comes alone; after, it ends the
+    // stream.
+    let status = match gw.generate_stream(request()).await {
+        Err(status) => status,
+        Ok(stream) => {
+            let mut stream = stream.into_inner();
+            loop {
+                match stream.message().await {
+                    Ok(Some(m)) => assert_eq!(m.finish_reason, FinishReason::Unspecified as i32),
+                    Ok(None) => panic!("stream ended without a status"),
+                    Err(status) => break status,
+                }
+            }
         }
     };
     assert_eq!(

@@ -1,16 +1,39 @@
 //! Faults under load, through a real gateway: a worker killed with SIGKILL
-//! under 32 streams, and a gateway whose drain period runs out under a
-//! stream. Every stream ends with exactly one status, none hangs, and a cut
+//! under 32 streams, a gateway whose drain period runs out under a stream,
+//! and a client that stops reading its stream. Every stream ends with exactly one status, none hangs, and a cut
 //! one says what happened (`UNAVAILABLE`, naming the worker and its slice,
 //! or the shutdown), never `UNKNOWN` or a bare HTTP/2 error.
 
 use std::time::{Duration, Instant};
 
 use mig_proto::inference::v1::inference_client::InferenceClient;
-use mig_proto::inference::v1::{GenerateRequest, WorkerHealth};
+use mig_proto::inference::v1::{GenerateRequest, GenerateStreamResponse, WorkerHealth};
 use mig_testkit::gateway::{gateway_client, list_workers};
 use mig_testkit::process::{child_pids, gateway_up};
 use tonic::Code;
+
+/// A stream of 4,000 identity tokens whose client has a 1 KiB window, its
+/// first message read: the gateway can send only as fast as it reads.
+async fn slow_reader(url: &str) -> tonic::Streaming<GenerateStreamResponse> {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_string())
+        .unwrap()
+        .initial_stream_window_size(1024)
+        .connect()
+        .await
+        .unwrap();
+    let mut stream = InferenceClient::new(channel)
+        .generate_stream(GenerateRequest {
+            model: "identity".into(),
+            prompt: "abc".into(),
+            max_tokens: Some(4000),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    stream.message().await.unwrap().unwrap();
+    stream
+}
 
 /// How a stream ended: its final message, or its status.
 enum End {
@@ -92,6 +115,17 @@ async fn a_worker_killed_under_32_streams_ends_each_clearly_and_is_back() {
     }
     assert!(cut > 0, "the kill cut no stream");
 
+    // A request sent while the worker is down (nothing answered it yet)
+    // waits in the gateway's queue for the restart instead of failing.
+    let during = {
+        let mut client = client.clone();
+        let request = GenerateRequest {
+            max_tokens: Some(4),
+            ..request.clone()
+        };
+        tokio::spawn(async move { client.generate(request).await })
+    };
+
     // The supervisor restarts it; the model is served again.
     let started = Instant::now();
     loop {
@@ -115,6 +149,12 @@ async fn a_worker_killed_under_32_streams_ends_each_clearly_and_is_back() {
         .unwrap()
         .into_inner();
     assert_eq!(answer.usage.unwrap().completion_tokens, 4);
+    let during = tokio::time::timeout(Duration::from_secs(60), during)
+        .await
+        .expect("the request sent while the worker was down hung")
+        .unwrap()
+        .expect("the request sent while the worker was down failed");
+    assert_eq!(during.into_inner().usage.unwrap().completion_tokens, 4);
     gateway.terminate();
 }
 
@@ -126,23 +166,7 @@ async fn a_stream_longer_than_the_drain_ends_unavailable_saying_so() {
         "[[model]]\nname = \"identity\"\nidentity = true\nslices = [\"cpu:0\"]\n",
         &[],
     );
-    let channel = tonic::transport::Endpoint::from_shared(gateway.url())
-        .unwrap()
-        .initial_stream_window_size(1024)
-        .connect()
-        .await
-        .unwrap();
-    let mut stream = InferenceClient::new(channel)
-        .generate_stream(GenerateRequest {
-            model: "identity".into(),
-            prompt: "abc".into(),
-            max_tokens: Some(4000),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    stream.message().await.unwrap().unwrap();
+    let mut stream = slow_reader(&gateway.url()).await;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(gateway.pid() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -168,4 +192,49 @@ async fn a_stream_longer_than_the_drain_ends_unavailable_saying_so() {
     assert!(started.elapsed() < Duration::from_secs(10));
     let exit = gateway.child.wait().unwrap();
     assert!(exit.success(), "{exit:?}");
+}
+
+#[tokio::test]
+async fn a_client_that_reads_nothing_gives_back_its_place_on_the_worker() {
+    // One place on the worker: a second request waits for the first's.
+    let mut gateway = gateway_up(
+        "faults-stall",
+        "[[model]]\nname = \"identity\"\nidentity = true\nslices = [\"cpu:0\"]\nargs = [\"--max-batch-size\", \"1\"]\n",
+        &["--stall-timeout", "1"],
+    );
+    let mut stalled = slow_reader(&gateway.url()).await;
+    // The client now reads nothing: its window fills, the gateway stops
+    // relaying, and after --stall-timeout the stream gives its place back.
+    let started = Instant::now();
+    let mut other = gateway_client(&gateway.url()).await;
+    let answer = other
+        .generate(GenerateRequest {
+            model: "identity".into(),
+            prompt: "xyz".into(),
+            max_tokens: Some(4),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.text, "xyzx");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(15),
+        "the second request waited {waited:?} for the stalled stream's place"
+    );
+    // Reading again, the client finds what was sent before, then the status.
+    let status = loop {
+        match stalled.message().await {
+            Ok(Some(m)) => assert_eq!(m.finish_reason, 0, "the stalled stream finished: {m:?}"),
+            Ok(None) => panic!("the stalled stream ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().contains("read nothing of this stream"),
+        "{status:?}"
+    );
+    gateway.terminate();
 }

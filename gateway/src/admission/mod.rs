@@ -67,6 +67,8 @@ fn tenant_share(capacity: u32, keep_room: bool) -> u32 {
 #[derive(Debug, Clone, Copy)]
 pub struct Ticket<'a> {
     pub model: &'a str,
+    /// Only workers on slices of this profile; empty means any.
+    pub profile: &'a str,
     /// The tenant label: fairness is between these.
     pub tenant: &'a str,
     pub priority: Priority,
@@ -110,16 +112,25 @@ pub enum Shed {
     /// The deadline passed while it waited: `DEADLINE_EXCEEDED`, not a shed.
     #[error("deadline exceeded while waiting for a worker")]
     Expired,
+    /// The model's workers went down and none came back while it waited:
+    /// `UNAVAILABLE`, like a model with no healthy worker.
+    #[error("no healthy worker of model `{model}` came back in {waited_ms} ms")]
+    Down {
+        model: String,
+        workers: usize,
+        waited_ms: u64,
+    },
 }
 
 /// Every `reason` label of `mig_gateway_admission_shed_total`.
-const SHED_REASONS: [&str; 6] = [
+const SHED_REASONS: [&str; 7] = [
     "queue_full",
     "wait_limit",
     "deadline",
     "evicted",
     "waited",
     "expired",
+    "no_worker",
 ];
 
 impl Shed {
@@ -132,6 +143,7 @@ impl Shed {
             Shed::Evicted { .. } => "evicted",
             Shed::Waited { .. } => "waited",
             Shed::Expired => "expired",
+            Shed::Down { .. } => "no_worker",
         }
     }
 
@@ -143,7 +155,7 @@ impl Shed {
             | Shed::Deadline { retry_after_s, .. }
             | Shed::Evicted { retry_after_s, .. }
             | Shed::Waited { retry_after_s, .. } => *retry_after_s,
-            Shed::Expired => 0,
+            Shed::Expired | Shed::Down { .. } => 0,
         })
     }
 }
@@ -153,11 +165,17 @@ pub struct Admission {
     registry: Arc<Registry>,
     metrics: Arc<GatewayMetrics>,
     limits: QueueLimits,
-    queues: Mutex<HashMap<String, Arc<ModelQueue>>>,
+    /// By model and profile (empty for requests that take any).
+    queues: Mutex<HashMap<(String, String), Arc<ModelQueue>>>,
 }
 
+/// The queue of one model's requests, or of those naming one of its slice
+/// profiles: they wait for room on that profile's workers only. (The two
+/// kinds count the same workers apart; what they overcommit waits in the
+/// workers' own queues.)
 struct ModelQueue {
     model: String,
+    profile: String,
     state: Mutex<QueueState>,
 }
 
@@ -177,6 +195,9 @@ struct QueueState {
     released: VecDeque<Instant>,
     /// Seconds a slot is held per token of its cost (moving average).
     seconds_per_token: Option<f64>,
+    /// When the model last had a healthy worker: with none now, a request
+    /// waits for one to come back (a restart) only if this is recent.
+    served_at: Option<Instant>,
 }
 
 /// Completions kept for the drain rate.
@@ -277,7 +298,7 @@ impl Drop for WaitGuard<'_> {
                 .waiting
                 .remove(self.priority, self.tenant, self.id)
                 .is_some();
-            self.admission.publish_depth(&self.queue.model, &state);
+            self.admission.publish_depth(self.queue, &state);
             removed
         };
         if removed {
@@ -325,25 +346,30 @@ impl Admission {
         })
     }
 
-    fn queue(&self, model: &str) -> Arc<ModelQueue> {
+    fn queue(&self, model: &str, profile: &str) -> Arc<ModelQueue> {
+        let key = (model.to_string(), profile.to_string());
         let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(queue) = queues.get(model) {
+        if let Some(queue) = queues.get(&key) {
             return queue.clone();
         }
+        let first_of_model = !queues.keys().any(|(m, _)| m == model);
         let queue = Arc::new(ModelQueue {
             model: model.to_string(),
+            profile: profile.to_string(),
             state: Mutex::new(QueueState::default()),
         });
-        queues.insert(model.to_string(), queue.clone());
+        queues.insert(key, queue.clone());
         drop(queues);
-        self.zero_series(model);
+        if first_of_model {
+            self.zero_series(model);
+        }
         queue
     }
 
     /// The model's admission series, at zero from its first request on, so
     /// dashboards and `rate()` see them before the first shed.
     fn zero_series(&self, model: &str) {
-        self.publish_depth(model, &QueueState::default());
+        self.depth_gauges(model, &QueueState::default());
         for priority in CLASSES {
             for reason in SHED_REASONS {
                 self.shed_counter(model, priority, reason).increment(0);
@@ -357,28 +383,39 @@ impl Admission {
             .increment(0);
     }
 
-    /// Requests the model's healthy workers take at once.
-    fn capacity(&self, model: &str) -> u32 {
-        self.registry
-            .workers(model)
-            .unwrap_or_default()
+    /// Requests the model's healthy workers (of `profile`, unless empty)
+    /// take at once.
+    fn capacity(&self, model: &str, profile: &str) -> u32 {
+        self.workers_of(model, profile)
             .iter()
             .filter(|w| w.is_healthy())
             .map(|w| w.capacity())
             .sum()
     }
 
+    /// The model's workers, of `profile` unless empty.
+    fn workers_of(&self, model: &str, profile: &str) -> Vec<Arc<crate::registry::WorkerHandle>> {
+        let mut workers = self.registry.workers(model).unwrap_or_default();
+        if !profile.is_empty() {
+            workers.retain(|w| w.profile().as_deref() == Some(profile));
+        }
+        workers
+    }
+
     /// Waits for room on a worker of the ticket's model, in turn; or
     /// refuses at once when the request could not start in time.
     pub async fn acquire(self: &Arc<Self>, ticket: Ticket<'_>) -> Result<Slot, Shed> {
-        let capacity = self.capacity(ticket.model);
-        if capacity == 0 {
+        let capacity = self.capacity(ticket.model, ticket.profile);
+        let now = Instant::now();
+        if capacity == 0 && !self.restarting(ticket.model, ticket.profile, now) {
             return Ok(Slot::uncounted());
         }
-        let queue = self.queue(ticket.model);
-        let now = Instant::now();
+        let queue = self.queue(ticket.model, ticket.profile);
         let (id, grant) = {
             let mut state = queue.lock();
+            if capacity > 0 {
+                state.served_at = Some(now);
+            }
             let room_now = state.may_start(ticket.tenant, capacity, self.limits.keep_room);
             if state.waiting.is_empty() && room_now {
                 state.started(ticket.tenant);
@@ -386,7 +423,9 @@ impl Admission {
             }
             // With room for this tenant now (those waiting may not start
             // more), the pump below starts it at once: nothing to predict.
-            if !room_now {
+            // With no worker up, what was measured says nothing of when
+            // one comes back: the request waits, within its bounds.
+            if !room_now && capacity > 0 {
                 if let Err(shed) = self.refuse_early(&state, ticket, now) {
                     drop(state);
                     self.count_shed(ticket.model, ticket.priority, &shed);
@@ -426,7 +465,7 @@ impl Admission {
                     grant: tx,
                 },
             );
-            self.publish_depth(ticket.model, &state);
+            self.publish_depth(&queue, &state);
             (id, rx)
         };
         // A slot may have come free between the capacity read and the push.
@@ -459,6 +498,20 @@ impl Admission {
                 retry_after_s: 1,
             },
             Err(_) if ticket.deadline.is_some_and(|d| d <= limit) => Shed::Expired,
+            Err(_) if self.capacity(ticket.model, ticket.profile) == 0 => {
+                let workers = self.workers_of(ticket.model, ticket.profile).len();
+                if workers == 0 {
+                    // The model itself is gone (its registered workers
+                    // left): routing answers NOT_FOUND.
+                    drop(guard);
+                    return Ok(Slot::uncounted());
+                }
+                Shed::Down {
+                    model: ticket.model.to_string(),
+                    workers,
+                    waited_ms: ms(now.elapsed()),
+                }
+            }
             Err(_) => Shed::Waited {
                 model: ticket.model.to_string(),
                 waited_ms: ms(now.elapsed()),
@@ -470,6 +523,27 @@ impl Admission {
             self.count_shed(ticket.model, ticket.priority, &shed);
         }
         Err(shed)
+    }
+
+    /// Whether the model, with no healthy worker now, had one within the
+    /// queue's wait limit and still has workers: one being restarted, worth
+    /// waiting for. A model never served, down for longer, or gone (its
+    /// registered workers left) is answered at once.
+    fn restarting(&self, model: &str, profile: &str, now: Instant) -> bool {
+        if self.workers_of(model, profile).is_empty() {
+            return false;
+        }
+        let queue = {
+            let queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+            queues
+                .get(&(model.to_string(), profile.to_string()))
+                .cloned()
+        };
+        queue.is_some_and(|q| {
+            q.lock()
+                .served_at
+                .is_some_and(|t| now.duration_since(t) < self.limits.max_wait)
+        })
     }
 
     /// A waiting request refused before it queues: it would wait past the
@@ -558,8 +632,11 @@ impl Admission {
     /// Starts waiting requests while the model's workers have room; those
     /// whose deadline has passed are told so and skipped.
     fn pump(&self, queue: &Arc<ModelQueue>) {
-        let capacity = self.capacity(&queue.model);
+        let capacity = self.capacity(&queue.model, &queue.profile);
         let mut state = queue.lock();
+        if capacity > 0 {
+            state.served_at = Some(Instant::now());
+        }
         for expired in state.waiting.expired(Instant::now()) {
             let _ = expired.grant.send(Err(Shed::Expired));
         }
@@ -581,7 +658,7 @@ impl Admission {
                 state.started(&waiter.tenant);
             }
         }
-        self.publish_depth(&queue.model, &state);
+        self.publish_depth(queue, &state);
     }
 
     /// Starts waiting requests of every model: called when workers' health
@@ -599,7 +676,15 @@ impl Admission {
         }
     }
 
-    fn publish_depth(&self, model: &str, state: &QueueState) {
+    /// The depth gauges follow the queue of requests that name no profile
+    /// (those that do are not in them).
+    fn publish_depth(&self, queue: &ModelQueue, state: &QueueState) {
+        if queue.profile.is_empty() {
+            self.depth_gauges(&queue.model, state);
+        }
+    }
+
+    fn depth_gauges(&self, model: &str, state: &QueueState) {
         for priority in CLASSES {
             self.metrics
                 .gauge(

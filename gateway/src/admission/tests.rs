@@ -34,6 +34,7 @@ fn admission(batch: u32, limits: QueueLimits) -> (Arc<Admission>, Arc<WorkerHand
 fn ticket(tenant: &str, priority: Priority) -> Ticket<'_> {
     Ticket {
         model: "m",
+        profile: "",
         tenant,
         priority,
         cost: 10,
@@ -215,7 +216,7 @@ async fn a_waiter_that_gives_up_leaves_no_slot_behind() {
     )
     .await;
     assert!(matches!(again, Ok(Ok(_))));
-    assert_eq!(admission.queue("m").lock().running, 1);
+    assert_eq!(admission.queue("m", "").lock().running, 1);
 }
 
 #[tokio::test]
@@ -226,6 +227,62 @@ async fn without_a_healthy_worker_routing_answers() {
         .acquire(ticket("t", Priority::Standard))
         .await
         .unwrap();
+    assert!(slot.held.is_none());
+}
+
+#[tokio::test]
+async fn a_request_waits_for_a_worker_that_is_restarting_not_for_one_never_up() {
+    let limits = QueueLimits {
+        max_wait: Duration::from_millis(300),
+        ..QueueLimits::default()
+    };
+    let (admission, w) = admission(1, limits);
+    drop(
+        admission
+            .acquire(ticket("t", Priority::Standard))
+            .await
+            .unwrap(),
+    );
+    // Its only worker dies (the supervisor restarts it): a request waits.
+    w.mark_unhealthy();
+    let waiting = {
+        let admission = admission.clone();
+        tokio::spawn(async move { admission.acquire(ticket("t", Priority::Standard)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiting.is_finished(), "it must wait for the restart");
+    // Back: the pump starts it on a counted slot.
+    w.record_probe(Some(WorkerInfo {
+        model: "m".into(),
+        kind: ModelKind::Generate as i32,
+        batching: Some(Batching {
+            max_batch_size: 1,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }));
+    admission.pump_all();
+    let slot = waiting.await.unwrap().unwrap();
+    assert!(slot.held.is_some());
+    drop(slot);
+    // Down again, and not back within the wait limit: UNAVAILABLE's shed.
+    w.mark_unhealthy();
+    let started = Instant::now();
+    match admission.acquire(ticket("t", Priority::Standard)).await {
+        Err(Shed::Down { workers: 1, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    // Down for longer than the wait limit: answered at once (routing says
+    // no worker is healthy).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let slot = tokio::time::timeout(
+        Duration::from_millis(100),
+        admission.acquire(ticket("t", Priority::Standard)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert!(slot.held.is_none());
 }
 
@@ -302,7 +359,69 @@ fn every_shed_reason_has_its_zero_series() {
             retry_after_s: 1,
         },
         Shed::Expired,
+        Shed::Down {
+            model: "m".into(),
+            workers: 1,
+            waited_ms: 1,
+        },
     ];
     let reasons: Vec<&str> = sheds.iter().map(Shed::reason).collect();
     assert_eq!(reasons, SHED_REASONS);
+}
+
+#[tokio::test]
+async fn a_request_naming_a_profile_waits_for_room_on_that_profile_only() {
+    let registry = Arc::new(Registry::default());
+    let mut workers = Vec::new();
+    for (port, profile) in [(1, "small"), (2, "big")] {
+        let w = Arc::new(
+            WorkerHandle::new(
+                "m".into(),
+                format!("http://127.0.0.1:{port}"),
+                WorkerOrigin::Fleet,
+            )
+            .unwrap(),
+        );
+        w.record_probe(Some(WorkerInfo {
+            model: "m".into(),
+            kind: ModelKind::Generate as i32,
+            profile: profile.into(),
+            batching: Some(Batching {
+                max_batch_size: 1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }));
+        registry.add(w.clone());
+        workers.push(w);
+    }
+    let admission = Admission::new(registry, GatewayMetrics::new(), QueueLimits::default());
+    let on = |profile| Ticket {
+        profile,
+        ..ticket("t", Priority::Standard)
+    };
+    let small = admission.acquire(on("small")).await.unwrap();
+    // The small slice's one place is taken: the next request for it
+    // waits, though the big slice has room.
+    let waiting = {
+        let admission = admission.clone();
+        tokio::spawn(async move { admission.acquire(on("small")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the small slice is full: it must wait"
+    );
+    let big = tokio::time::timeout(Duration::from_millis(200), admission.acquire(on("big")))
+        .await
+        .expect("the big slice has room")
+        .unwrap();
+    assert!(big.held.is_some());
+    drop(small);
+    let next = tokio::time::timeout(Duration::from_secs(1), waiting)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(next.held.is_some());
 }

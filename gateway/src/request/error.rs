@@ -82,6 +82,7 @@ impl From<Shed> for GatewayError {
         match shed {
             // Its own deadline passed while it waited.
             Shed::Expired => GatewayError::DeadlineExceeded,
+            Shed::Down { model, workers, .. } => GatewayError::NoHealthyWorker { model, workers },
             shed => GatewayError::Shed(shed),
         }
     }
@@ -96,11 +97,13 @@ impl GatewayError {
         // UNKNOWN is not a connection failure, so it must not take the
         // worker out of routing (a request could then do it on purpose);
         // it is relayed as INTERNAL: a client never sees UNKNOWN.
-        // CANCELLED from a worker call is either tonic's own deadline
-        // ("Timeout expired": the request's, carried to the worker) or the
-        // transport's (hyper's "operation was canceled" when the connection
-        // dies under a call): the gateway never cancels a call whose status
-        // it then reads, and a worker answers a deadline DEADLINE_EXCEEDED.
+        // CANCELLED from a worker call is the transport's (hyper's
+        // "operation was canceled" when the connection dies under a call):
+        // the gateway never cancels a call whose status it then reads, and
+        // a worker answers a deadline DEADLINE_EXCEEDED. tonic's channel
+        // timeout ("Timeout expired") is not on the call path any more
+        // (calls go on `crate::worker_connections`), but were it to come
+        // back it is the request's deadline, not a broken worker.
         let timed_out = status.code() == Code::DeadlineExceeded
             || (status.code() == Code::Cancelled
                 && status.message() == tonic::TimeoutExpired(()).to_string());

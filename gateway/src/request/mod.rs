@@ -8,19 +8,23 @@
 //! - [`service`]: the `Inference` service: each call admitted
 //!   (`crate::admission`), routed, dispatched and relayed.
 //! - [`routing`]: picks a healthy worker of the requested model and kind.
-//! - [`relay`]: one dispatch routine for every call (a sibling worker is
-//!   tried while the chosen one cannot be reached or refuses, before any
-//!   answer) and one relay of a worker's token stream, collected or
-//!   streamed; [`retry`]: the budget those retries draw on.
+//! - [`dispatch`]: one dispatch routine for every call (a sibling worker
+//!   is tried while the chosen one cannot be reached or refuses, before
+//!   any answer); [`retry`]: the budget those retries draw on.
+//! - [`relay`]: a worker's token stream as the client's response stream
+//!   (or collected into one answer), each message counted and paid for;
+//!   [`stall`]: the watchdog that ends a stream whose client reads nothing.
 //! - [`tracking`]: one request followed from arrival to its terminal
 //!   status: tokens per slice as they stream, latencies, the final code.
 //! - [`error`]: the gateway's errors and the one place they become a gRPC
 //!   status.
 
+pub mod dispatch;
 pub mod error;
 pub mod layers;
 pub mod relay;
 pub mod retry;
 pub mod routing;
 pub mod service;
+pub mod stall;
 pub mod tracking;

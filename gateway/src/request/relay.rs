@@ -1,256 +1,273 @@
-//! A call from the gateway to a worker and back: one dispatch routine for
-//! every kind of call, and one relay of a worker's token stream.
+//! A worker's token stream on its way to the client: every message counted
+//! as it passes ([`Tracked`]) and paid for from the tenant's quota, and
+//! exactly one outcome, whatever fails.
 //!
-//! [`dispatch`] picks a healthy worker of the route and sends it the call
-//! with what is left of the client's deadline; while the chosen worker
-//! cannot be reached, or refuses the call (its queue full, shutting down),
-//! it tries another of the model's workers: nothing was answered yet, so
-//! nothing is lost. Unreachable workers are marked unhealthy; retries are
-//! bounded per call and by the gateway's [`RetryBudget`]. [`relay`] then takes
-//! the worker's stream to its end: every message counted as it passes,
-//! collected into one answer or forwarded as it comes, and exactly one
-//! outcome, whatever fails.
+//! [`Relay`] is the stream the client's response reads: it polls the
+//! worker's stream itself, in the task that writes to the client, so a
+//! message crosses no channel and no other task, and messages that arrive
+//! together leave together. A client that goes away drops it, which resets
+//! the worker's stream (the worker stops at its next token) and gives back
+//! the request's place. A client that stays but reads nothing is
+//! `super::stall`'s business.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
+use futures::{Stream, StreamExt};
 use mig_proto::inference::v1::{FinishReason, GenerateResponse, GenerateStreamResponse};
-use mig_serve::limits::PROMPT_TOKENS_HEADER;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tonic::codec::Streaming;
-use tonic::{Request, Response, Status};
+use tonic::Status;
 
+use super::dispatch::Dispatched;
 use super::error::GatewayError;
-use super::retry::{RetryBudget, MAX_RETRIES_PER_CALL};
-use super::routing::{self, Route};
 use super::tracking::Tracked;
-use crate::registry::{InFlight, Registry, WorkerClient, WorkerHandle};
+use crate::admission::Slot;
+use crate::registry::{InFlight, WorkerHandle};
 use crate::tenancy::quota::Admitted;
+use crate::worker_connections::Lease;
 
-/// A call a worker accepted.
-pub struct Dispatched<T> {
-    pub worker: Arc<WorkerHandle>,
-    /// Held while the call runs: the worker's load counts it.
-    pub in_flight: InFlight,
-    /// The worker's answer (a whole message, or the head of a stream).
-    pub response: T,
-    /// The prompt's length in tokens, when the worker said it in its
-    /// response head (`mig-prompt-tokens`).
-    pub prompt_tokens: Option<u32>,
-    /// When the call was sent to the worker that took it (after routing
-    /// and any retries: the gateway's queue wait ends here).
-    pub dispatched: Instant,
-    /// Workers tried before this one (refused or unreachable).
-    pub retries: usize,
+/// What a running stream holds on the worker; dropped when the stream ends,
+/// however it ends, which stops the worker's generation and starts the
+/// next waiting request.
+struct Live {
+    upstream: Streaming<GenerateStreamResponse>,
+    _in_flight: InFlight,
+    _slot: Slot,
+    /// Last: back in the pool after the worker's stream was reset.
+    _connection: Lease,
 }
 
-/// Sends `message` through `call` to a worker of `route`, trying the model's
-/// other healthy workers while the chosen one cannot be reached or refuses.
-pub async fn dispatch<M, T, F, Fut>(
-    registry: &Registry,
-    retries: &RetryBudget,
-    route: Route<'_>,
-    message: &M,
-    deadline: Option<Instant>,
-    call: F,
-) -> Result<Dispatched<T>, GatewayError>
-where
-    M: Clone,
-    F: Fn(WorkerClient, Request<M>) -> Fut,
-    Fut: Future<Output = Result<Response<T>, Status>>,
-{
-    let mut tried = Vec::new();
-    retries.deposit();
-    loop {
-        let worker = routing::select(registry, route, &tried)?;
-        let in_flight = worker.begin(route.cost);
-        let request = with_deadline(message.clone(), deadline)?;
-        let dispatched = Instant::now();
-        let answer = tokio::select! {
-            answer = call(worker.client(), request) => answer,
-            () = until(deadline) => return Err(GatewayError::DeadlineExceeded),
-        };
-        match answer {
-            Ok(response) => {
-                let prompt_tokens = response
-                    .metadata()
-                    .get(PROMPT_TOKENS_HEADER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse().ok());
-                return Ok(Dispatched {
-                    worker,
-                    in_flight,
-                    response: response.into_inner(),
-                    prompt_tokens,
-                    dispatched,
-                    retries: tried.len(),
-                });
-            }
-            Err(status) => {
-                let refused = status.code() == tonic::Code::ResourceExhausted;
-                match GatewayError::from_worker(&worker.id(), status) {
-                    // Unreachable: out of routing until a probe answers,
-                    // and the next worker is tried (none left: UNAVAILABLE).
-                    GatewayError::WorkerUnreachable { .. } => {
-                        worker.mark_unhealthy();
-                        tried.push(worker.address());
-                    }
-                    // Refused (its queue full): another replica may take
-                    // it, within the call's and the gateway's budgets; else
-                    // the worker's own answer goes back.
-                    failure => {
-                        tried.push(worker.address());
-                        let another = registry.workers(route.model).is_some_and(|w| {
-                            w.iter()
-                                .any(|o| o.is_healthy() && !tried.contains(&o.address()))
-                        });
-                        if !(refused
-                            && another
-                            && tried.len() <= MAX_RETRIES_PER_CALL
-                            && retries.withdraw())
-                        {
-                            return Err(failure);
-                        }
-                    }
+/// One generation relayed from its worker, as a stream of messages ending
+/// with the worker's final message or one error.
+pub struct Relay {
+    live: Option<Live>,
+    worker: Arc<WorkerHandle>,
+    tracked: Option<Tracked>,
+    admitted: Admitted,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Completes when the gateway's drain period is about to run out.
+    cutoff: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// An error to end the stream with, after the message just yielded.
+    pending: Option<Status>,
+    /// Tokens relayed so far.
+    tokens: u64,
+    /// Messages yielded since the relay last returned `Pending`.
+    since_flush: usize,
+    /// How many may go before it does: [`MAX_BURST`] for a stream, no
+    /// limit when collected.
+    burst: usize,
+    /// The first message, taken by [`Relay::peek`], to yield first.
+    peeked: Option<GenerateStreamResponse>,
+    /// Whether the last `Pending` only let the encoder write (messages
+    /// are ready), rather than waiting for the worker.
+    flushing: bool,
+}
+
+/// Messages yielded in a row before the relay returns `Pending` once, so
+/// the response's encoder writes what it gathered. The encoder gathers
+/// every message that is ready into one write (up to 32 KiB): a worker
+/// that runs ahead of a slow client would otherwise park that much behind
+/// the client's flow-control window, and a status (the drain's, a stall's)
+/// behind it. Sixteen keep writes few and what waits for a slow client
+/// small.
+const MAX_BURST: usize = 16;
+
+impl Relay {
+    /// Starts relaying the stream of a generation a worker took, counted
+    /// in `tracked` and paid from `admitted`; `slot` is its place in the
+    /// model's admission. `cutoff` turns true when the gateway's drain
+    /// runs out.
+    pub fn new(
+        opened: Dispatched<Streaming<GenerateStreamResponse>>,
+        slot: Slot,
+        tracked: Tracked,
+        admitted: Admitted,
+        deadline: Option<Instant>,
+        mut cutoff: watch::Receiver<bool>,
+    ) -> Relay {
+        Relay {
+            live: Some(Live {
+                upstream: opened.response,
+                _in_flight: opened.in_flight,
+                _slot: slot,
+                _connection: opened.connection,
+            }),
+            worker: opened.worker,
+            tracked: Some(tracked),
+            admitted,
+            deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into()))),
+            cutoff: Box::pin(async move {
+                if cutoff.wait_for(|&cut| cut).await.is_err() {
+                    // The gateway is gone without a cutoff: nothing to wait for.
+                    std::future::pending::<()>().await;
                 }
-                tracing::debug!(model = route.model, worker = %worker.id(), "call sent to another replica");
-            }
+            }),
+            pending: None,
+            tokens: 0,
+            since_flush: 0,
+            burst: MAX_BURST,
+            peeked: None,
+            flushing: false,
         }
     }
-}
 
-/// Where a relayed stream goes.
-pub enum Sink {
-    /// Into one answer (`Generate`).
-    Collect(String),
-    /// To the client as it comes (`GenerateStream`). A client that takes
-    /// no message for `stall` has its stream ended: it would otherwise hold
-    /// its place on the worker (and in the model's admission) for ever.
-    Forward {
-        out: mpsc::Sender<Result<GenerateStreamResponse, Status>>,
-        stall: std::time::Duration,
-    },
-}
-
-/// How a relay ended, when it did not fail.
-pub enum Relayed {
-    /// The worker's final message went through; `Collect` gives the whole
-    /// answer.
-    Done(Option<GenerateResponse>),
-    /// The client went away (`Forward`): dropping the worker's stream resets
-    /// it, and the worker stops at its next token.
-    ClientGone,
-}
-
-impl Sink {
-    /// Completes when a forwarding sink's client is gone; never for `Collect`.
-    async fn closed(&self) {
-        match self {
-            Sink::Collect(_) => std::future::pending().await,
-            Sink::Forward { out, .. } => out.closed().await,
-        }
+    /// Ends the stream with `error`, yielded next: what it held on the
+    /// worker goes back at once, and the terminal status is counted.
+    pub fn cut(&mut self, error: GatewayError) {
+        self.pending = Some(self.fail(error));
     }
-}
 
-/// Takes a worker's token stream to its final message (or the deadline, or
-/// a failure), counting every message in `tracked` as it passes and paying
-/// for its tokens from the tenant's quota: a stream that empties it is cut
-/// after the message that did.
-pub async fn relay(
-    worker: &WorkerHandle,
-    mut upstream: Streaming<GenerateStreamResponse>,
-    deadline: Option<Instant>,
-    tracked: &mut Tracked,
-    admitted: &mut Admitted,
-    cutoff: &mut watch::Receiver<bool>,
-    mut sink: Sink,
-) -> Result<Relayed, GatewayError> {
-    let mut tokens = 0u64;
-    loop {
-        let message = tokio::select! {
-            () = sink.closed() => return Ok(Relayed::ClientGone),
-            () = until(deadline) => return Err(GatewayError::DeadlineExceeded),
-            Ok(_) = cutoff.wait_for(|&cut| cut) => return Err(GatewayError::ShuttingDown { tokens }),
-            message = upstream.message() => message,
+    /// Ends the stream with `error`, returned: what it held on the worker
+    /// goes back at once, and the terminal status is counted.
+    fn fail(&mut self, error: GatewayError) -> Status {
+        self.live = None;
+        let status = Status::from(error);
+        if let Some(tracked) = self.tracked.take() {
+            tracked.finish(status.code());
+        }
+        status
+    }
+
+    /// Tokens relayed so far.
+    pub fn tokens(&self) -> u64 {
+        self.tokens
+    }
+
+    /// Whether the stream has ended (its last message or error yielded, or
+    /// about to be).
+    pub fn ended(&self) -> bool {
+        self.live.is_none()
+    }
+
+    /// Whether the relay has messages for the client, or is waiting for
+    /// the worker (its last poll found nothing to yield).
+    pub fn waiting_for_worker(&self) -> bool {
+        !self.flushing
+    }
+
+    fn poll_message(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<GenerateStreamResponse, Status>>> {
+        self.flushing = false;
+        if let Some(message) = self.peeked.take() {
+            self.since_flush += 1;
+            return Poll::Ready(Some(Ok(message)));
+        }
+        if let Some(status) = self.pending.take() {
+            return Poll::Ready(Some(Err(status)));
+        }
+        if self.since_flush >= self.burst {
+            // Let the encoder write what it gathered (see MAX_BURST).
+            self.since_flush = 0;
+            self.flushing = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let Some(live) = self.live.as_mut() else {
+            return Poll::Ready(None);
         };
-        let message = match message {
-            Ok(Some(message)) => message,
-            Ok(None) => {
-                return Err(GatewayError::IncompleteStream {
-                    worker: worker.id(),
-                })
+        if self.cutoff.as_mut().poll(cx).is_ready() {
+            let tokens = self.tokens;
+            return Poll::Ready(Some(Err(self.fail(GatewayError::ShuttingDown { tokens }))));
+        }
+        if let Some(deadline) = self.deadline.as_mut() {
+            if deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Some(Err(self.fail(GatewayError::DeadlineExceeded))));
             }
-            Err(status) => {
-                return Err(match GatewayError::from_worker(&worker.id(), status) {
+        }
+        let message = match ready!(live.upstream.poll_next_unpin(cx)) {
+            Some(Ok(message)) => message,
+            None => {
+                let worker = self.worker.id();
+                return Poll::Ready(Some(Err(
+                    self.fail(GatewayError::IncompleteStream { worker })
+                )));
+            }
+            Some(Err(status)) => {
+                let error = match GatewayError::from_worker(&self.worker.id(), status) {
                     GatewayError::WorkerUnreachable { worker, message } => {
                         GatewayError::WorkerLost {
                             worker,
-                            tokens,
+                            tokens: self.tokens,
                             message,
                         }
                     }
                     other => other,
-                })
+                };
+                return Poll::Ready(Some(Err(self.fail(error))));
             }
         };
-        tokens += u64::from(message.token_count);
-        tracked.relayed(&message);
-        let paid = admitted.pay_message(&message);
-        let last = message.finish_reason != FinishReason::Unspecified as i32;
-        match &mut sink {
-            Sink::Collect(text) => {
-                text.push_str(&message.text);
-                if last {
-                    return Ok(Relayed::Done(Some(GenerateResponse {
-                        text: std::mem::take(text),
-                        finish_reason: message.finish_reason,
-                        usage: message.usage,
-                        served_by: message.served_by,
-                    })));
-                }
+        self.tokens += u64::from(message.token_count);
+        if let Some(tracked) = self.tracked.as_mut() {
+            tracked.relayed(&message);
+        }
+        let paid = self.admitted.pay_message(&message);
+        if message.finish_reason != FinishReason::Unspecified as i32 {
+            self.live = None;
+            if let Some(tracked) = self.tracked.take() {
+                tracked.finish(tonic::Code::Ok);
             }
-            Sink::Forward { out, stall } => {
-                // A client that does not read holds this send: the stall
-                // bound and the drain's cutoff still end the stream.
-                let sent = tokio::select! {
-                    sent = out.send(Ok(message)) => sent,
-                    () = tokio::time::sleep(*stall) => {
-                        return Err(GatewayError::ClientStalled { tokens, stall: *stall })
-                    }
-                    Ok(_) = cutoff.wait_for(|&cut| cut) => return Err(GatewayError::ShuttingDown { tokens }),
-                };
-                if sent.is_err() {
-                    return Ok(Relayed::ClientGone);
-                }
-                if last {
-                    return Ok(Relayed::Done(None));
-                }
+        } else if let Err(over) = paid {
+            // The quota is spent: this message goes, then the stream ends
+            // (dropping the worker's stream stops its generation).
+            self.cut(GatewayError::OverLimit(over));
+        }
+        self.since_flush += 1;
+        Poll::Ready(Some(Ok(message)))
+    }
+
+    /// Waits for the stream's first message, kept to be yielded first, so
+    /// the response's headers leave with it in one write (the client has
+    /// nothing to do with headers alone), and a stream that fails before
+    /// its first message is answered with a plain status.
+    pub async fn peek(&mut self) -> Result<(), Status> {
+        match self.next().await {
+            Some(Ok(message)) => {
+                self.since_flush = 0;
+                self.peeked = Some(message);
+                Ok(())
+            }
+            Some(Err(status)) => Err(status),
+            // The relay ends with the final message or an error, never short.
+            None => Err(self.fail(GatewayError::IncompleteStream {
+                worker: self.worker.id(),
+            })),
+        }
+    }
+
+    /// The whole answer of a `Generate` call: the stream, collected.
+    pub async fn collect(mut self) -> Result<GenerateResponse, Status> {
+        // Nothing is written before the end: no reason to pause.
+        self.burst = usize::MAX;
+        let mut text = String::new();
+        while let Some(message) = self.next().await {
+            let message = message?;
+            text.push_str(&message.text);
+            if message.finish_reason != FinishReason::Unspecified as i32 {
+                return Ok(GenerateResponse {
+                    text,
+                    finish_reason: message.finish_reason,
+                    usage: message.usage,
+                    served_by: message.served_by,
+                });
             }
         }
-        // Not the last message, and the quota is spent: dropping the
-        // worker's stream stops its generation.
-        paid.map_err(GatewayError::OverLimit)?;
+        // The relay ends with the final message or an error, never short.
+        Err(self.fail(GatewayError::IncompleteStream {
+            worker: self.worker.id(),
+        }))
     }
 }
 
-/// The request for the worker, carrying what is left of the client's deadline.
-fn with_deadline<T>(message: T, deadline: Option<Instant>) -> Result<Request<T>, GatewayError> {
-    let mut request = Request::new(message);
-    if let Some(deadline) = deadline {
-        let left = deadline
-            .checked_duration_since(Instant::now())
-            .filter(|d| !d.is_zero())
-            .ok_or(GatewayError::DeadlineExceeded)?;
-        request.set_timeout(left);
-    }
-    Ok(request)
-}
+impl Stream for Relay {
+    type Item = Result<GenerateStreamResponse, Status>;
 
-/// Waits until the deadline, or forever without one.
-async fn until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d.into()).await,
-        None => std::future::pending().await,
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_message(cx)
     }
 }

@@ -11,22 +11,22 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::StreamExt;
 use mig_proto::inference::v1::inference_server::Inference;
 use mig_proto::inference::v1::{
     EmbedRequest, EmbedResponse, GenerateRequest, GenerateResponse, GenerateStreamResponse,
     ListModelsRequest, ListModelsResponse, ModelInfo, ModelKind, WorkerHealth, WorkerStatus,
 };
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::watch;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+use super::dispatch::{self, Dispatched};
 use super::error::GatewayError;
 use super::layers::Stamp;
-use super::relay::{self, Relayed, Sink};
+use super::relay::Relay;
 use super::retry::RetryBudget;
 use super::routing::Route;
+use super::stall;
 use super::tracking::Tracked;
 use crate::admission::{Admission, Slot, Ticket};
 use crate::metrics::GatewayMetrics;
@@ -101,26 +101,61 @@ impl InferenceService {
     }
 
     /// Waits in the model's admission queue for room on a worker.
-    async fn wait_for_room(
-        &self,
-        model: &str,
-        call: &Call,
-        cost: u64,
-    ) -> Result<Slot, GatewayError> {
+    async fn wait_for_room(&self, route: Route<'_>, call: &Call) -> Result<Slot, GatewayError> {
         let priority = match &call.caller {
             Caller::Open => Priority::Standard,
             Caller::Tenant(t) => t.priority,
         };
         self.admission
             .acquire(Ticket {
-                model,
+                model: route.model,
+                profile: route.profile,
                 tenant: call.caller.label(),
                 priority,
-                cost,
+                cost: route.cost,
                 deadline: call.stamp.deadline,
             })
             .await
             .map_err(GatewayError::from)
+    }
+
+    /// Waits for room on a worker of the route's model, then sends the
+    /// call. When the worker it got turns out to be down, and no other is
+    /// healthy (a worker died and is being restarted), it waits for room
+    /// once more instead of failing: nothing was answered yet.
+    async fn admit_and_dispatch<M, T, F, Fut>(
+        &self,
+        route: Route<'_>,
+        message: &M,
+        call: &Call,
+        send: F,
+    ) -> Result<(Dispatched<T>, Slot), GatewayError>
+    where
+        M: Clone,
+        F: Fn(crate::registry::WorkerClient, Request<M>) -> Fut,
+        Fut: std::future::Future<Output = Result<Response<T>, Status>>,
+    {
+        let mut waited_again = false;
+        loop {
+            let slot = self.wait_for_room(route, call).await?;
+            let answer = dispatch::dispatch(
+                &self.registry,
+                &self.retries,
+                route,
+                message,
+                call.stamp.deadline,
+                &send,
+            )
+            .await;
+            match answer {
+                Err(GatewayError::NoHealthyWorker { .. }) if !waited_again => {
+                    // The place goes back before waiting for another.
+                    drop(slot);
+                    waited_again = true;
+                }
+                answer => return answer.map(|dispatched| (dispatched, slot)),
+            }
+        }
     }
 
     /// Who made the call, and its tracker from now on. A model name the
@@ -187,13 +222,12 @@ impl InferenceService {
         admitted: &mut Admitted,
     ) -> Result<
         (
-            relay::Dispatched<tonic::codec::Streaming<GenerateStreamResponse>>,
+            Dispatched<tonic::codec::Streaming<GenerateStreamResponse>>,
             Slot,
         ),
         GatewayError,
     > {
         let cost = generation_cost(request, self.context_length(&request.model));
-        let slot = self.wait_for_room(&request.model, call, cost).await?;
         let route = Route {
             model: &request.model,
             kind: ModelKind::Generate,
@@ -201,15 +235,11 @@ impl InferenceService {
             caller: &call.caller,
             cost,
         };
-        let opened = relay::dispatch(
-            &self.registry,
-            &self.retries,
-            route,
-            request,
-            call.stamp.deadline,
-            |mut worker, call| async move { worker.generate(call).await },
-        )
-        .await?;
+        let (opened, slot) = self
+            .admit_and_dispatch(route, request, call, |mut worker, call| async move {
+                worker.generate(call).await
+            })
+            .await?;
         self.count_retries(&request.model, opened.retries);
         if let Some(prompt) = opened.prompt_tokens {
             // Over the limit with the prompt alone: dropping the stream
@@ -221,35 +251,42 @@ impl InferenceService {
         Ok((opened, slot))
     }
 
-    /// A generation answered in one message: the worker's stream, collected.
-    async fn generate_collected(
+    /// A generation checked, admitted and taken by a worker: its stream,
+    /// relayed from now on. An error before that is counted here.
+    async fn open_generation(
         &self,
-        request: GenerateRequest,
-        call: &mut Call,
-    ) -> Result<GenerateResponse, GatewayError> {
-        self.check_generate(&request)?;
-        let mut admitted = self.admit(&call.caller, &request.model)?;
-        let (opened, _slot) = self
-            .dispatch_generation(&request, call, &mut admitted)
-            .await?;
-        call.tracked.generating(&opened.worker, opened.dispatched);
-        let sink = Sink::Collect(String::new());
-        match relay::relay(
-            &opened.worker,
-            opened.response,
-            call.stamp.deadline,
-            &mut call.tracked,
-            &mut admitted,
-            &mut self.cutoff.clone(),
-            sink,
-        )
-        .await?
-        {
-            Relayed::Done(Some(answer)) => Ok(answer),
-            // A collecting sink has no client to lose and always answers.
-            Relayed::Done(None) | Relayed::ClientGone => Err(GatewayError::IncompleteStream {
-                worker: opened.worker.id(),
-            }),
+        request: &GenerateRequest,
+        call: Call,
+    ) -> Result<Relay, Status> {
+        let opened = async {
+            self.check_generate(request)?;
+            let mut admitted = self.admit(&call.caller, &request.model)?;
+            let (opened, slot) = self
+                .dispatch_generation(request, &call, &mut admitted)
+                .await?;
+            Ok::<_, GatewayError>((opened, slot, admitted))
+        }
+        .await;
+        let Call {
+            stamp, mut tracked, ..
+        } = call;
+        match opened {
+            Ok((opened, slot, admitted)) => {
+                tracked.generating(&opened.worker, opened.dispatched);
+                Ok(Relay::new(
+                    opened,
+                    slot,
+                    tracked,
+                    admitted,
+                    stamp.deadline,
+                    self.cutoff.clone(),
+                ))
+            }
+            Err(e) => {
+                let status = Status::from(e);
+                tracked.finish(status.code());
+                Err(status)
+            }
         }
     }
 
@@ -273,7 +310,6 @@ impl InferenceService {
                 truncate: request.truncate,
             };
             let cost = inputs.iter().map(|s| s.len() as u64 / 4 + 1).sum();
-            let _slot = self.wait_for_room(&request.model, call, cost).await?;
             let route = Route {
                 model: &request.model,
                 kind: ModelKind::Embed,
@@ -281,15 +317,11 @@ impl InferenceService {
                 caller: &call.caller,
                 cost,
             };
-            let answered = relay::dispatch(
-                &self.registry,
-                &self.retries,
-                route,
-                &batch,
-                call.stamp.deadline,
-                |mut worker, call| async move { worker.embed(call).await },
-            )
-            .await?;
+            let (answered, _slot) = self
+                .admit_and_dispatch(route, &batch, call, |mut worker, call| async move {
+                    worker.embed(call).await
+                })
+                .await?;
             self.count_retries(&request.model, answered.retries);
             if i == 0 {
                 call.tracked.routed(&answered.worker, answered.dispatched);
@@ -337,17 +369,9 @@ impl Inference for InferenceService {
         &self,
         request: Request<GenerateRequest>,
     ) -> Result<Response<GenerateResponse>, Status> {
-        let mut call = self.begin(&request, &request.get_ref().model)?;
-        let request = request.into_inner();
-        let answer = self
-            .generate_collected(request, &mut call)
-            .await
-            .map_err(Status::from);
-        call.tracked.finish(match &answer {
-            Ok(_) => tonic::Code::Ok,
-            Err(status) => status.code(),
-        });
-        Ok(Response::new(answer?))
+        let call = self.begin(&request, &request.get_ref().model)?;
+        let relay = self.open_generation(request.get_ref(), call).await?;
+        Ok(Response::new(relay.collect().await?))
     }
 
     type GenerateStreamStream = GenerateStream;
@@ -357,69 +381,9 @@ impl Inference for InferenceService {
         request: Request<GenerateRequest>,
     ) -> Result<Response<Self::GenerateStreamStream>, Status> {
         let call = self.begin(&request, &request.get_ref().model)?;
-        let request = request.into_inner();
-        let opened = match self
-            .check_generate(&request)
-            .and_then(|()| self.admit(&call.caller, &request.model))
-        {
-            Ok(mut admitted) => self
-                .dispatch_generation(&request, &call, &mut admitted)
-                .await
-                .map(|opened| (opened, admitted)),
-            Err(e) => Err(e),
-        };
-        let ((opened, slot), mut admitted) = match opened {
-            Ok(opened) => opened,
-            Err(e) => {
-                let status = Status::from(e);
-                call.tracked.finish(status.code());
-                return Err(status);
-            }
-        };
-        let Call {
-            stamp, mut tracked, ..
-        } = call;
-        tracked.generating(&opened.worker, opened.dispatched);
-        let (out, out_rx) = mpsc::channel(16);
-        // The terminal error goes apart from the messages: it never waits
-        // for a client that does not read, and it follows the messages
-        // already queued when the client reads them.
-        let (end, end_rx) = oneshot::channel::<Status>();
-        let mut cutoff = self.cutoff.clone();
-        let stall = self.stall;
-        tokio::spawn(async move {
-            // Held until the relay ends, so the worker's load and the
-            // model's admission count the stream.
-            let _in_flight = opened.in_flight;
-            let _slot = slot;
-            let sink = Sink::Forward { out, stall };
-            let relayed = relay::relay(
-                &opened.worker,
-                opened.response,
-                stamp.deadline,
-                &mut tracked,
-                &mut admitted,
-                &mut cutoff,
-                sink,
-            )
-            .await;
-            match relayed {
-                Ok(Relayed::Done(_)) => tracked.finish(tonic::Code::Ok),
-                // Dropping `tracked` counts it CANCELLED.
-                Ok(Relayed::ClientGone) => {}
-                Err(failure) => {
-                    tracing::debug!(worker = %opened.worker.id(), error = %failure, "stream failed");
-                    let status = Status::from(failure);
-                    tracked.finish(status.code());
-                    let _ = end.send(status);
-                }
-            }
-        });
-        let terminal =
-            futures::stream::once(end_rx).filter_map(|end| async move { end.ok().map(Err) });
-        Ok(Response::new(Box::pin(
-            ReceiverStream::new(out_rx).chain(terminal),
-        )))
+        let mut relay = self.open_generation(request.get_ref(), call).await?;
+        relay.peek().await?;
+        Ok(Response::new(Box::pin(stall::watch(relay, self.stall))))
     }
 
     async fn embed(
