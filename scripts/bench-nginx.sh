@@ -5,7 +5,9 @@
 # `mig-loadtest sweep` that alternates between the three targets point by
 # point at 1, 4 and 16 streams. Results go to docs/benchmarks.md.
 #
-#   scripts/bench-nginx.sh [mig-loadtest flags]     # e.g. --duration 5s
+#   scripts/bench-nginx.sh [mig-loadtest sweep flags]   # e.g. --warmup 5s
+#
+# DURATION (default 10s) is the length of each point.
 #
 # nginx is fetched once with `apt-get download` and unpacked under
 # target/nginx (nothing is installed). OUT (default target/loadtest/nginx)
@@ -82,4 +84,4 @@ echo "gateway $gateway, nginx 127.0.0.1:$nginx_port, worker $worker" >&2
 unset RUST_BACKTRACE
 "$BIN_DIR/mig-loadtest" sweep --target "$gateway,127.0.0.1:$nginx_port,$worker" \
   --worker-token-file "$work/token" --model identity --concurrency 1,4,16 \
-  --duration 10s --max-tokens 64 --out "$out" "$@"
+  --duration "${DURATION:-10s}" --max-tokens 64 --out "$out" "$@"
