@@ -22,7 +22,8 @@
 //!   [`worker_connections`]: the connections calls take to a worker, one
 //!   call on each at a time.
 //! - [`metrics`]: every exported metric described in one place, and the
-//!   exposition (worker health and slice sizes written from the registry).
+//!   exposition (worker health and slice sizes written from the registry);
+//!   `metric_handles`: the request path's handles, registered once.
 //! - [`server`]: `run(registry, listener, options, shutdown)`: both rooms'
 //!   services on one listener.
 //! - [`config`]: the command line (`up`, `serve`, `slices`, `plan`, `call`).
@@ -32,6 +33,7 @@ pub mod admission;
 pub mod call_cmd;
 pub mod config;
 pub mod fleet;
+mod metric_handles;
 pub mod metrics;
 pub mod registry;
 pub mod reload;

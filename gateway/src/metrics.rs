@@ -17,6 +17,7 @@ use metrics_exporter_prometheus::{PrometheusHandle, PrometheusRecorder};
 use mig_serve::recorder::{self, LATENCY_BUCKETS, METADATA, TOKEN_BUCKETS};
 use mig_slices::compute_units;
 
+use crate::metric_handles::Handles;
 use crate::registry::{Registry, WorkerHandle};
 
 pub const GENERATED_TOKENS: &str = "mig_gateway_generated_tokens_total";
@@ -77,6 +78,23 @@ const QUEUE_BUCKETS: &[f64] = &[
 pub struct GatewayMetrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
+    /// What the request path registered, found again without a key.
+    counters: Handles<metrics::Counter>,
+    gauges: Handles<metrics::Gauge>,
+    histograms: Handles<metrics::Histogram>,
+}
+
+/// The series of one slice that a generation on it updates, registered
+/// once per slice (and again when its labels change: a first answer, a
+/// restart): relaying a message costs no lookup.
+#[derive(Debug)]
+pub(crate) struct SliceSeries {
+    pub generated_tokens: metrics::Counter,
+    pub prompt_tokens: metrics::Counter,
+    pub time_to_first_token: metrics::Histogram,
+    pub inter_token_latency: metrics::Histogram,
+    pub request_duration: metrics::Histogram,
+    pub generations_in_flight: metrics::Gauge,
 }
 
 impl GatewayMetrics {
@@ -89,7 +107,13 @@ impl GatewayMetrics {
         ]);
         describe(&recorder);
         let handle = recorder.handle();
-        let m = GatewayMetrics { recorder, handle };
+        let m = GatewayMetrics {
+            recorder,
+            handle,
+            counters: Handles::new(),
+            gauges: Handles::new(),
+            histograms: Handles::new(),
+        };
         m.gauge(
             BUILD_INFO,
             vec![Label::new("version", env!("CARGO_PKG_VERSION"))],
@@ -111,6 +135,48 @@ impl GatewayMetrics {
     pub(crate) fn histogram(&self, name: &'static str, labels: Vec<Label>) -> metrics::Histogram {
         self.recorder
             .register_histogram(&Key::from_parts(name, labels), &METADATA)
+    }
+
+    /// [`GatewayMetrics::counter`] for the request path: registered the
+    /// first time, found again after.
+    pub(crate) fn counter_with(
+        &self,
+        name: &'static str,
+        labels: &[(&'static str, &str)],
+    ) -> metrics::Counter {
+        self.counters
+            .get(name, labels, |labels| self.counter(name, labels))
+    }
+
+    pub(crate) fn gauge_with(
+        &self,
+        name: &'static str,
+        labels: &[(&'static str, &str)],
+    ) -> metrics::Gauge {
+        self.gauges
+            .get(name, labels, |labels| self.gauge(name, labels))
+    }
+
+    pub(crate) fn histogram_with(
+        &self,
+        name: &'static str,
+        labels: &[(&'static str, &str)],
+    ) -> metrics::Histogram {
+        self.histograms
+            .get(name, labels, |labels| self.histogram(name, labels))
+    }
+
+    /// The series of the slice `worker` serves on, as labelled now.
+    pub(crate) fn slice_series(&self, worker: &WorkerHandle) -> SliceSeries {
+        let labels = slice_labels(worker);
+        SliceSeries {
+            generated_tokens: self.counter(GENERATED_TOKENS, labels.clone()),
+            prompt_tokens: self.counter(PROMPT_TOKENS, labels.clone()),
+            time_to_first_token: self.histogram(TIME_TO_FIRST_TOKEN, labels.clone()),
+            inter_token_latency: self.histogram(INTER_TOKEN_LATENCY, labels.clone()),
+            request_duration: self.histogram(REQUEST_DURATION, labels.clone()),
+            generations_in_flight: self.gauge(SLICE_GENERATIONS_IN_FLIGHT, labels),
+        }
     }
 
     /// The text exposition. Worker health and slice size are written from

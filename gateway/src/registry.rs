@@ -13,6 +13,7 @@ use mig_serve::secret::{Secret, SendBearer};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::metrics::{GatewayMetrics, SliceSeries};
 pub use crate::worker_connections::WorkerClient;
 use crate::worker_connections::{ConnectError, Connections, Lease};
 
@@ -71,6 +72,9 @@ struct Conn {
 #[derive(Debug, Clone)]
 struct WorkerState {
     info: Option<WorkerInfo>,
+    /// The slice's metric series as labelled by `info` (and the address),
+    /// registered at the first request after either changed.
+    series: Option<Arc<SliceSeries>>,
     healthy: bool,
     /// The last heartbeat of a registered worker (its registration time
     /// before the first).
@@ -119,6 +123,7 @@ impl WorkerHandle {
             conn: RwLock::new(connect(&address, token)?),
             state: RwLock::new(WorkerState {
                 info: None,
+                series: None,
                 healthy: false,
                 last_heartbeat: Instant::now(),
             }),
@@ -160,6 +165,8 @@ impl WorkerHandle {
         conn.generation = current.generation + 1;
         *current = conn;
         drop(current);
+        // A worker that has not answered yet is labelled by its address.
+        self.write().series = None;
         self.restarts.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -172,9 +179,9 @@ impl WorkerHandle {
     /// is left to probes: a heartbeat proves the worker reaches the gateway,
     /// not that the gateway reaches the worker.
     pub fn heartbeat(&self, info: WorkerInfo) {
-        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.write();
         if info.model == self.model {
-            state.info = Some(info);
+            state.set_info(info);
         }
         state.last_heartbeat = Instant::now();
     }
@@ -186,6 +193,22 @@ impl WorkerHandle {
 
     pub fn info(&self) -> Option<WorkerInfo> {
         self.read().info.clone()
+    }
+
+    /// The context length the worker reported (0 when unknown).
+    pub fn context_length(&self) -> Option<u32> {
+        self.read().info.as_ref().map(|i| i.context_length)
+    }
+
+    /// The metric series of the worker's slice, registered once for as
+    /// long as its labels stay the same.
+    pub(crate) fn slice_series(&self, metrics: &GatewayMetrics) -> Arc<SliceSeries> {
+        if let Some(series) = &self.read().series {
+            return series.clone();
+        }
+        let series = Arc::new(metrics.slice_series(self));
+        self.write().series = Some(series.clone());
+        series
     }
 
     /// The profile of the worker's slice, once it has reported one.
@@ -277,12 +300,12 @@ impl WorkerHandle {
             other => other,
         };
         let healthy = info.is_some();
-        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.write();
         if state.healthy != healthy {
             tracing::info!(model = %self.model, address = %self.address(), healthy, "worker health changed");
         }
-        if info.is_some() {
-            state.info = info;
+        if let Some(info) = info {
+            state.set_info(info);
         }
         state.healthy = healthy;
         healthy
@@ -290,7 +313,7 @@ impl WorkerHandle {
 
     /// Marks the worker down after a failed call, until the next probe.
     pub fn mark_unhealthy(&self) {
-        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.write();
         if state.healthy {
             tracing::warn!(model = %self.model, address = %self.address(), "worker unreachable; marked unhealthy");
         }
@@ -299,8 +322,26 @@ impl WorkerHandle {
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, WorkerState> {
         // A poisoned lock only means a panic elsewhere while holding it; the
-        // state itself (two plain fields) is still consistent.
+        // state itself (plain fields) is still consistent.
         self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, WorkerState> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl WorkerState {
+    /// What the worker reported; its series are labelled anew when the
+    /// labels they take from it changed.
+    fn set_info(&mut self, info: WorkerInfo) {
+        let relabelled = self.info.as_ref().is_none_or(|old| {
+            old.slice != info.slice || old.profile != info.profile || old.gpu != info.gpu
+        });
+        if relabelled {
+            self.series = None;
+        }
+        self.info = Some(info);
     }
 }
 

@@ -687,12 +687,9 @@ impl Admission {
     fn depth_gauges(&self, model: &str, state: &QueueState) {
         for priority in CLASSES {
             self.metrics
-                .gauge(
+                .gauge_with(
                     ADMISSION_QUEUE_DEPTH,
-                    vec![
-                        Label::new("model", model.to_string()),
-                        Label::new("priority", priority_label(priority)),
-                    ],
+                    &[("model", model), ("priority", priority_label(priority))],
                 )
                 .set(state.waiting.len_of(priority) as f64);
         }
@@ -709,12 +706,12 @@ impl Admission {
         priority: Priority,
         reason: &'static str,
     ) -> metrics::Counter {
-        self.metrics.counter(
+        self.metrics.counter_with(
             ADMISSION_SHED,
-            vec![
-                Label::new("model", model.to_string()),
-                Label::new("priority", priority_label(priority)),
-                Label::new("reason", reason),
+            &[
+                ("model", model),
+                ("priority", priority_label(priority)),
+                ("reason", reason),
             ],
         )
     }

@@ -92,10 +92,7 @@ impl InferenceService {
     fn count_retries(&self, model: &str, retries: usize) {
         if retries > 0 {
             self.metrics
-                .counter(
-                    crate::metrics::WORKER_RETRIES,
-                    vec![metrics::Label::new("model", model.to_string())],
-                )
+                .counter_with(crate::metrics::WORKER_RETRIES, &[("model", model)])
                 .increment(retries as u64);
         }
     }
@@ -183,8 +180,8 @@ impl InferenceService {
         self.registry
             .workers(model)?
             .iter()
-            .filter_map(|w| w.info())
-            .map(|info| info.context_length as usize)
+            .filter_map(|w| w.context_length())
+            .map(|c| c as usize)
             .filter(|&c| c > 0)
             .max()
     }

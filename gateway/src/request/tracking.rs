@@ -5,24 +5,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use metrics::Label;
 use mig_proto::inference::v1::GenerateStreamResponse;
 
 use crate::metrics::{
-    slice_labels, GatewayMetrics, GENERATED_TOKENS, INTER_TOKEN_LATENCY, PROMPT_TOKENS, QUEUE_WAIT,
-    REQUESTS, REQUESTS_IN_FLIGHT, REQUEST_DURATION, SLICE_GENERATIONS_IN_FLIGHT, TENANT_REQUESTS,
-    TIME_TO_FIRST_TOKEN,
+    GatewayMetrics, SliceSeries, QUEUE_WAIT, REQUESTS, REQUESTS_IN_FLIGHT, REQUEST_DURATION,
+    TENANT_REQUESTS,
 };
 use crate::registry::WorkerHandle;
-
-/// The per-slice series a request updates.
-struct SliceSeries {
-    generated_tokens: metrics::Counter,
-    prompt_tokens: metrics::Counter,
-    time_to_first_token: metrics::Histogram,
-    inter_token_latency: metrics::Histogram,
-    request_duration: metrics::Histogram,
-}
 
 /// One request, from arrival to its one terminal status. Dropped without
 /// [`Tracked::finish`] (the client went away), it counts as `CANCELLED`.
@@ -32,12 +21,12 @@ pub struct Tracked {
     /// The caller's `tenant` label.
     tenant: String,
     arrived: Instant,
-    /// The serving slice's series, registered once when routed so relaying
-    /// a message costs no lookup.
-    slice: Option<SliceSeries>,
+    /// The serving slice's series, found once when routed so relaying a
+    /// message costs no lookup.
+    slice: Option<Arc<SliceSeries>>,
     last_token: Option<Instant>,
-    /// The slice a generation counts against, until it ends.
-    generating: Option<Vec<Label>>,
+    /// Whether the request counts in its slice's generations in flight.
+    generating: bool,
     finished: bool,
 }
 
@@ -50,9 +39,8 @@ impl Tracked {
         tenant: &str,
         arrived: Instant,
     ) -> Tracked {
-        let model_label = vec![Label::new("model", model.to_string())];
         metrics
-            .gauge(REQUESTS_IN_FLIGHT, model_label)
+            .gauge_with(REQUESTS_IN_FLIGHT, &[("model", model)])
             .increment(1.0);
         Tracked {
             metrics: metrics.clone(),
@@ -61,7 +49,7 @@ impl Tracked {
             arrived,
             slice: None,
             last_token: None,
-            generating: None,
+            generating: false,
             finished: false,
         }
     }
@@ -71,17 +59,9 @@ impl Tracked {
     /// wait). From now on the request's series carry that slice.
     pub fn routed(&mut self, worker: &WorkerHandle, dispatched: Instant) {
         self.metrics
-            .histogram(QUEUE_WAIT, vec![Label::new("model", self.model.clone())])
+            .histogram_with(QUEUE_WAIT, &[("model", &self.model)])
             .record(dispatched.saturating_duration_since(self.arrived));
-        let labels = slice_labels(worker);
-        let m = &self.metrics;
-        self.slice = Some(SliceSeries {
-            generated_tokens: m.counter(GENERATED_TOKENS, labels.clone()),
-            prompt_tokens: m.counter(PROMPT_TOKENS, labels.clone()),
-            time_to_first_token: m.histogram(TIME_TO_FIRST_TOKEN, labels.clone()),
-            inter_token_latency: m.histogram(INTER_TOKEN_LATENCY, labels.clone()),
-            request_duration: m.histogram(REQUEST_DURATION, labels),
-        });
+        self.slice = Some(worker.slice_series(&self.metrics));
     }
 
     /// [`Tracked::routed`] for a generation: it also counts in the slice's
@@ -89,11 +69,10 @@ impl Tracked {
     /// has work and produces no token.
     pub fn generating(&mut self, worker: &WorkerHandle, dispatched: Instant) {
         self.routed(worker, dispatched);
-        let labels = slice_labels(worker);
-        self.metrics
-            .gauge(SLICE_GENERATIONS_IN_FLIGHT, labels.clone())
-            .increment(1.0);
-        self.generating = Some(labels);
+        if let Some(series) = &self.slice {
+            series.generations_in_flight.increment(1.0);
+            self.generating = true;
+        }
     }
 
     /// A message relayed from the worker: its tokens count now, not at the end.
@@ -139,32 +118,26 @@ impl Tracked {
         if std::mem::replace(&mut self.finished, true) {
             return;
         }
-        let model = Label::new("model", self.model.clone());
-        let code = Label::new("code", mig_serve::status::code_name(code));
-        self.metrics
-            .counter(REQUESTS, vec![model.clone(), code.clone()])
+        let model = self.model.as_str();
+        let code = mig_serve::status::code_name(code);
+        let m = &self.metrics;
+        m.counter_with(REQUESTS, &[("model", model), ("code", code)])
             .increment(1);
-        self.metrics
-            .counter(
-                TENANT_REQUESTS,
-                vec![
-                    Label::new("tenant", self.tenant.clone()),
-                    model.clone(),
-                    code,
-                ],
-            )
-            .increment(1);
-        self.metrics
-            .gauge(REQUESTS_IN_FLIGHT, vec![model.clone()])
+        m.counter_with(
+            TENANT_REQUESTS,
+            &[("tenant", &self.tenant), ("model", model), ("code", code)],
+        )
+        .increment(1);
+        m.gauge_with(REQUESTS_IN_FLIGHT, &[("model", model)])
             .decrement(1.0);
-        if let Some(labels) = self.generating.take() {
-            self.metrics
-                .gauge(SLICE_GENERATIONS_IN_FLIGHT, labels)
-                .decrement(1.0);
-        }
         let duration = match &self.slice {
-            Some(series) => series.request_duration.clone(),
-            None => self.metrics.histogram(REQUEST_DURATION, vec![model]),
+            Some(series) => {
+                if self.generating {
+                    series.generations_in_flight.decrement(1.0);
+                }
+                series.request_duration.clone()
+            }
+            None => m.histogram_with(REQUEST_DURATION, &[("model", model)]),
         };
         duration.record(self.arrived.elapsed());
     }

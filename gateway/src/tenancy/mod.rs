@@ -174,13 +174,7 @@ impl Tenancy {
     /// Counts a refused call by tenant label and reason.
     pub fn rejected(&self, tenant: &str, reason: &'static str) {
         self.metrics
-            .counter(
-                TENANT_REJECTIONS,
-                vec![
-                    Label::new("tenant", tenant.to_string()),
-                    Label::new("reason", reason),
-                ],
-            )
+            .counter_with(TENANT_REJECTIONS, &[("tenant", tenant), ("reason", reason)])
             .increment(1);
     }
 }

@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use metrics::Label;
 use mig_proto::inference::v1::GenerateStreamResponse;
 
 use super::file::Tenant;
@@ -175,11 +174,11 @@ impl Admitted {
     /// A request of the open gateway (no tenants file): counted under
     /// `tenant`, limited by nothing.
     pub fn counting(metrics: &GatewayMetrics, tenant: &str) -> Admitted {
-        let label = vec![Label::new("tenant", tenant.to_string())];
+        let label = [("tenant", tenant)];
         Admitted {
             account: None,
-            prompt_tokens: metrics.counter(TENANT_PROMPT_TOKENS, label.clone()),
-            generated_tokens: metrics.counter(TENANT_GENERATED_TOKENS, label),
+            prompt_tokens: metrics.counter_with(TENANT_PROMPT_TOKENS, &label),
+            generated_tokens: metrics.counter_with(TENANT_GENERATED_TOKENS, &label),
             generated: 0,
             prompt_paid: false,
         }
