@@ -13,7 +13,7 @@
 //!   any answer); [`retry`]: the budget those retries draw on.
 //! - [`relay`]: a worker's token stream as the client's response stream
 //!   (or collected into one answer), each message counted and paid for;
-//!   [`stall`]: the watchdog that ends a stream whose client reads nothing.
+//!   [`stall`]: the sweep that ends streams whose client reads nothing.
 //! - [`tracking`]: one request followed from arrival to its terminal
 //!   status: tokens per slice as they stream, latencies, the final code.
 //! - [`error`]: the gateway's errors and the one place they become a gRPC

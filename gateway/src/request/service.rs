@@ -26,7 +26,7 @@ use super::layers::Stamp;
 use super::relay::Relay;
 use super::retry::RetryBudget;
 use super::routing::Route;
-use super::stall;
+use super::stall::Stalls;
 use super::tracking::Tracked;
 use crate::admission::{Admission, Slot, Ticket};
 use crate::metrics::GatewayMetrics;
@@ -48,8 +48,8 @@ pub struct InferenceService {
     tenancy: Arc<Tenancy>,
     admission: Arc<Admission>,
     retries: RetryBudget,
-    /// How long a stream's client may read nothing before it is ended.
-    stall: std::time::Duration,
+    /// Ends streams whose client reads nothing for `--stall-timeout`.
+    stalls: Arc<Stalls>,
     /// Turns true when the drain period is about to run out: running
     /// streams end `UNAVAILABLE` ("gateway shutting down") while their
     /// connections are still open.
@@ -83,7 +83,7 @@ impl InferenceService {
             tenancy,
             admission,
             retries: RetryBudget::default(),
-            stall,
+            stalls: Stalls::start(stall),
             cutoff,
         }
     }
@@ -380,7 +380,7 @@ impl Inference for InferenceService {
         let call = self.begin(&request, &request.get_ref().model)?;
         let mut relay = self.open_generation(request.get_ref(), call).await?;
         relay.peek().await?;
-        Ok(Response::new(Box::pin(stall::watch(relay, self.stall))))
+        Ok(Response::new(Box::pin(self.stalls.watch(relay))))
     }
 
     async fn embed(

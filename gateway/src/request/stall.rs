@@ -2,28 +2,49 @@
 //! its response from being polled once HTTP/2's flow-control window and
 //! the stream's send buffer are full, so its [`Relay`] cannot notice by
 //! itself; it would hold its place on the worker (and in the model's
-//! admission) for as long as the client likes. A watchdog task per stream
-//! ends it, `RESOURCE_EXHAUSTED`, when a message has waited for the client
+//! admission) for as long as the client likes. [`Stalls`] ends such a
+//! stream, `RESOURCE_EXHAUSTED`, when a message has waited for the client
 //! for `stall`; a slow worker (a long prefill) is not a stalled client.
+//! One sweep task looks at every open stream a few times per `stall`, so
+//! a stream costs no task and no timer of its own.
 
+use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
 use mig_proto::inference::v1::GenerateStreamResponse;
-use tokio::sync::oneshot;
 use tonic::Status;
 
 use super::error::GatewayError;
 use super::relay::Relay;
 
-/// A relay with a watchdog on its client.
+/// Sweeps per `stall`: a stalled stream ends between `stall` and
+/// `stall` plus a quarter.
+const SWEEPS_PER_STALL: u32 = 4;
+
+/// The open streams, watched for clients that read nothing.
+pub struct Stalls {
+    stall: Duration,
+    streams: Mutex<HashMap<u64, Weak<Mutex<Progress>>>>,
+    next_id: AtomicU64,
+}
+
+/// A relay under watch: the client's response stream. Dropped, it leaves
+/// the watch.
 pub struct Watched {
     shared: Arc<Mutex<Progress>>,
-    /// Dropped with the stream: the watchdog stops.
-    _done: oneshot::Sender<()>,
+    id: u64,
+    stalls: Arc<Stalls>,
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        lock(&self.stalls.streams).remove(&self.id);
+    }
 }
 
 struct Progress {
@@ -34,51 +55,82 @@ struct Progress {
     waiting_since: Option<Instant>,
 }
 
-/// Watches `relay`'s client: ended after `stall` without taking a message.
-pub fn watch(relay: Relay, stall: Duration) -> Watched {
-    let shared = Arc::new(Mutex::new(Progress {
-        relay,
-        waiting_since: None,
-    }));
-    let (done, done_rx) = oneshot::channel();
-    tokio::spawn(watchdog(Arc::downgrade(&shared), stall, done_rx));
-    Watched {
-        shared,
-        _done: done,
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Poisoned only by a panic while holding it; what it guards (a relay
+    // that then ends, or a list of weak references) stays usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Stalls {
+    /// Starts the sweep; it stops when the last reference to the returned
+    /// watch is dropped.
+    pub fn start(stall: Duration) -> Arc<Stalls> {
+        let stalls = Arc::new(Stalls {
+            stall,
+            streams: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+        });
+        tokio::spawn(sweep(Arc::downgrade(&stalls)));
+        stalls
+    }
+
+    /// Watches `relay`'s client from now on.
+    pub fn watch(self: &Arc<Self>, relay: Relay) -> Watched {
+        let shared = Arc::new(Mutex::new(Progress {
+            relay,
+            waiting_since: None,
+        }));
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        lock(&self.streams).insert(id, Arc::downgrade(&shared));
+        Watched {
+            shared,
+            id,
+            stalls: self.clone(),
+        }
+    }
+
+    /// Ends the streams whose client has read nothing for `stall`, and
+    /// forgets those that ended.
+    fn check(&self, now: Instant) {
+        lock(&self.streams).retain(|_, stream| {
+            let Some(shared) = stream.upgrade() else {
+                return false;
+            };
+            let mut progress = lock(&shared);
+            if progress.relay.ended() {
+                return false;
+            }
+            match progress.waiting_since {
+                Some(since) if now.saturating_duration_since(since) >= self.stall => {
+                    let tokens = progress.relay.tokens();
+                    tracing::debug!(tokens, "stream ended: its client read nothing");
+                    progress.relay.cut(GatewayError::ClientStalled {
+                        tokens,
+                        stall: self.stall,
+                    });
+                    false
+                }
+                _ => true,
+            }
+        });
     }
 }
 
-fn lock(shared: &Mutex<Progress>) -> MutexGuard<'_, Progress> {
-    // Poisoned only by a panic while polling; the relay then ends anyway.
-    shared.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-async fn watchdog(shared: Weak<Mutex<Progress>>, stall: Duration, mut done: oneshot::Receiver<()>) {
-    let mut check = Instant::now() + stall;
+async fn sweep(stalls: Weak<Stalls>) {
+    let Some(every) = stalls
+        .upgrade()
+        .map(|s| (s.stall / SWEEPS_PER_STALL).max(Duration::from_millis(10)))
+    else {
+        return;
+    };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = &mut done => return,
-            () = tokio::time::sleep_until(check.into()) => {}
-        }
-        let Some(shared) = shared.upgrade() else {
+        tick.tick().await;
+        let Some(stalls) = stalls.upgrade() else {
             return;
         };
-        let mut progress = lock(&shared);
-        if progress.relay.ended() {
-            return;
-        }
-        match progress.waiting_since {
-            Some(since) if since.elapsed() >= stall => {
-                let tokens = progress.relay.tokens();
-                tracing::debug!(tokens, "stream ended: its client read nothing");
-                progress
-                    .relay
-                    .cut(GatewayError::ClientStalled { tokens, stall });
-                return;
-            }
-            Some(since) => check = since + stall,
-            None => check = Instant::now() + stall,
-        }
+        stalls.check(Instant::now());
     }
 }
 
