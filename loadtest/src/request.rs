@@ -131,6 +131,15 @@ pub async fn send(
         Ok::<(), tonic::Status>(())
     };
     let outcome = tokio::select! {
+        // Once the run gave up on it, a request is abandoned, whatever its
+        // stream does next: the server may answer a crowd of cancelled
+        // streams by closing the connection (h2's defence against a flood
+        // of resets), and that is not the server's failure.
+        biased;
+        _ = stop.wait_for(|stop| *stop) => Err((
+            CLIENT_GAVE_UP.to_string(),
+            "the run ended and the client stopped waiting (see `--drain`)".to_string(),
+        )),
         outcome = tokio::time::timeout_at((due + timing.timeout).into(), read) => match outcome {
             Ok(Ok(())) => Ok(()),
             Ok(Err(s)) => Err((mig_serve::status::code_name(s.code()).to_string(), s.message().to_string())),
@@ -139,10 +148,6 @@ pub async fn send(
                 format!("the client's --timeout of {:?} passed before the stream ended", timing.timeout),
             )),
         },
-        _ = stop.wait_for(|stop| *stop) => Err((
-            CLIENT_GAVE_UP.to_string(),
-            "the run ended and the client stopped waiting (see `--drain`)".to_string(),
-        )),
     };
     if let Err((status, message)) = outcome {
         record.status = status;
