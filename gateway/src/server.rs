@@ -96,10 +96,10 @@ pub async fn run(
         .await;
     health.set_service_status("", ServingStatus::Serving).await;
     // The public port describes the public API and health, nothing internal.
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(mig_proto::INFERENCE_FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    let public_api = [
+        mig_proto::INFERENCE_FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+    ];
     let prober = tokio::spawn(registry::health_loop(
         registry.clone(),
         options.health_interval,
@@ -169,9 +169,9 @@ pub async fn run(
     };
 
     let mut routes = Routes::builder();
+    mig_serve::reflection::add(&mut routes, &public_api)?;
     routes
         .add_service(health_service)
-        .add_service(reflection)
         // Every public call is stamped with its arrival and deadline first,
         // then authenticated; one that does not decode is answered
         // INVALID_ARGUMENT.
@@ -230,16 +230,12 @@ fn serve_internal(
         heartbeat,
         tls,
     } = registrations;
-    let reaper = tokio::spawn(registration::reaper(registry.clone(), heartbeat));
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(mig_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
     let mut routes = Routes::builder();
-    routes
-        .add_service(reflection)
-        .add_service(RegistrationServer::new(RegistrationService::new(
-            registry, heartbeat, access,
-        )));
+    mig_serve::reflection::add(&mut routes, &[mig_proto::FILE_DESCRIPTOR_SET])?;
+    let reaper = tokio::spawn(registration::reaper(registry.clone(), heartbeat));
+    routes.add_service(RegistrationServer::new(RegistrationService::new(
+        registry, heartbeat, access,
+    )));
     let routes = routes.routes();
     let task = tokio::spawn(mig_serve::http2::serve_with(
         listener,

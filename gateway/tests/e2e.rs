@@ -524,7 +524,7 @@ async fn health_and_reflection_are_served() {
             .status;
         assert_eq!(status, ServingStatus::Serving as i32, "{service}");
 
-        let mut reflection = ServerReflectionClient::new(channel);
+        let mut reflection = ServerReflectionClient::new(channel.clone());
         let request = ServerReflectionRequest {
             host: String::new(),
             message_request: Some(MessageRequest::ListServices(String::new())),
@@ -552,5 +552,69 @@ async fn health_and_reflection_are_served() {
             names.contains(&"grpc.health.v1.Health".to_string()),
             "{names:?}"
         );
+        // The older protocol, which many clients still speak, lists the
+        // same services and describes them.
+        let mut alpha_names = v1alpha_services(channel.clone()).await;
+        let mut v1_names = names.clone();
+        alpha_names.sort();
+        v1_names.sort();
+        assert_eq!(alpha_names, v1_names, "v1alpha and v1 differ");
+        let files = v1alpha_file_containing(channel, service).await;
+        assert!(!files.is_empty(), "no descriptor for {service} via v1alpha");
+        let described = files.iter().any(|file| {
+            let file = <prost_types::FileDescriptorProto as prost::Message>::decode(&file[..])
+                .expect("a file descriptor");
+            file.service
+                .iter()
+                .any(|s| service.ends_with(&format!(".{}", s.name())))
+        });
+        assert!(described, "{service} is not in its v1alpha descriptors");
+    }
+}
+
+/// The services a server lists through reflection `v1alpha`.
+async fn v1alpha_services(channel: tonic::transport::Channel) -> Vec<String> {
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("v1alpha is served")
+        .into_inner();
+    match answers.message().await.unwrap().unwrap().message_response {
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
+        other => panic!("no service list: {other:?}"),
+    }
+}
+
+/// The encoded file descriptors a server gives for `symbol` through
+/// reflection `v1alpha`.
+async fn v1alpha_file_containing(channel: tonic::transport::Channel, symbol: &str) -> Vec<Vec<u8>> {
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::FileContainingSymbol(symbol.to_string())),
+    };
+    let mut answers = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("v1alpha is served")
+        .into_inner();
+    match answers.message().await.unwrap().unwrap().message_response {
+        Some(MessageResponse::FileDescriptorResponse(files)) => files.file_descriptor_proto,
+        other => panic!("no descriptor: {other:?}"),
     }
 }

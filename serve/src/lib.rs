@@ -25,6 +25,7 @@
 //!   redacted, compared in constant time, sent as a bearer token.
 //! - [`tls`]: TLS server configurations (certificates that reload) and
 //!   TLS client endpoints.
+//! - [`reflection`]: gRPC reflection, `v1` and `v1alpha`.
 
 pub mod connections;
 pub mod deadline;
@@ -34,6 +35,7 @@ pub mod limits;
 pub mod metrics_http;
 pub mod ready_line;
 pub mod recorder;
+pub mod reflection;
 pub mod secret;
 pub mod signal;
 pub mod status;

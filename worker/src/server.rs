@@ -222,10 +222,6 @@ pub async fn run(
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<WorkerServer<WorkerService>>().await;
     health.set_service_status("", ServingStatus::Serving).await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(mig_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
     let service = Arc::new(WorkerService::new(
         engine.clone(),
         codec,
@@ -292,9 +288,15 @@ pub async fn run(
     // only the gateway that started it: no one skips the gateway's checks.
     let caller_token = caller_token.or(registration_token_for_callers);
     let mut routes = Routes::builder();
+    mig_serve::reflection::add(
+        &mut routes,
+        &[
+            mig_proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+        ],
+    )?;
     routes
         .add_service(health_service)
-        .add_service(reflection)
         // Every call must carry the caller token, when this worker has one.
         .add_service(InterceptedService::new(
             WorkerServer::from_arc(service),
