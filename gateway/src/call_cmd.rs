@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use mig_proto::inference::v1::inference_client::InferenceClient;
 use mig_proto::inference::v1::{
     ChatMessage, EmbedRequest, FinishReason, GenerateRequest, ListModelsRequest, ModelKind,
-    ServedBy, Usage, WorkerHealth, WorkerOrigin,
+    ServedBy, TokenLogprob, Usage, WorkerHealth, WorkerOrigin,
 };
 use mig_serve::secret::{Secret, SendBearer};
 use tonic::service::interceptor::InterceptedService;
@@ -97,6 +97,10 @@ pub struct GenerateArgs {
     /// Print tokens as they arrive (GenerateStream) instead of the whole answer.
     #[arg(long)]
     pub stream: bool,
+    /// After the answer, each token's log-probability and those of its N
+    /// most likely alternatives (0-20).
+    #[arg(long)]
+    pub logprobs: Option<u32>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -193,6 +197,7 @@ pub async fn run(args: CallArgs) -> Result<(), tonic::Status> {
                 repetition_penalty: g.repetition_penalty,
                 ignore_eos: g.ignore_eos,
                 profile: g.profile,
+                logprobs: g.logprobs,
             };
             if g.stream {
                 let mut stream = client
@@ -200,11 +205,14 @@ pub async fn run(args: CallArgs) -> Result<(), tonic::Status> {
                     .await?
                     .into_inner();
                 let mut stdout = std::io::stdout();
+                let mut logprobs = Vec::new();
                 while let Some(m) = stream.message().await? {
                     print!("{}", m.text);
                     let _ = stdout.flush();
+                    logprobs.extend(m.logprobs);
                     if m.finish_reason != FinishReason::Unspecified as i32 {
                         println!();
+                        print_logprobs(&logprobs);
                         eprintln!(
                             "{}",
                             summary(m.finish_reason, m.usage, m.served_by, started.elapsed())
@@ -217,6 +225,7 @@ pub async fn run(args: CallArgs) -> Result<(), tonic::Status> {
                     .await?
                     .into_inner();
                 println!("{}", r.text);
+                print_logprobs(&r.logprobs);
                 eprintln!(
                     "{}",
                     summary(r.finish_reason, r.usage, r.served_by, started.elapsed())
@@ -319,4 +328,22 @@ pub use mig_serve::status::code_name;
 /// Cosine similarity of two L2-normalised vectors.
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// One line a token: its text and log-probability, then the most likely
+/// alternatives at that step.
+fn print_logprobs(logprobs: &[TokenLogprob]) {
+    for t in logprobs {
+        let top: Vec<String> = t
+            .top
+            .iter()
+            .map(|a| format!("{:?} {:.3}", a.text, a.logprob))
+            .collect();
+        println!(
+            "{:>14} {:>8.3}   {}",
+            format!("{:?}", t.text),
+            t.logprob,
+            top.join("  ")
+        );
+    }
 }

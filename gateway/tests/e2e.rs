@@ -68,6 +68,71 @@ async fn greedy_generate_and_stream_agree_through_gateway_and_worker() {
 }
 
 #[tokio::test]
+async fn log_probabilities_come_with_each_token_through_the_gateway() {
+    let f = fixture();
+    let mut req = chat("smollm2-135m", "What is the capital of France?");
+    req.max_tokens = Some(12);
+    req.logprobs = Some(5);
+    let mut gw = gateway_client(&f.gateway).await;
+
+    let mut stream = gw.generate_stream(req.clone()).await.unwrap().into_inner();
+    let mut messages = Vec::new();
+    while let Some(m) = stream.message().await.unwrap() {
+        messages.push(m);
+    }
+    let (text, _) = assemble(&messages);
+    let mut pieces = String::new();
+    for m in &messages {
+        // One entry per token the message counts, in order.
+        assert_eq!(m.logprobs.len(), m.token_count as usize, "{m:?}");
+        for t in &m.logprobs {
+            assert_eq!(t.top.len(), 5, "{t:?}");
+            assert!(
+                t.top.windows(2).all(|w| w[0].logprob >= w[1].logprob),
+                "{t:?}"
+            );
+            let mass: f32 = t.top.iter().map(|a| a.logprob.exp()).sum();
+            assert!(
+                t.top.iter().all(|a| a.logprob <= 0.0) && mass <= 1.0 + 1e-4,
+                "{t:?}"
+            );
+            // Greedy takes the most likely token, and reports it as such.
+            assert_eq!(t.id, t.top[0].id, "{t:?}");
+            assert_eq!(t.logprob, t.top[0].logprob);
+            assert_eq!(t.text, t.top[0].text);
+            pieces.push_str(&t.text);
+        }
+    }
+    // Each token's text on its own, joined, is the answer (no token here
+    // splits a character).
+    assert_eq!(pieces, text);
+
+    let unary = gw.generate(req.clone()).await.unwrap().into_inner();
+    assert_eq!(unary.text, text);
+    assert_eq!(
+        unary.logprobs.len() as u32,
+        unary.usage.unwrap().completion_tokens
+    );
+    let streamed: Vec<_> = messages.iter().flat_map(|m| m.logprobs.clone()).collect();
+    assert_eq!(
+        unary.logprobs, streamed,
+        "the same greedy run, the same figures"
+    );
+
+    // Without `logprobs`, none are sent.
+    req.logprobs = None;
+    let plain = gw.generate(req.clone()).await.unwrap().into_inner();
+    assert!(plain.logprobs.is_empty());
+    req.logprobs = Some(21);
+    let err = gw.generate(req).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("`logprobs` is 21, limit 20"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
 async fn ignore_eos_and_profile_reach_the_worker() {
     let f = fixture();
     let mut gw = gateway_client(&f.gateway).await;

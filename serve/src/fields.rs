@@ -18,6 +18,9 @@ pub const MAX_MESSAGES: usize = 256;
 pub const MAX_STOP_STRINGS: usize = 16;
 /// Longest stop string, in bytes.
 pub const MAX_STOP_BYTES: usize = 256;
+/// Most alternatives a generation may ask log-probabilities of, per token
+/// (OpenAI's `top_logprobs` limit).
+pub const MAX_LOGPROBS: u32 = 20;
 /// The chat roles a turn may have.
 pub const ROLES: [&str; 3] = ["system", "user", "assistant"];
 /// A prompt may hold at most this many bytes per token of the model's
@@ -81,6 +84,9 @@ pub fn generate(req: &GenerateRequest, context_length: Option<usize>) -> Result<
                 s.len()
             ));
         }
+    }
+    if let Some(n) = req.logprobs.filter(|&n| n > MAX_LOGPROBS) {
+        return Err(format!("`logprobs` is {n}, limit {MAX_LOGPROBS}"));
     }
     if let Some(context) = context_length {
         let limit = context.saturating_mul(PROMPT_BYTES_PER_TOKEN);
@@ -174,5 +180,19 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e, "`inputs[1]` is 70000 bytes, limit 65536");
+    }
+
+    #[test]
+    fn logprobs_are_bounded_at_twenty() {
+        let mut req = chat("user", "hi");
+        for n in [None, Some(0), Some(5), Some(20)] {
+            req.logprobs = n;
+            assert!(generate(&req, None).is_ok(), "{n:?}");
+        }
+        req.logprobs = Some(21);
+        assert_eq!(
+            generate(&req, None).unwrap_err(),
+            "`logprobs` is 21, limit 20"
+        );
     }
 }

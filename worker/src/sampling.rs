@@ -1,5 +1,6 @@
 //! Request parameters to a seeded sampler (candle's `LogitsProcessor`) with a
-//! repetition penalty over a window of recent tokens.
+//! repetition penalty over a window of recent tokens; the model's own
+//! distribution at a step as log-probabilities ([`Distribution`]).
 
 use std::hash::{BuildHasher, Hasher};
 
@@ -84,6 +85,71 @@ impl Sampler {
     }
 }
 
+/// The model's distribution at one step as log-probabilities: the
+/// log-softmax of the logits the sampler receives, at temperature 1 and
+/// before any repetition penalty (natural log, over the whole vocabulary).
+pub struct Distribution {
+    logits: Vec<f32>,
+    /// log(sum(exp(logit))), computed in f64.
+    log_total: f64,
+}
+
+impl Distribution {
+    /// The distribution of `logits` (`(vocab,)` or `(1, vocab)`).
+    pub fn new(logits: &Tensor) -> Result<Distribution> {
+        let logits: Vec<f32> = logits
+            .flatten_all()?
+            .to_dtype(candle_core::DType::F32)?
+            .to_vec1()?;
+        Ok(Distribution::of(logits))
+    }
+
+    fn of(logits: Vec<f32>) -> Distribution {
+        let max = logits
+            .iter()
+            .copied()
+            .filter(|x| x.is_finite())
+            .fold(f32::NEG_INFINITY, f32::max) as f64;
+        let sum: f64 = logits
+            .iter()
+            .filter(|x| x.is_finite())
+            .map(|&x| (x as f64 - max).exp())
+            .sum();
+        Distribution {
+            logits,
+            log_total: max + sum.ln(),
+        }
+    }
+
+    /// The log-probability of token `id` (negative infinity for an id
+    /// outside the vocabulary).
+    pub fn logprob(&self, id: u32) -> f32 {
+        self.logits
+            .get(id as usize)
+            .map_or(f32::NEG_INFINITY, |&x| (x as f64 - self.log_total) as f32)
+    }
+
+    /// The `n` most likely tokens and their log-probabilities, most likely
+    /// first (ties: the lower id first).
+    pub fn top(&self, n: usize) -> Vec<(u32, f32)> {
+        let mut best: Vec<(u32, f32)> = Vec::with_capacity(n + 1);
+        if n == 0 {
+            return best;
+        }
+        for (id, &x) in self.logits.iter().enumerate() {
+            if best.len() == n && best.last().is_some_and(|&(_, low)| x <= low) {
+                continue;
+            }
+            let at = best.partition_point(|&(_, y)| y >= x);
+            best.insert(at, (id as u32, x));
+            best.truncate(n);
+        }
+        best.into_iter()
+            .map(|(id, x)| (id, (x as f64 - self.log_total) as f32))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +157,26 @@ mod tests {
 
     fn logits(v: &[f32]) -> Tensor {
         Tensor::new(v, &Device::Cpu).unwrap().unsqueeze(0).unwrap()
+    }
+
+    #[test]
+    fn the_distribution_is_the_log_softmax_of_the_logits() {
+        let d = Distribution::new(&logits(&[1.0, 3.0, 2.0, 3.0, -1.0])).unwrap();
+        // Probabilities sum to 1.
+        let total: f64 = (0..5).map(|i| (d.logprob(i) as f64).exp()).sum();
+        assert!((total - 1.0).abs() < 1e-6, "{total}");
+        // Differences of log-probabilities are differences of logits.
+        assert!((d.logprob(1) - d.logprob(0) - 2.0).abs() < 1e-6);
+        // softmax([1, 3, 2, 3, -1])[1] = e^3 / (e + 2e^3 + e^2 + e^-1)
+        let e = std::f64::consts::E;
+        let expected = (e.powi(3) / (e + 2.0 * e.powi(3) + e * e + 1.0 / e)).ln();
+        assert!((d.logprob(1) as f64 - expected).abs() < 1e-6);
+        // Most likely first, the lower id first on a tie.
+        let top: Vec<u32> = d.top(3).into_iter().map(|(id, _)| id).collect();
+        assert_eq!(top, [1, 3, 2]);
+        assert_eq!(d.top(0), []);
+        assert_eq!(d.top(9).len(), 5);
+        assert_eq!(d.logprob(99), f32::NEG_INFINITY);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use mig_proto::inference::v1::{
     EmbedRequest, EmbedResponse, Embedding, FinishReason, GenerateRequest, GenerateStreamResponse,
-    ModelKind as WireKind, ServedBy, Usage,
+    ModelKind as WireKind, ServedBy, TokenLogprob, TopLogprob, Usage,
 };
 use mig_proto::worker::v1::worker_server::Worker;
 use mig_proto::worker::v1::{Batching, InfoRequest, WorkerInfo};
@@ -20,7 +20,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::engine::{EmbedJob, Engine, Finish, GenEvent, GenReceiver, GenerateJob};
+use crate::engine::{EmbedJob, Engine, Finish, GenEvent, GenReceiver, GenerateJob, TokenLogprobs};
 use crate::error::InferenceError;
 use crate::identity::Identity;
 use crate::metrics::{RequestOutcome, WorkerMetrics};
@@ -117,16 +117,26 @@ impl From<ModelKind> for WireKind {
     }
 }
 
-fn to_wire(event: GenEvent, served_by: &ServedBy) -> GenerateStreamResponse {
+fn to_wire(
+    event: GenEvent,
+    served_by: &ServedBy,
+    codec: Option<&TextCodec>,
+) -> GenerateStreamResponse {
     match event {
-        GenEvent::Delta { text, tokens } => GenerateStreamResponse {
+        GenEvent::Delta {
+            text,
+            tokens,
+            logprobs,
+        } => GenerateStreamResponse {
             text,
             token_count: tokens,
+            logprobs: logprobs_to_wire(logprobs, codec),
             ..Default::default()
         },
         GenEvent::Done {
             text,
             tokens,
+            logprobs,
             finish,
             prompt_tokens,
             completion_tokens,
@@ -139,8 +149,38 @@ fn to_wire(event: GenEvent, served_by: &ServedBy) -> GenerateStreamResponse {
                 completion_tokens,
             }),
             served_by: Some(served_by.clone()),
+            logprobs: logprobs_to_wire(logprobs, codec),
         },
     }
+}
+
+/// Log-probabilities with each token's text on its own.
+fn logprobs_to_wire(logprobs: Vec<TokenLogprobs>, codec: Option<&TextCodec>) -> Vec<TokenLogprob> {
+    if logprobs.is_empty() {
+        return Vec::new();
+    }
+    let text = |id: u32| {
+        codec
+            .and_then(|c| c.prompter.decoder().decode(&[id], false).ok())
+            .unwrap_or_default()
+    };
+    logprobs
+        .into_iter()
+        .map(|t| TokenLogprob {
+            id: t.id,
+            text: text(t.id),
+            logprob: t.logprob,
+            top: t
+                .top
+                .into_iter()
+                .map(|(id, logprob)| TopLogprob {
+                    id,
+                    text: text(id),
+                    logprob,
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 type GenerateStream = Pin<Box<dyn Stream<Item = Result<GenerateStreamResponse, Status>> + Send>>;
@@ -205,6 +245,7 @@ impl WorkerService {
             sampling: valid.sampling,
             stop: valid.stop,
             ignore_eos: valid.ignore_eos,
+            logprobs: valid.logprobs,
             deadline,
             arrived,
         })?;
@@ -219,6 +260,10 @@ impl WorkerService {
         let (out, out_rx) = mpsc::channel(16);
         let served_by = self.identity.served_by();
         let engine = self.engine.clone();
+        let codec = match &self.codec {
+            Codec::Text(codec) => Some(codec.clone()),
+            _ => None,
+        };
         tokio::spawn(async move {
             let code = loop {
                 tokio::select! {
@@ -227,7 +272,7 @@ impl WorkerService {
                         let item = match event {
                             Some(Ok(event)) => {
                                 let done = matches!(event, GenEvent::Done { .. });
-                                if out.send(Ok(to_wire(event, &served_by))).await.is_err() {
+                                if out.send(Ok(to_wire(event, &served_by, codec.as_deref()))).await.is_err() {
                                     break tonic::Code::Cancelled;
                                 }
                                 if done {

@@ -40,6 +40,8 @@ pub struct ValidGenerate {
     pub sampling: SamplingParams,
     pub stop: Vec<String>,
     pub ignore_eos: bool,
+    /// Alternatives to report log-probabilities of per token; 0: none.
+    pub logprobs: u32,
 }
 
 fn invalid(msg: impl Into<String>) -> InferenceError {
@@ -157,6 +159,7 @@ pub fn generate(req: &GenerateRequest, limits: &Limits) -> Result<ValidGenerate,
         },
         stop: req.stop.clone(),
         ignore_eos: req.ignore_eos,
+        logprobs: req.logprobs.unwrap_or(0),
     })
 }
 

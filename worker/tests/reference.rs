@@ -12,7 +12,7 @@ use candle_core::Device;
 use mig_worker::model::solo::Solo;
 use mig_worker::model::WeightFormat;
 use mig_worker::model::{self, Backend, ModelSource};
-use mig_worker::sampling::{Sampler, SamplingParams};
+use mig_worker::sampling::{Distribution, Sampler, SamplingParams};
 
 /// Largest difference allowed between our first-step logits and llama.cpp's,
 /// over llama.cpp's top 8 tokens (logits here are about 24).
@@ -76,6 +76,8 @@ fn check(weights: WeightFormat) {
             "{weights:?}: first-step logits differ from llama.cpp by {worst:.3} > {tolerance}"
         );
 
+        check_logprobs(&logits, &g["first_step_top"], tolerance, weights);
+
         let mut sampler = Sampler::new(&SamplingParams::greedy());
         let mut history = prompt.clone();
         let mut next = sampler.sample(&logits, &history).unwrap();
@@ -112,6 +114,73 @@ fn check(weights: WeightFormat) {
         compared_total >= 32,
         "{weights:?}: only {compared_total} ids compared"
     );
+}
+
+/// The first step's top-5 log-probabilities (what a request with
+/// `logprobs: 5` reports) against llama.cpp's top logits on the same
+/// prompt. The fixture holds llama.cpp's logits, not its log-softmax; a
+/// difference of log-probabilities is the difference of the two logits, so
+/// each of llama.cpp's top five against its first must agree within twice
+/// the logit tolerance (each of the two logits may be off by it). Our top
+/// five must be llama.cpp's, except a token whose logit here is within the
+/// tolerance of llama.cpp's eighth (llama.cpp's own logit for it is below
+/// its eighth: a near-tie at the cut).
+fn check_logprobs(
+    logits: &candle_core::Tensor,
+    theirs: &serde_json::Value,
+    tolerance: f32,
+    weights: WeightFormat,
+) {
+    let theirs: Vec<(u32, f32)> = theirs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["id"].as_u64().unwrap() as u32,
+                t["logit"].as_f64().unwrap() as f32,
+            )
+        })
+        .collect();
+    let ours = Distribution::new(logits).unwrap();
+    // A distribution: over the whole vocabulary the probabilities sum to 1.
+    let vocab = logits.elem_count() as u32;
+    let total: f64 = (0..vocab).map(|id| (ours.logprob(id) as f64).exp()).sum();
+    assert!(
+        (total - 1.0).abs() < 1e-3,
+        "{weights:?}: probabilities sum to {total}"
+    );
+    let (first, first_logit) = theirs[0];
+    let mut worst = 0f32;
+    for &(id, logit) in &theirs[1..5] {
+        let ours = ours.logprob(id) - ours.logprob(first);
+        let expected = logit - first_logit;
+        worst = worst.max((ours - expected).abs());
+        assert!(
+            (ours - expected).abs() <= 2.0 * tolerance,
+            "{weights:?}: logprob({id}) - logprob({first}) is {ours:.3}, llama.cpp's logits say {expected:.3}"
+        );
+    }
+    eprintln!("{weights:?}: top-5 log-probability differences within {worst:.3} of llama.cpp's");
+    let top = ours.top(5);
+    let eighth = theirs[7].1;
+    let mass: f32 = top.iter().map(|(_, lp)| lp.exp()).sum();
+    assert!(
+        top.iter().all(|&(_, lp)| lp <= 0.0) && mass <= 1.0 + 1e-4,
+        "{top:?}"
+    );
+    for &(id, logprob) in &top {
+        if !theirs.iter().any(|&(t, _)| t == id) {
+            // Its logit on llama.cpp's scale, from ours relative to the
+            // first token: within twice the tolerance of llama.cpp's own,
+            // which is below the eighth's.
+            let logit = first_logit + (logprob - ours.logprob(first));
+            assert!(
+                logit <= eighth + 2.0 * tolerance,
+                "{weights:?}: token {id} is in our top 5 (logprob {logprob:.3}) and not in llama.cpp's top 8"
+            );
+        }
+    }
 }
 
 #[test]

@@ -245,15 +245,18 @@ impl Relay {
         // Nothing is written before the end: no reason to pause.
         self.burst = usize::MAX;
         let mut text = String::new();
+        let mut logprobs = Vec::new();
         while let Some(message) = self.next().await {
             let message = message?;
             text.push_str(&message.text);
+            logprobs.extend(message.logprobs);
             if message.finish_reason != FinishReason::Unspecified as i32 {
                 return Ok(GenerateResponse {
                     text,
                     finish_reason: message.finish_reason,
                     usage: message.usage,
                     served_by: message.served_by,
+                    logprobs,
                 });
             }
         }

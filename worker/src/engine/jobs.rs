@@ -22,15 +22,32 @@ pub enum Finish {
 /// `Delta`, then exactly one `Done` (or one error).
 #[derive(Debug, Clone, PartialEq)]
 pub enum GenEvent {
-    /// New text and the number of tokens generated since the last event.
-    Delta { text: String, tokens: u32 },
+    /// New text and the number of tokens generated since the last event
+    /// (with their log-probabilities, when asked: one entry a token).
+    Delta {
+        text: String,
+        tokens: u32,
+        logprobs: Vec<TokenLogprobs>,
+    },
     Done {
         text: String,
         tokens: u32,
+        logprobs: Vec<TokenLogprobs>,
         finish: Finish,
         prompt_tokens: u32,
         completion_tokens: u32,
     },
+}
+
+/// One generated token's log-probability and its step's most likely
+/// alternatives (`crate::sampling::Distribution`), as ids: their text is
+/// decoded off the engine thread.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprobs {
+    pub id: u32,
+    pub logprob: f32,
+    /// Most likely first.
+    pub top: Vec<(u32, f32)>,
 }
 
 pub type GenSender = mpsc::UnboundedSender<Result<GenEvent, InferenceError>>;
@@ -46,6 +63,8 @@ pub struct GenerateJob {
     /// The model's end-of-sequence ids do not end the generation: it runs to
     /// `max_tokens` (benchmarks compare runs of equal length).
     pub ignore_eos: bool,
+    /// Alternatives to report log-probabilities of per token; 0: none.
+    pub logprobs: u32,
     pub deadline: Option<Instant>,
     /// When the request reached the worker: queue wait, time to first token
     /// and duration are measured from here.

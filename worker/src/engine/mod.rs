@@ -40,7 +40,7 @@ mod sequence;
 pub use admission::Refusal;
 pub use handle::Engine;
 pub use health::Health;
-pub use jobs::{EmbedJob, Finish, GenEvent, GenReceiver, GenerateJob};
+pub use jobs::{EmbedJob, Finish, GenEvent, GenReceiver, GenerateJob, TokenLogprobs};
 
 use crate::model::{DeviceKind, ModelSource, WeightFormat};
 use scheduler::SchedulerConfig;

@@ -14,10 +14,10 @@ use tokenizers::processors::PostProcessorWrapper;
 use tokenizers::tokenizer::DecodeStream;
 
 use super::counters::Counters;
-use super::jobs::{Finish, GenEvent, GenSender, GenerateJob};
+use super::jobs::{Finish, GenEvent, GenSender, GenerateJob, TokenLogprobs};
 use crate::error::InferenceError;
 use crate::model::TextCodec;
-use crate::sampling::Sampler;
+use crate::sampling::{Distribution, Sampler};
 use crate::stop::StopMatcher;
 
 /// Where a sequence stands after a step.
@@ -54,6 +54,10 @@ pub struct Sequence<'c> {
     generated: u32,
     /// Tokens generated since the last event that carried text.
     unsent: u32,
+    /// Alternatives to report log-probabilities of per token; 0: none.
+    logprobs: u32,
+    /// The log-probabilities of the `unsent` tokens, when asked.
+    unsent_logprobs: Vec<TokenLogprobs>,
     /// When it was first scheduled.
     pub started: Option<Instant>,
     first_token_at: Option<Instant>,
@@ -68,6 +72,7 @@ impl<'c> Sequence<'c> {
             sampling,
             stop,
             ignore_eos,
+            logprobs,
             deadline,
             arrived,
         } = job;
@@ -85,6 +90,8 @@ impl<'c> Sequence<'c> {
             codec,
             generated: 0,
             unsent: 0,
+            logprobs,
+            unsent_logprobs: Vec::new(),
             started: None,
             first_token_at: None,
             last_token_at: None,
@@ -130,6 +137,15 @@ impl<'c> Sequence<'c> {
     /// `(1, vocab)`) and sends what it adds.
     pub fn accept(&mut self, logits: &Tensor, counters: &Counters) -> Progress {
         let metrics = counters.metrics();
+        // From the logits as the sampler receives them, before penalties.
+        let distribution = match (self.logprobs > 0).then(|| Distribution::new(logits)) {
+            Some(Err(e)) => {
+                self.fail(InferenceError::model(format!("log-probabilities: {e}")));
+                return Progress::Ended;
+            }
+            Some(Ok(d)) => Some(d),
+            None => None,
+        };
         let next = match self.sampler.sample(logits, &self.history) {
             Ok(next) => next,
             Err(e) => {
@@ -151,6 +167,13 @@ impl<'c> Sequence<'c> {
         }
         self.generated += 1;
         self.unsent += 1;
+        if let Some(d) = &distribution {
+            self.unsent_logprobs.push(TokenLogprobs {
+                id: next,
+                logprob: d.logprob(next),
+                top: d.top(self.logprobs as usize),
+            });
+        }
         counters.generated();
         self.history.push(next);
         let piece = match self.decoder.step(next) {
@@ -170,6 +193,7 @@ impl<'c> Sequence<'c> {
                 let delta = GenEvent::Delta {
                     text: released.text,
                     tokens: self.unsent,
+                    logprobs: std::mem::take(&mut self.unsent_logprobs),
                 };
                 if self.events.send(Ok(delta)).is_err() {
                     return Progress::Ended;
@@ -194,6 +218,7 @@ impl<'c> Sequence<'c> {
         let _ = self.events.send(Ok(GenEvent::Done {
             text,
             tokens: self.unsent,
+            logprobs: std::mem::take(&mut self.unsent_logprobs),
             finish,
             prompt_tokens: self.prompt_tokens,
             completion_tokens: self.generated,
