@@ -639,22 +639,11 @@ async fn health_and_reflection_are_served() {
 
 /// The services a server lists through reflection `v1alpha`.
 async fn v1alpha_services(channel: tonic::transport::Channel) -> Vec<String> {
-    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
 
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut answers = ServerReflectionClient::new(channel)
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await
-        .expect("v1alpha is served")
-        .into_inner();
-    match answers.message().await.unwrap().unwrap().message_response {
-        Some(MessageResponse::ListServicesResponse(list)) => {
+    match v1alpha_ask(channel, MessageRequest::ListServices(String::new())).await {
+        MessageResponse::ListServicesResponse(list) => {
             list.service.into_iter().map(|s| s.name).collect()
         }
         other => panic!("no service list: {other:?}"),
@@ -664,22 +653,37 @@ async fn v1alpha_services(channel: tonic::transport::Channel) -> Vec<String> {
 /// The encoded file descriptors a server gives for `symbol` through
 /// reflection `v1alpha`.
 async fn v1alpha_file_containing(channel: tonic::transport::Channel, symbol: &str) -> Vec<Vec<u8>> {
-    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+
+    match v1alpha_ask(channel, MessageRequest::FileContainingSymbol(symbol.into())).await {
+        MessageResponse::FileDescriptorResponse(files) => files.file_descriptor_proto,
+        other => panic!("no descriptor: {other:?}"),
+    }
+}
+
+/// One question to a server's reflection `v1alpha`, and its answer.
+async fn v1alpha_ask(
+    channel: tonic::transport::Channel,
+    question: tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest,
+) -> tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse {
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
 
     let request = ServerReflectionRequest {
         host: String::new(),
-        message_request: Some(MessageRequest::FileContainingSymbol(symbol.to_string())),
+        message_request: Some(question),
     };
     let mut answers = ServerReflectionClient::new(channel)
         .server_reflection_info(tokio_stream::iter([request]))
         .await
         .expect("v1alpha is served")
         .into_inner();
-    match answers.message().await.unwrap().unwrap().message_response {
-        Some(MessageResponse::FileDescriptorResponse(files)) => files.file_descriptor_proto,
-        other => panic!("no descriptor: {other:?}"),
-    }
+    answers
+        .message()
+        .await
+        .unwrap()
+        .unwrap()
+        .message_response
+        .expect("an answer")
 }
