@@ -195,7 +195,7 @@ impl WorkerHandle {
         self.read().info.clone()
     }
 
-    /// The context length the worker reported (0 when unknown).
+    /// The context length the worker reported; `None` before it answered.
     pub fn context_length(&self) -> Option<u32> {
         self.read().info.as_ref().map(|i| i.context_length)
     }
