@@ -278,7 +278,10 @@ fn describe(r: &PrometheusRecorder) {
         PROMPT_TOKENS,
         "Prompt tokens of finished requests, by serving slice.",
     );
-    c(REQUESTS, "Requests by model and final gRPC status code.");
+    c(
+        REQUESTS,
+        "Requests by model, final gRPC status code and protocol (grpc, openai, kserve).",
+    );
     c(
         TENANT_REQUESTS,
         "Requests by tenant, model and final gRPC status code.",

@@ -168,6 +168,16 @@ pub async fn run(
         None => None,
     };
 
+    // One request path for every front: the project's own API, KServe v2
+    // and the OpenAI-compatible HTTP front all call this service.
+    let inference = Arc::new(InferenceService::new(
+        registry,
+        gateway_metrics,
+        tenancy.clone(),
+        admission,
+        options.stall_timeout,
+        cutoff,
+    ));
     let mut routes = Routes::builder();
     mig_serve::reflection::add(&mut routes, &public_api)?;
     routes
@@ -176,14 +186,7 @@ pub async fn run(
         // then authenticated; one that does not decode is answered
         // INVALID_ARGUMENT.
         .add_service(StampLayer.layer(AuthLayer::new(tenancy.clone()).layer(
-            InvalidMessageLayer.layer(InferenceServer::new(InferenceService::new(
-                registry,
-                gateway_metrics,
-                tenancy,
-                admission,
-                options.stall_timeout,
-                cutoff,
-            ))),
+            InvalidMessageLayer.layer(InferenceServer::from_arc(inference.clone())),
         )));
     let result = mig_serve::http2::serve_with(
         listener,

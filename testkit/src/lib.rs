@@ -12,6 +12,8 @@
 //! - [`in_process`]: a worker served inside the test process.
 //! - [`gateway`]: a gateway served inside the test process, its clients, and
 //!   the shared fixture of real workers behind one.
+//! - [`python`]: the pinned Python clients (`openai`, `tritonclient`,
+//!   `grpcio-reflection`) run against a gateway.
 //! - [`loadtest`]: the `mig-loadtest` binary run to its end, and its report.
 
 pub mod gateway;
@@ -21,5 +23,6 @@ pub mod loadtest;
 pub mod paths;
 pub mod process;
 pub mod promtool;
+pub mod python;
 
 pub use paths::{demo_model, minilm, repo_root, smollm2, MINILM, SMOLLM2};

@@ -16,12 +16,14 @@
 //!   [`stall`]: the sweep that ends streams whose client reads nothing.
 //! - [`tracking`]: one request followed from arrival to its terminal
 //!   status: tokens per slice as they stream, latencies, the final code.
+//! - [`protocol`]: which front a call came in on (the `protocol` label).
 //! - [`error`]: the gateway's errors and the one place they become a gRPC
 //!   status.
 
 pub mod dispatch;
 pub mod error;
 pub mod layers;
+pub mod protocol;
 pub mod relay;
 pub mod retry;
 pub mod routing;

@@ -23,6 +23,7 @@ use tonic::{Request, Response, Status};
 use super::dispatch::{self, Dispatched};
 use super::error::GatewayError;
 use super::layers::Stamp;
+use super::protocol::Protocol;
 use super::relay::Relay;
 use super::retry::RetryBudget;
 use super::routing::Route;
@@ -166,7 +167,13 @@ impl InferenceService {
         } else {
             UNKNOWN_MODEL
         };
-        let tracked = Tracked::start(&self.metrics, label, caller.label(), stamp.arrived);
+        let tracked = Tracked::start(
+            &self.metrics,
+            label,
+            caller.label(),
+            Protocol::of(request),
+            stamp.arrived,
+        );
         Ok(Call {
             caller,
             stamp,

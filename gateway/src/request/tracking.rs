@@ -11,6 +11,7 @@ use crate::metrics::{
     GatewayMetrics, SliceSeries, QUEUE_WAIT, REQUESTS, REQUESTS_IN_FLIGHT, REQUEST_DURATION,
     TENANT_REQUESTS,
 };
+use super::protocol::Protocol;
 use crate::registry::WorkerHandle;
 
 /// One request, from arrival to its one terminal status. Dropped without
@@ -20,6 +21,8 @@ pub struct Tracked {
     model: String,
     /// The caller's `tenant` label.
     tenant: String,
+    /// The front the request came in through.
+    protocol: Protocol,
     arrived: Instant,
     /// The serving slice's series, found once when routed so relaying a
     /// message costs no lookup.
@@ -32,11 +35,12 @@ pub struct Tracked {
 
 impl Tracked {
     /// Starts following one request of `tenant` for `model`, which arrived
-    /// at `arrived`.
+    /// at `arrived` through `protocol`.
     pub fn start(
         metrics: &Arc<GatewayMetrics>,
         model: &str,
         tenant: &str,
+        protocol: Protocol,
         arrived: Instant,
     ) -> Tracked {
         metrics
@@ -46,6 +50,7 @@ impl Tracked {
             metrics: metrics.clone(),
             model: model.to_string(),
             tenant: tenant.to_string(),
+            protocol,
             arrived,
             slice: None,
             last_token: None,
@@ -121,8 +126,15 @@ impl Tracked {
         let model = self.model.as_str();
         let code = mig_serve::status::code_name(code);
         let m = &self.metrics;
-        m.counter_with(REQUESTS, &[("model", model), ("code", code)])
-            .increment(1);
+        m.counter_with(
+            REQUESTS,
+            &[
+                ("model", model),
+                ("code", code),
+                ("protocol", self.protocol.label()),
+            ],
+        )
+        .increment(1);
         m.counter_with(
             TENANT_REQUESTS,
             &[("tenant", &self.tenant), ("model", model), ("code", code)],
