@@ -141,6 +141,12 @@ pub struct ServeArgs {
     #[arg(long, env = "MIG_GATEWAY_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
 
+    /// Address of the OpenAI-compatible HTTP front (`/v1/chat/completions`,
+    /// `/v1/completions`, `/v1/embeddings`, `/v1/models`); off unless set.
+    /// Same tenants and keys as the gRPC API; HTTPS with `--tls-cert`.
+    #[arg(long, env = "MIG_GATEWAY_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+
     /// Let workers started elsewhere register themselves
     /// (`mig-worker serve --gateway`), on the internal listener and with the
     /// registration token. Off by default: a registered worker receives
@@ -422,6 +428,7 @@ impl ServeArgs {
     pub fn options(
         &self,
         metrics_listener: Option<tokio::net::TcpListener>,
+        http_listener: Option<tokio::net::TcpListener>,
         registrations: Option<crate::server::Registrations>,
         tenants: Option<
             tokio::sync::watch::Receiver<std::sync::Arc<crate::tenancy::file::Tenants>>,
@@ -433,6 +440,7 @@ impl ServeArgs {
             drain: self.drain(),
             registrations,
             metrics_listener,
+            http_listener,
             tenants,
             tls,
             queue: crate::admission::QueueLimits {

@@ -8,6 +8,11 @@
 //! # Layout
 //! - [`request`]: the request path: layers at the edge, the `Inference`
 //!   service, routing, dispatch and relay, per-request tracking, errors.
+//! - [`openai`]: the OpenAI-compatible HTTP front (`--http-listen`): the
+//!   same `Inference` service in OpenAI's JSON.
+//! - [`kserve`]: KServe v2 gRPC (`inference.GRPCInferenceService`, what
+//!   Triton's clients speak) on the public listener: the same `Inference`
+//!   service in Triton's tensors.
 //! - [`fleet`]: the fleet: fleet file, slices, placement, `plan`, start,
 //!   supervisor, registration, scrape targets.
 //! - [`admission`]: per model, the queue that holds requests until a
@@ -33,8 +38,10 @@ pub mod admission;
 pub mod call_cmd;
 pub mod config;
 pub mod fleet;
+pub mod kserve;
 mod metric_handles;
 pub mod metrics;
+pub mod openai;
 pub mod registry;
 pub mod reload;
 pub mod request;

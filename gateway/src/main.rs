@@ -153,6 +153,23 @@ async fn serve(
         ),
         None => None,
     };
+    let http_listener = match args.http_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding `--http-listen {addr}`"))?,
+        ),
+        None => None,
+    };
+    let scheme = if args.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let http_line = match &http_listener {
+        Some(l) => format!("; openai: {scheme}://{}/v1", l.local_addr()?),
+        None => String::new(),
+    };
     let metrics_line = match &metrics_listener {
         Some(l) => format!("; metrics: http://{}/metrics", l.local_addr()?),
         None => String::new(),
@@ -229,14 +246,14 @@ async fn serve(
     };
     let tls_line = if tls.is_some() { "; TLS" } else { "" };
     println!(
-        "mig-gateway listening on {}; models: {}{metrics_line}{internal_line}{tls_line}",
+        "mig-gateway listening on {}; models: {}{http_line}{metrics_line}{internal_line}{tls_line}",
         listener.local_addr()?,
         readiness_summary(&registry)
     );
     let served = mig_gateway::run(
         registry,
         listener,
-        args.options(metrics_listener, registrations, tenants, tls),
+        args.options(metrics_listener, http_listener, registrations, tenants, tls),
         mig_serve::signal::signal(),
     )
     .await;

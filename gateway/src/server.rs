@@ -33,6 +33,8 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error("internal gRPC server: {0}")]
     Internal(std::io::Error),
+    #[error("HTTP server: {0}")]
+    Http(std::io::Error),
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
 }
@@ -64,6 +66,8 @@ pub struct ServerOptions {
     pub registrations: Option<Registrations>,
     /// `--metrics-listen`, bound: where `/metrics` is served.
     pub metrics_listener: Option<TcpListener>,
+    /// `--http-listen`, bound: the OpenAI-compatible HTTP front.
+    pub http_listener: Option<TcpListener>,
     /// The tenants in force (`--tenants`, kept current by
     /// `crate::reload`); none: the gateway is open.
     pub tenants: Option<watch::Receiver<Arc<Tenants>>>,
@@ -178,6 +182,20 @@ pub async fn run(
         options.stall_timeout,
         cutoff,
     ));
+    let http = options.http_listener.map(|listener| {
+        let front = crate::openai::Front {
+            inference: inference.clone(),
+            tenancy: tenancy.clone(),
+        };
+        tokio::spawn(mig_serve::connections::serve(
+            listener,
+            options.tls.clone().map(crate::tls::with_http1),
+            crate::openai::router(front),
+            options.connections,
+            stopped(stop.clone()),
+            options.drain,
+        ))
+    });
     let mut routes = Routes::builder();
     mig_serve::reflection::add(&mut routes, &public_api)?;
     routes
@@ -185,9 +203,12 @@ pub async fn run(
         // Every public call is stamped with its arrival and deadline first,
         // then authenticated; one that does not decode is answered
         // INVALID_ARGUMENT.
-        .add_service(StampLayer.layer(AuthLayer::new(tenancy.clone()).layer(
-            InvalidMessageLayer.layer(InferenceServer::from_arc(inference.clone())),
-        )));
+        .add_service(
+            StampLayer
+                .layer(AuthLayer::new(tenancy.clone()).layer(
+                    InvalidMessageLayer.layer(InferenceServer::from_arc(inference.clone())),
+                )),
+        );
     let result = mig_serve::http2::serve_with(
         listener,
         options.tls,
@@ -205,15 +226,22 @@ pub async fn run(
         }
         None => Ok(mig_serve::http2::Drained::Clean),
     };
+    let http_result = match http {
+        Some(task) => task
+            .await
+            .unwrap_or(Ok(mig_serve::http2::Drained::TimedOut)),
+        None => Ok(mig_serve::http2::Drained::Clean),
+    };
     prober.abort();
     upkeep.abort();
     pump.abort();
     if let Some(server) = metrics_server {
         server.abort();
     }
-    tracing::info!(drained = ?result, internal = ?internal_result, "gateway server stopped");
+    tracing::info!(drained = ?result, internal = ?internal_result, http = ?http_result, "gateway server stopped");
     result?;
     internal_result.map_err(ServeError::Internal)?;
+    http_result.map_err(ServeError::Http)?;
     Ok(())
 }
 

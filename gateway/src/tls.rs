@@ -60,3 +60,27 @@ impl Reload for TlsFiles {
         Ok(())
     }
 }
+
+/// The public listener's configuration for the HTTP front: the same
+/// certificate, offering HTTP/1.1 beside HTTP/2 (the gRPC listeners offer
+/// `h2` only), kept current as the certificate is reloaded.
+pub fn with_http1(
+    public: watch::Receiver<Arc<ServerConfig>>,
+) -> watch::Receiver<Arc<ServerConfig>> {
+    let offer = |config: &Arc<ServerConfig>| {
+        let mut config = ServerConfig::clone(config);
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Arc::new(config)
+    };
+    let (tx, rx) = watch::channel(offer(&public.borrow()));
+    let mut public = public;
+    tokio::spawn(async move {
+        while public.changed().await.is_ok() {
+            let config = offer(&public.borrow_and_update());
+            if tx.send(config).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}

@@ -115,7 +115,7 @@ async fn tokens_are_counted_per_slice_while_they_stream() {
     drop(stream);
     let cancelled = wait_for(
         metrics,
-        r#"mig_gateway_requests_total{model="smollm2-135m",code="CANCELLED"}"#,
+        r#"mig_gateway_requests_total{model="smollm2-135m",code="CANCELLED",protocol="grpc"}"#,
         1.0,
     )
     .await;
@@ -147,15 +147,23 @@ async fn tokens_are_counted_per_slice_while_they_stream() {
 
     let end = mig_testkit::http::scrape(metrics).await;
     let requests = |labels: &str| value(&end, &format!("mig_gateway_requests_total{{{labels}}}"));
-    assert_eq!(requests(r#"model="smollm2-135m",code="OK""#), 1.0, "{end}");
-    assert_eq!(requests(r#"model="minilm-l6",code="OK""#), 1.0, "{end}");
     assert_eq!(
-        requests(r#"model="minilm-l6",code="INVALID_ARGUMENT""#),
+        requests(r#"model="smollm2-135m",code="OK",protocol="grpc""#),
         1.0,
         "{end}"
     );
     assert_eq!(
-        requests(r#"model="_unknown",code="NOT_FOUND""#),
+        requests(r#"model="minilm-l6",code="OK",protocol="grpc""#),
+        1.0,
+        "{end}"
+    );
+    assert_eq!(
+        requests(r#"model="minilm-l6",code="INVALID_ARGUMENT",protocol="grpc""#),
+        1.0,
+        "{end}"
+    );
+    assert_eq!(
+        requests(r#"model="_unknown",code="NOT_FOUND",protocol="grpc""#),
         1.0,
         "{end}"
     );

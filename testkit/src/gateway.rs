@@ -124,6 +124,7 @@ async fn serve_gateway(
             drain: Duration::from_secs(1),
             registrations,
             metrics_listener,
+            http_listener: None,
             tenants: None,
             tls: None,
             queue: Default::default(),

@@ -13,9 +13,12 @@ use crate::process::run_to_end;
 /// How long one client script may run.
 pub const CLIENT_LIMIT: Duration = Duration::from_secs(300);
 
-/// The virtual environment's Python; a clear failure when it is missing.
+/// The virtual environment's Python (`MIG_CLIENT_VENV` names another
+/// environment); a clear failure when it is missing.
 pub fn python() -> PathBuf {
-    let python = repo_root().join("target/client-venv/bin/python");
+    let venv = std::env::var_os("MIG_CLIENT_VENV")
+        .map_or_else(|| repo_root().join("target/client-venv"), PathBuf::from);
+    let python = venv.join("bin/python");
     assert!(
         python.is_file(),
         "{} is missing: run `make tools` (scripts/client-venv.sh) first",
