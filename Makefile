@@ -5,6 +5,7 @@ MODELS_DIR ?= models
 FLEET      ?= deploy/fleet.toml
 LISTEN     ?= 127.0.0.1:50051
 METRICS    ?= 127.0.0.1:9400
+HTTP       ?= 127.0.0.1:8080
 PYTHON     ?= python3
 CUDA_COMPUTE_CAP ?= 90
 
@@ -13,6 +14,7 @@ CUDA_COMPUTE_CAP ?= 90
 ## Fetch the demo models, build, start the gateway and its workers.
 run: models build
 	./target/release/mig-gateway up --fleet $(FLEET) --listen $(LISTEN) --metrics-listen $(METRICS) \
+		--http-listen $(HTTP) \
 		--worker-metrics-sd deploy/prometheus/workers.json
 
 ## Check formatting and lints, fetch the demo models, install the test
