@@ -7,11 +7,11 @@ use std::time::Instant;
 
 use mig_proto::inference::v1::GenerateStreamResponse;
 
+use super::protocol::Protocol;
 use crate::metrics::{
     GatewayMetrics, SliceSeries, QUEUE_WAIT, REQUESTS, REQUESTS_IN_FLIGHT, REQUEST_DURATION,
     TENANT_REQUESTS,
 };
-use super::protocol::Protocol;
 use crate::registry::WorkerHandle;
 
 /// One request, from arrival to its one terminal status. Dropped without
