@@ -1,7 +1,8 @@
 //! TLS on the gateway, with certificates made here at run time: the public
 //! listener through `mig-gateway call` and `mig-loadtest` (`--tls-ca`,
 //! `MIG_API_KEY`), a certificate reloaded under a running gateway, and the
-//! internal listener taking only workers with a client certificate (mTLS).
+//! internal listener taking only workers with a client certificate (mTLS);
+//! the OpenAI HTTP front as HTTPS with the same certificate.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -72,6 +73,44 @@ async fn lists_with(address: &str, ca: &Path, key: &str) -> Result<Vec<String>, 
     Ok(models.into_iter().map(|m| m.name).collect())
 }
 
+/// `GET /v1/models` over HTTPS (HTTP/1.1, as curl and OpenAI's SDK speak
+/// it), trusting `ca`: the status line and body.
+async fn https_models(address: &str, ca: &Path, key: &str) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls::{self, pki_types::ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in mig_serve::tls::certificates(ca)? {
+        roots.add(cert).map_err(|e| e.to_string())?;
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(address)
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let request = format!(
+        "GET /v1/models HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {key}\r\nconnection: close\r\n\r\n"
+    );
+    tls.write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    tls.read_to_string(&mut answer)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(answer)
+}
+
 fn call(address: &str, ca: &Path, key: Option<&str>) -> std::process::Output {
     let mut command = Command::new(bin("mig-gateway"));
     command
@@ -119,6 +158,8 @@ async fn the_public_listener_speaks_tls_to_real_clients_and_reloads_its_certific
             &path(&key),
             "--tenants",
             &path(&tenants),
+            "--http-listen",
+            "127.0.0.1:0",
         ],
     );
     assert!(
@@ -181,6 +222,38 @@ async fn the_public_listener_speaks_tls_to_real_clients_and_reloads_its_certific
     };
     assert!(!plain.contains("identity"), "{plain}");
 
+    // The OpenAI HTTP front is HTTPS with the same certificate and keys;
+    // clear HTTP to it gets no answer.
+    let https = gateway
+        .ready_line
+        .split("openai: https://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no HTTPS front in {}", gateway.ready_line))
+        .to_string();
+    let models = https_models(&https, &first.ca(), &api_key).await.unwrap();
+    assert!(models.starts_with("HTTP/1.1 200"), "{models}");
+    assert!(models.contains("\"id\":\"identity\""), "{models}");
+    let refused = https_models(&https, &first.ca(), "mig_unknown")
+        .await
+        .unwrap();
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    let mut plain_http = tokio::net::TcpStream::connect(&https).await.unwrap();
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        plain_http
+            .write_all(b"GET /v1/models HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(15), plain_http.read_to_end(&mut answer))
+            .await;
+        assert!(
+            !String::from_utf8_lossy(&answer).contains("identity"),
+            "clear text was answered"
+        );
+    }
+
     // A new certificate from another CA, written over the old one: new
     // connections get it (the files are watched), the old CA no longer
     // verifies them.
@@ -206,6 +279,13 @@ async fn the_public_listener_speaks_tls_to_real_clients_and_reloads_its_certific
         .unwrap_err();
     assert!(old.contains("InvalidCertificate"), "{old}");
     assert!(gateway.log().contains("TLS certificate reloaded"));
+    // The HTTP front follows the reload.
+    let models = https_models(&https, &second.ca(), &api_key).await.unwrap();
+    assert!(models.starts_with("HTTP/1.1 200"), "{models}");
+    let old = https_models(&https, &first.ca(), &api_key)
+        .await
+        .unwrap_err();
+    assert!(old.contains("InvalidCertificate"), "{old}");
 
     // A broken certificate is refused; the one in force stays. (The copy
     // above may have been seen half done, and refused once already.)
