@@ -3,9 +3,13 @@
 //! # Layout
 //! - [`inference::v1`]: the public API (`mig.inference.v1.Inference`).
 //! - [`worker::v1`]: the gateway-to-worker API (`mig.worker.v1.Worker`).
-//! - [`FILE_DESCRIPTOR_SET`]: both, encoded, for gRPC reflection;
-//!   [`INFERENCE_FILE_DESCRIPTOR_SET`]: the public API alone, for a port
-//!   that must not describe the internal services.
+//! - [`kserve`]: the KServe v2 protocol as Triton speaks it (proto package
+//!   `inference`: `inference.GRPCInferenceService` and the part of Triton's
+//!   model configuration it reports), served beside the public API.
+//! - [`FILE_DESCRIPTOR_SET`]: `mig.inference.v1` and `mig.worker.v1`,
+//!   encoded, for gRPC reflection; [`INFERENCE_FILE_DESCRIPTOR_SET`]: the
+//!   public API alone, for a port that must not describe the internal
+//!   services; [`KSERVE_FILE_DESCRIPTOR_SET`]: KServe v2.
 //!
 //! Generated code only: serving lives in `mig-serve`, and conversions to and
 //! from domain types belong to the crates that own them.
@@ -22,9 +26,22 @@ pub mod worker {
     }
 }
 
-/// The encoded `FileDescriptorSet` of every `.proto` in this crate.
+/// KServe v2 / Triton (`inference.GRPCInferenceService`): field names and
+/// numbers are Triton's, so its clients (tritonclient, perf_analyzer) read
+/// and write the same bytes.
+pub mod kserve {
+    tonic::include_proto!("inference");
+}
+
+/// The encoded `FileDescriptorSet` of `mig.inference.v1` and
+/// `mig.worker.v1`.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("mig_descriptor");
 
 /// The encoded `FileDescriptorSet` of `mig.inference.v1` alone.
 pub const INFERENCE_FILE_DESCRIPTOR_SET: &[u8] =
     tonic::include_file_descriptor_set!("inference_descriptor");
+
+/// The encoded `FileDescriptorSet` of KServe v2 (`inference`), with the
+/// model configuration it imports.
+pub const KSERVE_FILE_DESCRIPTOR_SET: &[u8] =
+    tonic::include_file_descriptor_set!("kserve_descriptor");
