@@ -1,14 +1,15 @@
-//! The gateway's servers: the public listener (the Inference API, gRPC health
-//! and reflection of the public API only) and, when workers may register
-//! themselves, the internal listener (worker registration, behind its
-//! token); and the loops that keep worker health current and drop
-//! registered workers that went silent.
+//! The gateway's servers: the public listener (the Inference API and KServe
+//! v2 beside it, gRPC health and reflection of the public API only) and,
+//! when workers may register themselves, the internal listener (worker
+//! registration, behind its token); and the loops that keep worker health
+//! current and drop registered workers that went silent.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use mig_proto::inference::v1::inference_server::InferenceServer;
+use mig_proto::kserve::grpc_inference_service_server::GrpcInferenceServiceServer;
 use mig_proto::worker::v1::registration_server::RegistrationServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -18,6 +19,7 @@ use tower::Layer;
 
 use crate::admission::{self, Admission, QueueLimits};
 use crate::fleet::registration::{self, HeartbeatPolicy, RegistrationAccess, RegistrationService};
+use crate::kserve::KserveService;
 use crate::metrics::GatewayMetrics;
 use crate::registry::{self, Registry};
 use crate::request::layers::{InvalidMessageLayer, StampLayer};
@@ -98,10 +100,15 @@ pub async fn run(
     health
         .set_serving::<InferenceServer<InferenceService>>()
         .await;
+    health
+        .set_serving::<GrpcInferenceServiceServer<KserveService>>()
+        .await;
     health.set_service_status("", ServingStatus::Serving).await;
-    // The public port describes the public API and health, nothing internal.
+    // The public port describes the public API (its own and KServe v2)
+    // and health, nothing internal.
     let public_api = [
         mig_proto::INFERENCE_FILE_DESCRIPTOR_SET,
+        mig_proto::KSERVE_FILE_DESCRIPTOR_SET,
         tonic_health::pb::FILE_DESCRIPTOR_SET,
     ];
     let prober = tokio::spawn(registry::health_loop(
@@ -157,6 +164,9 @@ pub async fn run(
                 .set_not_serving::<InferenceServer<InferenceService>>()
                 .await;
             health
+                .set_not_serving::<GrpcInferenceServiceServer<KserveService>>()
+                .await;
+            health
                 .set_service_status("", ServingStatus::NotServing)
                 .await;
         }
@@ -208,7 +218,13 @@ pub async fn run(
                 .layer(AuthLayer::new(tenancy.clone()).layer(
                     InvalidMessageLayer.layer(InferenceServer::from_arc(inference.clone())),
                 )),
-        );
+        )
+        // KServe v2 through the same door, onto the same service.
+        .add_service(StampLayer.layer(AuthLayer::new(tenancy.clone()).layer(
+            InvalidMessageLayer.layer(GrpcInferenceServiceServer::new(KserveService::new(
+                inference.clone(),
+            ))),
+        )));
     let result = mig_serve::http2::serve_with(
         listener,
         options.tls,
