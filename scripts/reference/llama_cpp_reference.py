@@ -50,6 +50,8 @@ CHATS = [
 
 STEPS = 24
 TOP = 8
+# Alternatives per greedy step whose log-probabilities are recorded.
+LOGPROBS_TOP = 5
 
 
 def main() -> int:
@@ -69,12 +71,19 @@ def main() -> int:
         prompt = llm.tokenize(rendered.encode(), add_bos=False, special=True)
         llm.reset()
         llm.eval(prompt)
-        ids, margins, first_top = [], [], None
+        ids, margins, first_top, top_logprobs = [], [], None, []
         for step in range(STEPS):
             logits = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float64)
             order = np.argsort(-logits)
             if step == 0:
                 first_top = [{"id": int(i), "logit": float(logits[i])} for i in order[:TOP]]
+            # Log-softmax over the whole vocabulary, natural log: what the
+            # gateway's `logprobs` reports (temperature 1, no penalty).
+            peak = logits[order[0]]
+            log_z = peak + np.log(np.sum(np.exp(logits - peak)))
+            top_logprobs.append(
+                [{"id": int(i), "logprob": float(logits[i] - log_z)} for i in order[:LOGPROBS_TOP]]
+            )
             best = int(order[0])
             ids.append(best)
             margins.append(float(logits[order[0]] - logits[order[1]]))
@@ -89,6 +98,7 @@ def main() -> int:
                 "greedy_ids": ids,
                 "top2_margins": margins,
                 "first_step_top": first_top,
+                "top_logprobs": top_logprobs,
                 "greedy_text": llm.detokenize([i for i in ids if i not in (0, 2)]).decode("utf-8", "replace"),
             }
         )

@@ -3,8 +3,9 @@
 //!
 //! "Paris" is no oracle: this file answers "L'Étoile, ..." to "What is the
 //! capital of France?" in llama.cpp too. What must hold: the first-step
-//! logits agree within a stated tolerance, and greedy ids agree token for
-//! token until a step where llama.cpp's own top two are a near-tie.
+//! logits agree within a stated tolerance, greedy ids agree token for
+//! token until a step where llama.cpp's own top two are a near-tie, and the
+//! top-5 log-probabilities at each of those steps agree with llama.cpp's.
 
 mod llama_cpp;
 
@@ -53,6 +54,7 @@ fn check(weights: WeightFormat) {
     let mut model = Solo::new(generator.as_mut(), 512, &Device::Cpu).unwrap();
     let tolerance = logit_tolerance(weights);
     let mut compared_total = 0;
+    let mut worst_logprob = 0f32;
     for g in llama_cpp::reference()["generations"].as_array().unwrap() {
         let prompt = llama_cpp::ids(&g["prompt_ids"]);
         let reference = llama_cpp::ids(&g["greedy_ids"]);
@@ -81,8 +83,12 @@ fn check(weights: WeightFormat) {
         let mut sampler = Sampler::new(&SamplingParams::greedy());
         let mut history = prompt.clone();
         let mut next = sampler.sample(&logits, &history).unwrap();
+        let mut current = logits;
         let mut compared = 0;
         for (step, &expected) in reference.iter().enumerate() {
+            // Same history as llama.cpp's so far: the same distribution.
+            let worst = check_absolute_logprobs(&current, &g["top_logprobs"][step], tolerance);
+            worst_logprob = worst_logprob.max(worst);
             if next != expected {
                 // A parting is allowed only where llama.cpp itself hesitated.
                 assert!(
@@ -99,8 +105,8 @@ fn check(weights: WeightFormat) {
                 break;
             }
             history.push(next);
-            let logits = model.step(next, history.len() - 1).unwrap();
-            next = sampler.sample(&logits, &history).unwrap();
+            current = model.step(next, history.len() - 1).unwrap();
+            next = sampler.sample(&current, &history).unwrap();
         }
         eprintln!(
             "{weights:?}: {compared}/{} greedy ids equal llama.cpp's, first-step max |dlogit| {worst:.3}",
@@ -108,12 +114,48 @@ fn check(weights: WeightFormat) {
         );
         compared_total += compared;
     }
+    eprintln!(
+        "{weights:?}: top-5 log-probabilities at every compared step within {worst_logprob:.3} of llama.cpp's"
+    );
     // Most steps must have been compared before a parting at a near-tie
     // (out of 87): 61 for the Q4_1 file, fewer for the lossier Q8_0 copy.
     assert!(
         compared_total >= 32,
         "{weights:?}: only {compared_total} ids compared"
     );
+}
+
+/// One greedy step's top-5 log-probabilities (what a request with
+/// `logprobs: 5` reports) against llama.cpp's log-softmax at the same step
+/// (`top_logprobs` in the fixture); returns the largest difference.
+///
+/// A log-probability is `logit - log_sum_exp(logits)`. Each of our logits
+/// is within the logit tolerance of llama.cpp's, and log-sum-exp moves by
+/// at most the largest logit difference (it is 1-Lipschitz in the max
+/// norm), so each log-probability must agree within twice the tolerance.
+/// (Tokens far below the top differ by more than that; the ones that carry
+/// the mass, the top ones, bound log-sum-exp.)
+fn check_absolute_logprobs(
+    logits: &candle_core::Tensor,
+    theirs: &serde_json::Value,
+    tolerance: f32,
+) -> f32 {
+    let theirs = theirs
+        .as_array()
+        .expect("the fixture's `top_logprobs` (scripts/reference/llama_cpp_reference.py)");
+    let ours = Distribution::new(logits).unwrap();
+    let mut worst = 0f32;
+    for t in theirs {
+        let id = t["id"].as_u64().unwrap() as u32;
+        let expected = t["logprob"].as_f64().unwrap() as f32;
+        let got = ours.logprob(id);
+        worst = worst.max((got - expected).abs());
+        assert!(
+            (got - expected).abs() <= 2.0 * tolerance,
+            "logprob({id}) is {got:.3}, llama.cpp's {expected:.3}"
+        );
+    }
+    worst
 }
 
 /// The first step's top-5 log-probabilities (what a request with
