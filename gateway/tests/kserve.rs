@@ -22,6 +22,7 @@ use mig_proto::kserve::model_infer_request::InferInputTensor;
 use mig_proto::kserve::*;
 use mig_testkit::process::{gateway_up, Process};
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
@@ -248,7 +249,7 @@ async fn kserve_v2_through_the_public_listener() {
     let whole = infer_matches_generate(&mut kserve, &mut own, &gateway.alpha).await;
     stream_matches_infer(&mut kserve, &gateway.alpha, &whole).await;
     embeddings(&mut kserve, &mut own, &gateway.alpha).await;
-    hostile_tensors(&mut kserve, &gateway.alpha).await;
+    hostile_tensors(&mut kserve, channel.clone(), &gateway.alpha).await;
     cancelled_stream_cancels_its_generation(&mut kserve, &gateway.alpha, metrics).await;
     counted_as_kserve(metrics).await;
     reflection_and_health(channel).await;
@@ -669,8 +670,9 @@ async fn embeddings(kserve: &mut Kserve, own: &mut InferenceClient<Channel>, key
     assert!(int_param(&answer, "prompt_tokens") > 0);
 }
 
-/// Tensors no client should send: INVALID_ARGUMENT, naming the field.
-async fn hostile_tensors(kserve: &mut Kserve, key: &str) {
+/// Tensors no client should send, and bytes that are no request at all:
+/// INVALID_ARGUMENT, naming the field.
+async fn hostile_tensors(kserve: &mut Kserve, channel: Channel, key: &str) {
     let mut cases: Vec<(ModelInferRequest, &str)> = Vec::new();
 
     let mut r = generation("h", 4);
@@ -751,6 +753,46 @@ async fn hostile_tensors(kserve: &mut Kserve, key: &str) {
         );
         assert!(e.message().len() < 400, "bounded: {}", e.message().len());
     }
+
+    // Bytes that are not a ModelInferRequest (a model name that is not
+    // UTF-8): unary and streamed, INVALID_ARGUMENT, never INTERNAL.
+    let hostile = NotUtf8 {
+        model_name: b"smol\xff".to_vec(),
+    };
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let e = grpc
+        .unary(
+            keyed(hostile.clone(), key),
+            PathAndQuery::from_static("/inference.GRPCInferenceService/ModelInfer"),
+            tonic_prost::ProstCodec::<NotUtf8, ModelInferResponse>::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("model_name"), "{e:?}");
+    grpc.ready().await.unwrap();
+    let e = match grpc
+        .streaming(
+            keyed(tokio_stream::iter([hostile]), key),
+            PathAndQuery::from_static("/inference.GRPCInferenceService/ModelStreamInfer"),
+            tonic_prost::ProstCodec::<NotUtf8, ModelStreamInferResponse>::default(),
+        )
+        .await
+    {
+        Err(status) => status,
+        Ok(stream) => stream.into_inner().message().await.unwrap_err(),
+    };
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("model_name"), "{e:?}");
+}
+
+/// `ModelInferRequest` as a hostile client writes it: `model_name` as
+/// bytes that need not be UTF-8.
+#[derive(Clone, PartialEq, prost::Message)]
+struct NotUtf8 {
+    #[prost(bytes = "vec", tag = "1")]
+    model_name: Vec<u8>,
 }
 
 /// A client that cancels its stream cancels the generation under it: the
