@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use mig_proto::inference::v1::{EmbedRequest, GenerateRequest};
 use mig_proto::kserve::infer_parameter::ParameterChoice;
 use mig_proto::kserve::{InferParameter, ModelInferRequest};
+use mig_serve::fields::{MAX_EMBED_INPUTS, MAX_STOP_STRINGS};
 
 use super::error::KserveError;
 use super::inputs::{
@@ -369,12 +370,26 @@ fn parameter_type(p: &Option<ParameterChoice>) -> &'static str {
     }
 }
 
+/// At most `limit` elements in input `name` (the shared path checks the
+/// same limit, but under its own field's name).
+fn at_most(name: &str, count: usize, limit: usize, what: &str) -> Result<(), KserveError> {
+    if count > limit {
+        return Err(KserveError::Data {
+            name: name.to_string(),
+            detail: format!("{count} {what}, limit {limit}"),
+        });
+    }
+    Ok(())
+}
+
 /// A request to a generation model.
 pub fn generation(request: ModelInferRequest) -> Result<Generation, KserveError> {
     let model = request.model_name.clone();
     let mut inputs = read_inputs(request, &GENERATE_INPUTS, &[TEXT_OUTPUT], true)?;
     let (mut texts, shape) = inputs.text_input()?;
     let prompt = texts.pop().unwrap_or_default();
+    let stop = inputs.texts("stop_words")?;
+    at_most("stop_words", stop.len(), MAX_STOP_STRINGS, "stop words")?;
     let request = GenerateRequest {
         model,
         prompt,
@@ -383,7 +398,7 @@ pub fn generation(request: ModelInferRequest) -> Result<Generation, KserveError>
         top_p: inputs.number("top_p")?,
         top_k: inputs.count("top_k")?,
         seed: inputs.seed("random_seed")?,
-        stop: inputs.texts("stop_words")?,
+        stop,
         ignore_eos: inputs.flag("ignore_eos")?.unwrap_or(false),
         ..Default::default()
     };
@@ -400,6 +415,7 @@ pub fn embedding(request: ModelInferRequest) -> Result<Embedding, KserveError> {
     let model = request.model_name.clone();
     let mut inputs = read_inputs(request, &EMBED_INPUTS, &[EMBEDDING], false)?;
     let (texts, _) = inputs.text_input()?;
+    at_most(TEXT_INPUT, texts.len(), MAX_EMBED_INPUTS, "texts")?;
     let truncate = inputs.flag("truncate")?.unwrap_or(false);
     // Meaningless for one response, but not wrong.
     inputs.empty_final()?;
@@ -703,6 +719,12 @@ mod tests {
             HashMap::from([("truncate".into(), param(ParameterChoice::BoolParam(true)))]);
         assert!(embedding(request.clone()).unwrap().request.truncate);
 
+        let many: Vec<&[u8]> = vec![b"t"; MAX_EMBED_INPUTS + 1];
+        request.inputs = vec![bytes_input(TEXT_INPUT, &[many.len() as i64], &many)];
+        assert_eq!(
+            embedding(request.clone()).unwrap_err().to_string(),
+            "input `text_input`: 65 texts, limit 64"
+        );
         request.inputs = vec![bytes_input(TEXT_INPUT, &[0], &[])];
         assert_eq!(
             embedding(request.clone()).unwrap_err().to_string(),
