@@ -687,3 +687,21 @@ async fn v1alpha_ask(
         .message_response
         .expect("an answer")
 }
+
+/// Python's grpcio-reflection (the pinned client venv) asks through
+/// `v1alpha`: it lists the public services, KServe's among them, nothing
+/// internal, and fetches the Inference service's descriptor.
+#[test]
+fn python_grpcio_reflection_lists_the_public_services() {
+    let f = fixture();
+    let address = f.gateway.trim_start_matches("http://");
+    let out = mig_testkit::python::run_client(
+        "reflection_client.py",
+        &[address, "--expect", "inference.GRPCInferenceService"],
+    );
+    assert!(out.contains("ok reflection v1alpha"), "{out}");
+    assert!(
+        out.contains("service grpc.reflection.v1.ServerReflection"),
+        "{out}"
+    );
+}
