@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use mig_proto::inference::v1::inference_server::Inference;
-use mig_proto::inference::v1::{GenerateRequest, ListModelsRequest, ModelInfo, ModelKind};
+use mig_proto::inference::v1::{ListModelsRequest, ModelInfo, ModelKind};
 use mig_proto::kserve::grpc_inference_service_server::GrpcInferenceService;
 use mig_proto::kserve::*;
 use tokio_stream::Stream;
@@ -22,6 +22,7 @@ use super::request::{self, Embedding, Generation, MAX_ID_BYTES};
 use super::response::Answering;
 use crate::request::protocol::Protocol;
 use crate::request::service::InferenceService;
+use crate::tenancy::Caller;
 
 /// The KServe v2 service over a shared [`Inference`] service (the
 /// gateway's [`InferenceService`]).
@@ -98,50 +99,46 @@ async fn visible<I: Inference>(
     Ok(models.into_iter().find(|m| m.name == name))
 }
 
-/// The shared path's answer for a model the caller does not see:
-/// `NOT_FOUND` when it is served nowhere, `PERMISSION_DENIED` when the
-/// caller's tenant may not call it, exactly as the project's own API says
-/// (and counted as it counts).
-async fn unseen<I: Inference>(inference: &I, forward: &Forward, model: &str) -> Status {
-    let probe = GenerateRequest {
-        model: model.to_string(),
-        max_tokens: Some(1),
-        ..Default::default()
-    };
-    match inference.generate(forward.request(probe)).await {
-        Err(status) => status,
-        // The model came while this call was looked at.
-        Ok(_) => Status::unavailable(format!(
-            "model `{}` became available while this request was read; send it again",
-            mig_serve::limits::shown(model)
-        )),
+/// What a front needs of the shared service beyond its calls: a model's
+/// kind as the caller may know it, found in one lookup (KServe reads a
+/// request's tensors by it).
+pub trait ModelKinds {
+    /// `Unspecified` for a model the caller may not call or that is not
+    /// served; the shared path's call then answers why.
+    fn kind_for(&self, extensions: &Extensions, model: &str) -> ModelKind;
+}
+
+impl ModelKinds for InferenceService {
+    fn kind_for(&self, extensions: &Extensions, model: &str) -> ModelKind {
+        match extensions.get::<Caller>() {
+            Some(caller) => InferenceService::kind_for(self, caller, model),
+            None => ModelKind::Unspecified,
+        }
     }
 }
 
-/// Reads a request for its model: the caller must see the model, its
-/// version must be the one served, and its tensors those of the model's
-/// kind.
-pub(super) async fn prepare<I: Inference>(
+/// Reads a request for its model: its version must be the one served, and
+/// its tensors those of the model's kind. A model the caller may not see is
+/// read as a generation: the shared path then refuses it as the project's
+/// own API does (`PERMISSION_DENIED`, `NOT_FOUND`), and the tensors it was
+/// sent tell nothing of other tenants' models.
+pub(super) fn prepare<I: ModelKinds>(
     inference: &I,
     forward: &Forward,
     request: ModelInferRequest,
 ) -> Result<Prepared, Status> {
     let mut answering = Answering::of(&request);
     metadata::check_version(&request.model_name, &request.model_version)?;
-    let Some(info) = visible(inference, forward, &request.model_name).await? else {
-        return Err(unseen(inference, forward, &request.model_name).await);
-    };
-    match metadata::kind(&info) {
-        Ok(ModelKind::Embed) => Ok(Prepared::Embed(request::embedding(request)?, answering)),
+    match inference.kind_for(&forward.extensions, &request.model_name) {
+        ModelKind::Embed => Ok(Prepared::Embed(request::embedding(request)?, answering)),
         // A model whose kind is not known yet (no worker answered) is
         // taken as a generation: the shared path then says why it cannot
         // be served now.
-        Ok(_) | Err(KserveError::KindUnknown { .. }) => {
+        ModelKind::Generate | ModelKind::Unspecified => {
             let generation = request::generation(request)?;
             answering.shape = generation.shape.clone();
             Ok(Prepared::Generate(generation, answering))
         }
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -170,7 +167,7 @@ fn forward_of<T>(request: Request<T>) -> (Forward, T) {
 type ResponseStream = Pin<Box<dyn Stream<Item = Result<ModelStreamInferResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl<I: Inference> GrpcInferenceService for KserveService<I> {
+impl<I: Inference + ModelKinds> GrpcInferenceService for KserveService<I> {
     /// Live while the gateway answers at all.
     async fn server_live(
         &self,
@@ -245,7 +242,7 @@ impl<I: Inference> GrpcInferenceService for KserveService<I> {
         request: Request<ModelInferRequest>,
     ) -> Result<Response<ModelInferResponse>, Status> {
         let (forward, message) = forward_of(request);
-        match prepare(&*self.inference, &forward, message).await? {
+        match prepare(&*self.inference, &forward, message)? {
             Prepared::Generate(generation, answering) => {
                 if generation.stream == Some(true) {
                     return Err(Status::invalid_argument(

@@ -27,7 +27,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
 use super::response::{flagged_final, streamed, Answering};
-use super::service::{prepare, Forward, Prepared};
+use super::service::{prepare, Forward, ModelKinds, Prepared};
 
 /// Responses ready for the client before the task waits for it to read.
 const BUFFER: usize = 4;
@@ -38,7 +38,7 @@ type Sender = mpsc::Sender<Result<ModelStreamInferResponse, Status>>;
 struct Gone;
 
 /// Serves one ModelStreamInfer call; its responses, as they come.
-pub(super) fn serve<I: Inference>(
+pub(super) fn serve<I: Inference + ModelKinds>(
     inference: Arc<I>,
     forward: Forward,
     mut inbound: Streaming<ModelInferRequest>,
@@ -105,14 +105,14 @@ async fn unless_gone<T>(
 }
 
 /// Answers one request of the stream: its responses, or its error in-band.
-async fn answer<I: Inference>(
+async fn answer<I: Inference + ModelKinds>(
     inference: &I,
     forward: &Forward,
     request: ModelInferRequest,
     tx: &Sender,
 ) -> Result<(), Gone> {
     let answering = Answering::of(&request);
-    match unless_gone(tx, prepare(inference, forward, request)).await? {
+    match prepare(inference, forward, request) {
         Err(status) => send(tx, answering.failed(&status)).await,
         Ok(Prepared::Embed(embedding, answering)) => {
             let answer =

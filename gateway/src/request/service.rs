@@ -181,6 +181,18 @@ impl InferenceService {
         })
     }
 
+    /// The kind of `model` as `caller` may know it: `Unspecified` for a
+    /// model it may not call or that is not served (a call then says which,
+    /// as for any front). One lookup, for fronts that read a request
+    /// differently by kind (KServe's tensors).
+    pub fn kind_for(&self, caller: &Caller, model: &str) -> ModelKind {
+        if caller.may_call(model) {
+            self.registry.kind(model)
+        } else {
+            ModelKind::Unspecified
+        }
+    }
+
     /// The model's context length, as its workers reported it (the largest,
     /// should they differ); unknown before any answered.
     fn context_length(&self, model: &str) -> Option<usize> {
