@@ -1,7 +1,8 @@
 //! Connection hygiene on a real gateway's public port: a flood of silent
 //! TCP connections does not lock out a client that speaks, silent ones are
 //! closed after the handshake timeout, and an idle HTTP/2 connection is
-//! sent GOAWAY after the idle timeout.
+//! sent GOAWAY after the idle timeout; on the HTTP/1.1 front, a request
+//! head that never ends is closed after the handshake timeout.
 
 use std::time::{Duration, Instant};
 
@@ -50,6 +51,8 @@ async fn silent_and_idle_connections_are_closed_and_a_flood_locks_no_one_out() {
             "2",
             "--max-connections-per-client",
             "64",
+            "--http-listen",
+            "127.0.0.1:0",
         ],
     );
     let addr = gateway.url().trim_start_matches("http://").to_string();
@@ -122,5 +125,29 @@ async fn silent_and_idle_connections_are_closed_and_a_flood_locks_no_one_out() {
         })
         .await
         .expect("served again after its idle connection was closed");
+    // The HTTP/1.1 front: a request head that never ends is closed after
+    // the handshake timeout; a whole one is answered.
+    let http = gateway
+        .ready_line
+        .split("openai: http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .to_string();
+    let mut trickle = TcpStream::connect(&http).await.unwrap();
+    trickle
+        .write_all(b"POST /v1/completions HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let (_, closed) = read_to_close(&mut trickle, Duration::from_secs(10)).await;
+    assert!(closed, "an unfinished HTTP/1.1 head kept its connection");
+    let mut whole = TcpStream::connect(&http).await.unwrap();
+    whole
+        .write_all(b"GET /v1/models HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let (answer, _) = read_to_close(&mut whole, Duration::from_secs(10)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     gateway.terminate();
 }

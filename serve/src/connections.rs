@@ -469,6 +469,13 @@ impl Connection {
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        // HTTP/1.1 (the OpenAI front's clients): a request's head must
+        // arrive within the handshake timeout, so a client trickling
+        // headers holds no connection for long.
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.limits.handshake_timeout);
         builder
             .http2()
             .timer(TokioTimer::new())

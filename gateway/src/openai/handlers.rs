@@ -6,7 +6,7 @@
 //! routing and metrics are the gRPC path's own.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -94,16 +94,27 @@ impl Front {
     }
 }
 
-/// Reads a body of at most [`MAX_BODY_BYTES`].
+/// How long a request body may take to arrive once its head has.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Reads a body of at most [`MAX_BODY_BYTES`], within [`BODY_TIMEOUT`].
 async fn read_body(body: Body) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| ApiError {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
+    let read = tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY_BYTES));
+    let Ok(read) = read.await else {
+        return Err(ApiError {
+            status: StatusCode::REQUEST_TIMEOUT,
             ..ApiError::bad_request(format!(
-                "the body is larger than {MAX_BODY_BYTES} bytes, or was cut"
+                "the body did not arrive within {} s",
+                BODY_TIMEOUT.as_secs()
             ))
-        })
+        });
+    };
+    read.map_err(|_| ApiError {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        ..ApiError::bad_request(format!(
+            "the body is larger than {MAX_BODY_BYTES} bytes, or was cut"
+        ))
+    })
 }
 
 /// A decoder's message with the value it quotes (`invalid type: string
