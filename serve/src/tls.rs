@@ -102,6 +102,17 @@ pub fn client_endpoint_with_identity(
     ca: Option<&Path>,
     identity: Option<(&Path, &Path)>,
 ) -> Result<tonic::transport::Endpoint, String> {
+    client_endpoint_named(address, ca, identity, None)
+}
+
+/// [`client_endpoint_with_identity`] dialing `address` but checking the
+/// server's certificate for `name` (an address found by resolving `name`).
+pub fn client_endpoint_named(
+    address: &str,
+    ca: Option<&Path>,
+    identity: Option<(&Path, &Path)>,
+    name: Option<&str>,
+) -> Result<tonic::transport::Endpoint, String> {
     let address = if address.contains("://") {
         address.to_string()
     } else {
@@ -123,6 +134,9 @@ pub fn client_endpoint_with_identity(
     let read = |path: &Path| std::fs::read(path).map_err(|e| format!("`{}`: {e}", path.display()));
     let mut config = tonic::transport::ClientTlsConfig::new()
         .ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?));
+    if let Some(name) = name {
+        config = config.domain_name(name);
+    }
     if let Some((cert, key)) = identity {
         config = config.identity(tonic::transport::Identity::from_pem(
             read(cert)?,

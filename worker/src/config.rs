@@ -123,9 +123,12 @@ pub struct ServeArgs {
 
     /// A gateway to register with (`http://host:port`); the worker sends it
     /// heartbeats and is routed to while they arrive. For workers started
-    /// outside `mig-gateway up` (another node, a Kubernetes pod).
-    #[arg(long, env = "MIG_WORKER_GATEWAY")]
-    pub gateway: Option<String>,
+    /// outside `mig-gateway up` (another node, a Kubernetes pod). Repeat it
+    /// (or separate with commas) for several gateways; a name that resolves
+    /// to several addresses (a Kubernetes headless Service of the gateways)
+    /// means each of them, looked up again every 10 s.
+    #[arg(long, env = "MIG_WORKER_GATEWAY", value_delimiter = ',')]
+    pub gateway: Vec<String>,
 
     /// The address the gateway dials to reach this worker (`http://host:port`);
     /// defaults to the bound `--listen` address, which must then be a
@@ -240,15 +243,14 @@ impl ServeArgs {
         if self.kv_cache_mib == Some(0) {
             return Err("`--kv-cache-mib` must be at least 1".into());
         }
-        for (flag, value) in [
-            ("--gateway", &self.gateway),
-            ("--advertise", &self.advertise),
-        ] {
-            if let Some(uri) = value {
-                check_http_uri(flag, uri)?;
-            }
+        for uri in &self.gateway {
+            check_http_uri("--gateway", uri)?;
         }
-        if self.gateway.is_some() && self.advertise.is_none() && self.listen.ip().is_unspecified() {
+        if let Some(uri) = &self.advertise {
+            check_http_uri("--advertise", uri)?;
+        }
+        if !self.gateway.is_empty() && self.advertise.is_none() && self.listen.ip().is_unspecified()
+        {
             return Err(format!(
                 "`--advertise` is required with `--gateway` when `--listen` is `{}`: \
                  the gateway cannot dial an unspecified address",

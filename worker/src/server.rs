@@ -16,7 +16,7 @@ use crate::identity::Identity;
 use crate::metrics::WorkerMetrics;
 use crate::model::{Codec, ModelKind};
 use crate::register::GatewayTls;
-use crate::register::{heartbeat_loop, Registration};
+use crate::register::{register_everywhere, Registration};
 use crate::service::WorkerService;
 use crate::validate::Limits;
 use mig_serve::secret::Secret;
@@ -29,8 +29,8 @@ pub struct Ready {
     pub identity: Identity,
     limits: Limits,
     grace: Duration,
-    /// `--gateway` and `--advertise`: register with a gateway once serving.
-    gateway: Option<String>,
+    /// `--gateway` and `--advertise`: register with the gateways once serving.
+    gateway: Vec<String>,
     advertise: Option<String>,
     registration_token: Option<Secret>,
     caller_token: Option<Secret>,
@@ -99,8 +99,8 @@ pub struct Settings {
     pub max_embed_inputs: usize,
     /// How long running requests may finish after SIGTERM.
     pub grace: Duration,
-    /// `--gateway` and `--advertise`: register with a gateway once serving.
-    pub gateway: Option<String>,
+    /// `--gateway` and `--advertise`: register with the gateways once serving.
+    pub gateway: Vec<String>,
     pub advertise: Option<String>,
     /// The gateway's registration token, for `gateway`.
     pub registration_token: Option<Secret>,
@@ -231,25 +231,26 @@ pub async fn run(
     ));
 
     let (leaving_tx, leaving) = tokio::sync::watch::channel(false);
-    let heartbeats = match gateway {
-        Some(gateway) => {
-            let advertise = match advertise {
-                Some(a) => a,
-                None => format!("http://{}", listener.local_addr()?),
-            };
-            let registration = Registration {
-                gateway,
-                advertise,
-                token: registration_token.clone(),
-                tls: gateway_tls.clone(),
-            };
-            Some(tokio::spawn(heartbeat_loop(
-                registration,
-                service.clone(),
-                leaving,
-            )))
-        }
-        None => None,
+    let heartbeats = if gateway.is_empty() {
+        None
+    } else {
+        let advertise = match advertise {
+            Some(a) => a,
+            None => format!("http://{}", listener.local_addr()?),
+        };
+        let registration = Registration {
+            gateway: String::new(),
+            tls_name: None,
+            advertise,
+            token: registration_token.clone(),
+            tls: gateway_tls.clone(),
+        };
+        Some(tokio::spawn(register_everywhere(
+            gateway,
+            registration,
+            service.clone(),
+            leaving,
+        )))
     };
 
     let (draining_tx, draining) = tokio::sync::oneshot::channel::<()>();
