@@ -18,11 +18,13 @@
 //!   (random-weight) workers and their memory need.
 //! - [`discovery`]: what NVML reports (GPUs, MIG mode, MIG devices), kept apart
 //!   from the mapping to slices so the mapping is tested on recorded data.
+//! - [`node`]: the node's name as dcgm-exporter labels it (`Hostname`).
 
 pub mod catalog;
 pub mod discovery;
 pub mod layout;
 pub mod need;
+pub mod node;
 pub mod planner;
 pub mod render;
 pub mod slice;

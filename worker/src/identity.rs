@@ -36,6 +36,11 @@ pub struct Identity {
     pub profile: String,
     /// Parent GPU UUID; empty on CPU slices.
     pub gpu: String,
+    /// NVML's GPU instance id of a MIG slice (dcgm-exporter's `GPU_I_ID`),
+    /// in decimal; empty on CPU slices, whole GPUs and without NVML.
+    pub gpu_instance_id: String,
+    /// The node (`$NODE_NAME` or the host name), dcgm-exporter's `Hostname`.
+    pub hostname: String,
     pub memory_bytes: u64,
     pub device: String,
 }
@@ -43,8 +48,13 @@ pub struct Identity {
 impl Identity {
     /// Resolves the slice's identity.
     pub fn resolve(claimed: Claimed) -> Identity {
-        let (profile, gpu, memory_bytes) = match &claimed.slice {
-            SliceId::Cpu(_) => (claimed.profile, String::new(), host_memory_bytes()),
+        let (profile, gpu, gpu_instance_id, memory_bytes) = match &claimed.slice {
+            SliceId::Cpu(_) => (
+                claimed.profile,
+                String::new(),
+                String::new(),
+                host_memory_bytes(),
+            ),
             gpu_slice => from_nvml(
                 gpu_slice,
                 claimed.profile_given.then_some(claimed.profile.as_str()),
@@ -56,6 +66,8 @@ impl Identity {
             slice: claimed.slice.to_string(),
             profile,
             gpu,
+            gpu_instance_id,
+            hostname: mig_slices::node::node_name(),
             memory_bytes,
             device: match claimed.device {
                 DeviceKind::Cpu => "cpu".into(),
@@ -75,14 +87,15 @@ impl Identity {
     }
 }
 
-/// Profile, parent GPU and memory of a GPU slice as NVML reports them.
-fn from_nvml(slice: &SliceId, flag_profile: Option<&str>) -> (String, String, u64) {
+/// Profile, parent GPU, GPU instance id and memory of a GPU slice as NVML
+/// reports them.
+fn from_nvml(slice: &SliceId, flag_profile: Option<&str>) -> (String, String, String, u64) {
     let fallback = flag_profile.unwrap_or("unknown").to_string();
     match discovery::discover() {
         Discovery::NoNvml { reason } => {
             tracing::warn!(%slice, %reason, profile = %fallback,
                 "NVML unavailable: slice identity taken from the command line, memory unknown");
-            (fallback, String::new(), 0)
+            (fallback, String::new(), String::new(), 0)
         }
         Discovery::Nvml { discovered, .. } => match discovered.find(slice) {
             Some(found) => {
@@ -91,17 +104,21 @@ fn from_nvml(slice: &SliceId, flag_profile: Option<&str>) -> (String, String, u6
                         "`--profile` disagrees with NVML; reporting NVML's");
                 }
                 tracing::info!(%slice, profile = %found.profile, gpu = %found.gpu_uuid,
-                    memory_bytes = found.memory_bytes, "slice identity from NVML");
+                    gpu_instance_id = ?found.gpu_instance_id, memory_bytes = found.memory_bytes, "slice identity from NVML");
                 (
                     found.profile.clone(),
                     found.gpu_uuid.clone(),
+                    found
+                        .gpu_instance_id
+                        .map(|id| id.to_string())
+                        .unwrap_or_default(),
                     found.memory_bytes,
                 )
             }
             None => {
                 tracing::warn!(%slice, profile = %fallback,
                     "NVML does not list this slice: identity taken from the command line");
-                (fallback, String::new(), 0)
+                (fallback, String::new(), String::new(), 0)
             }
         },
     }
@@ -143,6 +160,8 @@ mod tests {
         assert_eq!(id.profile, "cpu-2c");
         assert_eq!(id.slice, "cpu:0-1");
         assert!(id.gpu.is_empty());
+        assert!(id.gpu_instance_id.is_empty());
+        assert!(!id.hostname.is_empty(), "the node's name");
         assert!(id.memory_bytes > 0, "MemTotal read from /proc/meminfo");
         let served = id.served_by();
         assert_eq!(served.worker_id, "m@cpu:0-1");

@@ -75,6 +75,8 @@ impl WorkerService {
                 ModelKind::Embed => 0,
             },
             gpu: self.identity.gpu.clone(),
+            gpu_instance_id: self.identity.gpu_instance_id.clone(),
+            hostname: self.identity.hostname.clone(),
             memory_bytes: self.identity.memory_bytes,
             engine: self.engine.description().to_string(),
             batching: match self.codec.kind() {
