@@ -38,11 +38,15 @@ else
     # tritonclient 2.73.0 needs protobuf <7; grpcio-reflection 1.81.1 is the
     # newest whose protobuf range (>=6.33.5,<7) fits it (1.82+ need
     # protobuf 7), and grpcio 1.81.2 the newest patch of the same release.
+    # kubernetes-validate 1.37.0: deploy/k8s's manifests against the
+    # Kubernetes 1.37 OpenAPI schemas it bundles (gateway/tests/clients/
+    # validate_k8s.py); pure Python, brings jsonschema, referencing and PyYAML.
     top=(
         "openai==2.54.0"
         "tritonclient[grpc]==2.73.0"
         "grpcio-reflection==1.81.1"
         "grpcio==1.81.2"
+        "kubernetes-validate==1.37.0"
     )
 fi
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The Python virtual environment of the real client libraries the tests run
 # against the gateway (gateway/tests/clients/*.py, through testkit): the
-# official `openai` SDK, `tritonclient[grpc]` and `grpcio-reflection`, every
-# package pinned by version and sha256 in scripts/client-venv.lock and
+# official `openai` SDK, `tritonclient[grpc]` and `grpcio-reflection`, and
+# `kubernetes-validate` for the offline check of deploy/k8s, every package
+# pinned by version and sha256 in scripts/client-venv.lock and
 # installed from PyPI as binary wheels. `make tools` runs it.
 #
 #   scripts/client-venv.sh [DIR]           # default target/client-venv
@@ -118,6 +119,6 @@ EOF
 else
     "$venv/bin/python" - <<'EOF'
 from importlib.metadata import version
-print("client venv: " + ", ".join(f"{p} {version(p)}" for p in ("openai", "tritonclient", "grpcio-reflection")))
+print("client venv: " + ", ".join(f"{p} {version(p)}" for p in ("openai", "tritonclient", "grpcio-reflection", "kubernetes-validate")))
 EOF
 fi

@@ -17,6 +17,8 @@ use metrics_exporter_prometheus::{PrometheusHandle, PrometheusRecorder};
 use mig_serve::recorder::{self, LATENCY_BUCKETS, METADATA, TOKEN_BUCKETS};
 use mig_slices::compute_units;
 
+use mig_proto::worker::v1::WorkerInfo;
+
 use crate::metric_handles::Handles;
 use crate::registry::{Registry, WorkerHandle};
 
@@ -249,20 +251,82 @@ fn exposition_labels(labels: &[Label]) -> String {
         .join(",")
 }
 
-/// `model`, `slice`, `profile`, `gpu` of a worker, as it last reported them.
+/// `model`, `slice`, `profile`, `gpu` of a worker, as it last reported them,
+/// and the labels dcgm-exporter gives the same MIG instance ([`DCGM_LABELS`]).
 pub(crate) fn slice_labels(worker: &WorkerHandle) -> Vec<Label> {
     let info = worker.info().unwrap_or_default();
     let slice = if info.slice.is_empty() {
         worker.address()
     } else {
-        info.slice
+        info.slice.clone()
     };
+    let [uuid, instance, instance_profile, hostname] = dcgm_values(&info);
     vec![
         Label::new("model", worker.model.clone()),
         Label::new("slice", slice),
         Label::new("profile", info.profile),
         Label::new("gpu", info.gpu),
+        Label::new(DCGM_LABELS[0], uuid),
+        Label::new(DCGM_LABELS[1], instance),
+        Label::new(DCGM_LABELS[2], instance_profile),
+        Label::new(DCGM_LABELS[3], hostname),
     ]
+}
+
+/// The labels dcgm-exporter puts on a MIG instance's series, spelled as it
+/// spells them: the parent GPU's UUID (`GPU-…`), the GPU instance id and
+/// profile, and the node. Per-slice series carry them too, so PromQL joins
+/// a slice's tokens with its `DCGM_FI_PROF_GR_ENGINE_ACTIVE` and
+/// `DCGM_FI_DEV_FB_USED` (`on (UUID, GPU_I_ID, Hostname) group_left`).
+pub const DCGM_LABELS: [&str; 4] = ["UUID", "GPU_I_ID", "GPU_I_PROFILE", "Hostname"];
+
+/// Values of [`DCGM_LABELS`] for a worker's slice: all empty on a CPU slice
+/// (and where NVML named no parent GPU); `GPU_I_ID` and `GPU_I_PROFILE`
+/// empty on a whole GPU, which dcgm-exporter labels without them. The node
+/// is the worker's own (a registered worker may run elsewhere), else this
+/// gateway's.
+fn dcgm_values(info: &WorkerInfo) -> [String; 4] {
+    if info.gpu.is_empty() {
+        return Default::default();
+    }
+    let instance_profile = if info.gpu_instance_id.is_empty() {
+        String::new()
+    } else {
+        gpu_instance_profile(&info.profile).to_string()
+    };
+    let hostname = if info.hostname.is_empty() {
+        gateway_node().to_string()
+    } else {
+        info.hostname.clone()
+    };
+    [
+        info.gpu.clone(),
+        info.gpu_instance_id.clone(),
+        instance_profile,
+        hostname,
+    ]
+}
+
+/// The GPU instance's profile of a slice's profile: a compute instance
+/// smaller than its GPU instance is named `1c.3g.40gb`, and dcgm-exporter's
+/// `GPU_I_PROFILE` is the GPU instance's, `3g.40gb`.
+fn gpu_instance_profile(profile: &str) -> &str {
+    match profile.split_once('.') {
+        Some((head, rest))
+            if head.len() > 1
+                && head.ends_with('c')
+                && head[..head.len() - 1].bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            rest
+        }
+        _ => profile,
+    }
+}
+
+/// This gateway's node, read once.
+fn gateway_node() -> &'static str {
+    static NODE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NODE.get_or_init(mig_slices::node::node_name)
 }
 
 /// Every description, in one place.
@@ -338,4 +402,60 @@ fn describe(r: &PrometheusRecorder) {
         "Requests waiting in the gateway's admission queue for a worker, by model and priority (those naming no slice profile).",
     );
     g(BUILD_INFO, "Always 1; the labels say the version.");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dcgm_labels_of_a_mig_slice_a_whole_gpu_and_a_cpu_slice() {
+        let mig = WorkerInfo {
+            profile: "1g.10gb".into(),
+            gpu: "GPU-0ba88705-8527-ed9e-bc07-1b45788d4ef9".into(),
+            gpu_instance_id: "13".into(),
+            hostname: "node-a".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            dcgm_values(&mig),
+            [
+                "GPU-0ba88705-8527-ed9e-bc07-1b45788d4ef9",
+                "13",
+                "1g.10gb",
+                "node-a"
+            ]
+        );
+        let whole = WorkerInfo {
+            profile: "whole".into(),
+            gpu_instance_id: String::new(),
+            hostname: String::new(),
+            ..mig.clone()
+        };
+        let [uuid, id, profile, host] = dcgm_values(&whole);
+        assert_eq!(
+            (uuid.as_str(), id.as_str(), profile.as_str()),
+            (mig.gpu.as_str(), "", "")
+        );
+        assert_eq!(
+            host,
+            gateway_node(),
+            "a worker that names no node: this gateway's"
+        );
+        let cpu = WorkerInfo {
+            profile: "cpu-1c".into(),
+            hostname: "node-a".into(),
+            ..Default::default()
+        };
+        assert_eq!(dcgm_values(&cpu), <[String; 4]>::default());
+    }
+
+    #[test]
+    fn a_compute_instance_profile_names_its_gpu_instance() {
+        assert_eq!(gpu_instance_profile("1c.3g.40gb"), "3g.40gb");
+        assert_eq!(gpu_instance_profile("3g.40gb"), "3g.40gb");
+        assert_eq!(gpu_instance_profile("1g.10gb+me"), "1g.10gb+me");
+        assert_eq!(gpu_instance_profile("cpu-2c"), "cpu-2c");
+        assert_eq!(gpu_instance_profile("c.x"), "c.x");
+    }
 }

@@ -336,7 +336,11 @@ impl WorkerState {
     /// labels they take from it changed.
     fn set_info(&mut self, info: WorkerInfo) {
         let relabelled = self.info.as_ref().is_none_or(|old| {
-            old.slice != info.slice || old.profile != info.profile || old.gpu != info.gpu
+            old.slice != info.slice
+                || old.profile != info.profile
+                || old.gpu != info.gpu
+                || old.gpu_instance_id != info.gpu_instance_id
+                || old.hostname != info.hostname
         });
         if relabelled {
             self.series = None;

@@ -49,8 +49,9 @@ fn counting() -> mig_proto::inference::v1::GenerateRequest {
     }
 }
 
-const SMOL_SLICE: &str = r#"model="smollm2-135m",slice="cpu:0",profile="cpu-1c",gpu="""#;
-const MINI_SLICE: &str = r#"model="minilm-l6",slice="cpu:1",profile="cpu-1c",gpu="""#;
+// dcgm-exporter's labels for the same instance follow, empty on a CPU slice.
+const SMOL_SLICE: &str = r#"model="smollm2-135m",slice="cpu:0",profile="cpu-1c",gpu="",UUID="",GPU_I_ID="",GPU_I_PROFILE="",Hostname="""#;
+const MINI_SLICE: &str = r#"model="minilm-l6",slice="cpu:1",profile="cpu-1c",gpu="",UUID="",GPU_I_ID="",GPU_I_PROFILE="",Hostname="""#;
 
 #[tokio::test]
 async fn tokens_are_counted_per_slice_while_they_stream() {
