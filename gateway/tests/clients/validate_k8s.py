@@ -22,6 +22,8 @@ import argparse
 import copy
 import os
 import re
+import shutil
+import subprocess
 import sys
 
 try:
@@ -363,6 +365,26 @@ def check_set(name, docs, catalog, problems):
     return ok
 
 
+def same_as_kubectl(kdir, docs):
+    """Whether `kubectl kustomize` (where there is a kubectl) renders the
+    same objects; its version when it does, None without a kubectl."""
+    kubectl = shutil.which("kubectl")
+    if not kubectl:
+        return None
+    try:
+        run = subprocess.run([kubectl, "kustomize", kdir], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if run.returncode != 0:
+        return False
+    key = lambda d: (d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"])
+    theirs = [d for d in yaml.safe_load_all(run.stdout) if d]
+    if sorted(theirs, key=key) != sorted(docs, key=key):
+        return False
+    version = subprocess.run([kubectl, "version", "--client"], capture_output=True, text=True).stdout
+    return " ".join(version.split()[:6]) or "kubectl"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", default="deploy/k8s")
@@ -389,6 +411,11 @@ def main():
         except (ValueError, KeyError, IndexError, TypeError, yaml.YAMLError) as e:
             problems.add(name, f"does not render: {e}")
             continue
+        same = same_as_kubectl(kdir, docs)
+        if same is False:
+            problems.add(name, "renders differently here than with `kubectl kustomize`")
+        elif same:
+            oks.append(f"ok {name}: rendered as `kubectl kustomize` renders it ({same})")
         invalid = 0
         for d in docs:
             what = f"{name} {d.get('kind')}/{d.get('metadata', {}).get('name')}"
