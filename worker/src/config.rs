@@ -55,8 +55,12 @@ pub struct ServeArgs {
     #[arg(long, env = "MIG_WORKER_SYNTHETIC_SEED", default_value_t = 0)]
     pub synthetic_seed: u64,
 
-    /// The slice this worker is pinned to: `cpu:0`, `cpu:0-1`, `MIG-<uuid>`, `GPU-<uuid>`.
-    #[arg(long, env = "MIG_WORKER_SLICE", default_value = "cpu:0")]
+    /// The slice this worker is pinned to: `cpu:0`, `cpu:0-1`, `MIG-<uuid>`,
+    /// `GPU-<uuid>`, or `visible`: the one GPU slice this process was given
+    /// (`NVIDIA_VISIBLE_DEVICES`, set by the NVIDIA device plugin in a
+    /// Kubernetes pod, or `CUDA_VISIBLE_DEVICES` naming one by UUID; else the
+    /// one MIG device NVML lists).
+    #[arg(long, env = "MIG_WORKER_SLICE", default_value = "cpu:0", value_parser = parse_slice)]
     pub slice: SliceId,
 
     /// Profile reported for a GPU slice (`1g.10gb`); CPU slices are named by
@@ -375,6 +379,30 @@ impl ServeArgs {
         self.threads
             .or_else(|| self.slice.cores().map(|c| c.len()))
             .unwrap_or(1)
+    }
+}
+
+/// `--slice`: a slice, or `visible` (see [`mig_slices::discovery::visible`]).
+fn parse_slice(text: &str) -> Result<SliceId, String> {
+    if text.trim() != "visible" {
+        return text
+            .parse()
+            .map_err(|e: mig_slices::SliceParseError| e.to_string());
+    }
+    let vars = mig_slices::discovery::VISIBLE_DEVICES_VARS.map(|name| std::env::var(name).ok());
+    // NVML only when the variables do not say.
+    match mig_slices::discovery::visible_slice(&vars, None) {
+        Ok(id) => Ok(id),
+        Err(_) => {
+            let discovery = mig_slices::discovery::discover();
+            let listed = match &discovery {
+                mig_slices::discovery::Discovery::Nvml { discovered, .. } => {
+                    Some(discovered.slices.as_slice())
+                }
+                mig_slices::discovery::Discovery::NoNvml { .. } => None,
+            };
+            mig_slices::discovery::visible_slice(&vars, listed)
+        }
     }
 }
 

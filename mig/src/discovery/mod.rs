@@ -5,6 +5,7 @@
 //!   recorded on real machines, they are the test fixtures.
 //! - [`nvml`]: the NVML calls filling a snapshot.
 //! - [`map`]: snapshot → slices and warnings, pure and tested on recordings.
+//! - [`visible`]: the one slice a process was given (`--slice visible`).
 //!
 //! A machine without the NVIDIA driver is normal here (CPU-only development,
 //! CI): [`discover`] then answers [`Discovery::NoNvml`] with the reason, and
@@ -13,6 +14,7 @@
 pub mod map;
 pub mod nvml;
 pub mod snapshot;
+pub mod visible;
 
 use serde::Serialize;
 use tracing::{info, warn};
@@ -22,6 +24,7 @@ use crate::SliceId;
 pub use map::{slices, Discovered, DiscoveredSlice};
 pub use nvml::{read_snapshot, DiscoveryError, MemoryProbe};
 pub use snapshot::{GpuRecord, MigAttributesRecord, MigDeviceRecord, MigModeRecord, NvmlSnapshot};
+pub use visible::{visible_slice, VISIBLE_DEVICES_VARS};
 
 /// The outcome of looking for GPUs.
 #[derive(Debug, Clone, Serialize)]
