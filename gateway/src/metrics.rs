@@ -5,7 +5,9 @@
 //! The gateway counts every token it relays per slice, so one scrape of the
 //! gateway gives every slice's throughput even when workers are not scraped:
 //! `rate(mig_gateway_generated_tokens_total[1m])` by `slice` or `profile`.
-//! Labels are low cardinality: `model`, `slice`, `profile`, `gpu`, the
+//! Labels are low cardinality: `model`, `slice`, `profile`, `gpu` (and on
+//! per-slice series dcgm-exporter's `UUID`, `GPU_I_ID`, `GPU_I_PROFILE`,
+//! `Hostname`, one value per slice), the
 //! final gRPC `code` on the request counters, and `tenant`, which takes only
 //! names from the tenants file (`_unknown` for a missing or unknown key,
 //! `_open` without a tenants file); never a request id, a key or a prompt.
@@ -273,54 +275,19 @@ pub(crate) fn slice_labels(worker: &WorkerHandle) -> Vec<Label> {
     ]
 }
 
-/// The labels dcgm-exporter puts on a MIG instance's series, spelled as it
-/// spells them: the parent GPU's UUID (`GPU-…`), the GPU instance id and
-/// profile, and the node. Per-slice series carry them too, so PromQL joins
-/// a slice's tokens with its `DCGM_FI_PROF_GR_ENGINE_ACTIVE` and
-/// `DCGM_FI_DEV_FB_USED` (`on (UUID, GPU_I_ID, Hostname) group_left`).
-pub const DCGM_LABELS: [&str; 4] = ["UUID", "GPU_I_ID", "GPU_I_PROFILE", "Hostname"];
+/// dcgm-exporter's labels for a slice, from [`mig_slices::dcgm`]: the
+/// values from the worker's `Info`, the node this gateway's when the worker
+/// names none.
+pub const DCGM_LABELS: [&str; 4] = mig_slices::dcgm::LABELS;
 
-/// Values of [`DCGM_LABELS`] for a worker's slice: all empty on a CPU slice
-/// (and where NVML named no parent GPU); `GPU_I_ID` and `GPU_I_PROFILE`
-/// empty on a whole GPU, which dcgm-exporter labels without them. The node
-/// is the worker's own (a registered worker may run elsewhere), else this
-/// gateway's.
 fn dcgm_values(info: &WorkerInfo) -> [String; 4] {
-    if info.gpu.is_empty() {
-        return Default::default();
-    }
-    let instance_profile = if info.gpu_instance_id.is_empty() {
-        String::new()
-    } else {
-        gpu_instance_profile(&info.profile).to_string()
-    };
-    let hostname = if info.hostname.is_empty() {
-        gateway_node().to_string()
-    } else {
-        info.hostname.clone()
-    };
-    [
-        info.gpu.clone(),
-        info.gpu_instance_id.clone(),
-        instance_profile,
-        hostname,
-    ]
-}
-
-/// The GPU instance's profile of a slice's profile: a compute instance
-/// smaller than its GPU instance is named `1c.3g.40gb`, and dcgm-exporter's
-/// `GPU_I_PROFILE` is the GPU instance's, `3g.40gb`.
-fn gpu_instance_profile(profile: &str) -> &str {
-    match profile.split_once('.') {
-        Some((head, rest))
-            if head.len() > 1
-                && head.ends_with('c')
-                && head[..head.len() - 1].bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            rest
-        }
-        _ => profile,
-    }
+    mig_slices::dcgm::label_values(
+        &info.gpu,
+        &info.gpu_instance_id,
+        &info.profile,
+        &info.hostname,
+        || gateway_node().to_string(),
+    )
 }
 
 /// This gateway's node, read once.
@@ -448,14 +415,5 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(dcgm_values(&cpu), <[String; 4]>::default());
-    }
-
-    #[test]
-    fn a_compute_instance_profile_names_its_gpu_instance() {
-        assert_eq!(gpu_instance_profile("1c.3g.40gb"), "3g.40gb");
-        assert_eq!(gpu_instance_profile("3g.40gb"), "3g.40gb");
-        assert_eq!(gpu_instance_profile("1g.10gb+me"), "1g.10gb+me");
-        assert_eq!(gpu_instance_profile("cpu-2c"), "cpu-2c");
-        assert_eq!(gpu_instance_profile("c.x"), "c.x");
     }
 }

@@ -19,8 +19,11 @@
 //! - [`discovery`]: what NVML reports (GPUs, MIG mode, MIG devices), kept apart
 //!   from the mapping to slices so the mapping is tested on recorded data.
 //! - [`node`]: the node's name as dcgm-exporter labels it (`Hostname`).
+//! - [`dcgm`]: dcgm-exporter's labels for a slice (`UUID`, `GPU_I_ID`,
+//!   `GPU_I_PROFILE`, `Hostname`), which per-slice series carry to join DCGM's.
 
 pub mod catalog;
+pub mod dcgm;
 pub mod discovery;
 pub mod layout;
 pub mod need;

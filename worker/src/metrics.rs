@@ -4,7 +4,9 @@
 //! Each worker owns its own Prometheus recorder (no process-global one), so
 //! workers and a gateway started in one test process each expose exactly
 //! their own series. All series carry the slice's identity: `model`, `slice`,
-//! `profile`, `gpu` (empty on CPU slices): low cardinality, one value per
+//! `profile`, `gpu` (empty on CPU slices) and dcgm-exporter's labels for
+//! the same instance, `UUID`, `GPU_I_ID`, `GPU_I_PROFILE`, `Hostname`
+//! (`mig_slices::dcgm`; empty on CPU slices): low cardinality, one value per
 //! worker. Tokens are counted as each one is produced, so
 //! `rate(mig_worker_generated_tokens_total[1m])` is the slice's throughput.
 
@@ -120,12 +122,27 @@ impl WorkerMetrics {
             (BATCH_SIZE, BATCH_BUCKETS),
         ]);
         describe(&recorder);
-        let labels = vec![
+        let mut labels = vec![
             Label::new("model", identity.model.clone()),
             Label::new("slice", identity.slice.clone()),
             Label::new("profile", identity.profile.clone()),
             Label::new("gpu", identity.gpu.clone()),
         ];
+        // dcgm-exporter's labels for the same instance, so the slice's memory
+        // and tokens join DCGM's series; empty on a CPU slice.
+        let dcgm = mig_slices::dcgm::label_values(
+            &identity.gpu,
+            &identity.gpu_instance_id,
+            &identity.profile,
+            &identity.hostname,
+            String::new,
+        );
+        labels.extend(
+            mig_slices::dcgm::LABELS
+                .iter()
+                .zip(dcgm)
+                .map(|(key, value)| Label::new(*key, value)),
+        );
         let r = Registrar {
             recorder: &recorder,
             labels: &labels,

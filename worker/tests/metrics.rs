@@ -34,7 +34,7 @@ async fn token_counter_rises_while_the_stream_runs_and_promtool_accepts_it() {
         0.0
     );
     assert!(before.contains(
-        r#"mig_worker_build_info{model="smollm2-135m",slice="cpu:0",profile="cpu-1c",gpu="",version="#
+        r#"mig_worker_build_info{model="smollm2-135m",slice="cpu:0",profile="cpu-1c",gpu="",UUID="",GPU_I_ID="",GPU_I_PROFILE="",Hostname="",version="#
     ));
 
     let mut client = WorkerClient::connect(grpc).await.unwrap();
@@ -76,7 +76,7 @@ async fn token_counter_rises_while_the_stream_runs_and_promtool_accepts_it() {
 
     // Cancel it: counted once as CANCELLED, and the engine lets go of it.
     drop(stream);
-    let cancelled = r#"mig_worker_requests_total{model="smollm2-135m",slice="cpu:0",profile="cpu-1c",gpu="",code="CANCELLED"} 1"#;
+    let cancelled = r#"mig_worker_requests_total{model="smollm2-135m",slice="cpu:0",profile="cpu-1c",gpu="",UUID="",GPU_I_ID="",GPU_I_PROFILE="",Hostname="",code="CANCELLED"} 1"#;
     let started = std::time::Instant::now();
     let after = loop {
         let exposition = mig_testkit::http::scrape(metrics_addr).await;
