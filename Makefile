@@ -30,8 +30,8 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 
 ## Install promtool (Debian package `prometheus`) for the metrics tests, and
-## the Python test clients' pinned venv (openai, tritonclient, grpcio-reflection;
-## scripts/client-venv.lock) in target/client-venv.
+## the Python test clients' pinned venv (openai, tritonclient, grpcio-reflection,
+## kubernetes-validate; scripts/client-venv.lock) in target/client-venv.
 tools:
 	scripts/install-tools.sh
 	PYTHON=$(PYTHON) scripts/client-venv.sh
