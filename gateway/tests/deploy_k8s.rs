@@ -228,3 +228,89 @@ fn systemd_units_verify() {
         assert!(out.contains(want), "no {want:?} in:\n{out}");
     }
 }
+
+/// `mig-gateway plan --out` writes the Kubernetes set for its plan: the
+/// MIG manager's ConfigMap, the node label, one worker Deployment per
+/// model and profile with the plan's replicas. Validated like deploy/k8s.
+#[test]
+fn the_plans_kubernetes_set_validates() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("plan");
+    let plan = Command::new(mig_testkit::process::bin("mig-gateway"))
+        .args(["plan", "--gpu", "a100-80gb", "--all-profiles"])
+        .args(["--model", "big=30GB:2", "--model", "small=5GB:3"])
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(plan.status.success(), "{}", text(&plan));
+    let label = fs::read_to_string(out_dir.join("k8s-label-nodes.sh")).unwrap();
+    assert!(
+        label.contains("kubectl label node \"$node\" nvidia.com/mig.config=mig-gateway"),
+        "{label}"
+    );
+    let k8s = out_dir.join("k8s");
+    let mut args: Vec<String> = vec!["--plan".into(), "--root".into(), k8s.display().to_string()];
+    args.extend(catalog_args());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run_client("validate_k8s.py", &args);
+    assert!(
+        out.contains("ok .: the MIG manager's ConfigMap holds the plan's mig-parted layout"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "objects valid against Kubernetes 1.37 OpenAPI (strict): ConfigMap, Deployment"
+        ),
+        "{out}"
+    );
+    // Replicas as planned: the Deployments of each model add up to its count.
+    let mut replicas = std::collections::BTreeMap::new();
+    for entry in fs::read_dir(k8s.join("workers")).unwrap() {
+        let d: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(entry.unwrap().path()).unwrap()).unwrap();
+        let container = &d["spec"]["template"]["spec"]["containers"][0];
+        let model = container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "MIG_WORKER_MODEL_NAME")
+            .unwrap()["value"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        *replicas.entry(model).or_insert(0) += d["spec"]["replicas"].as_u64().unwrap();
+    }
+    assert_eq!(
+        replicas,
+        [("big".to_string(), 2), ("small".to_string(), 3)].into()
+    );
+    // A Deployment whose profile this GPU does not have is refused.
+    let any = fs::read_dir(k8s.join("workers"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let text_of = fs::read_to_string(&any).unwrap();
+    let resource = text_of
+        .split('"')
+        .find(|s| s.starts_with("nvidia.com/mig-"))
+        .unwrap()
+        .to_string();
+    edit(&any, &resource, "nvidia.com/mig-9g.99gb");
+    let mut command = Command::new(python());
+    command
+        .arg(repo_root().join("gateway/tests/clients/validate_k8s.py"))
+        .args(["--plan", "--root"])
+        .arg(&k8s)
+        .args(catalog_args())
+        .current_dir(repo_root());
+    let refused = command.output().unwrap();
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("nvidia.com/mig-9g.99gb"),
+        "{}",
+        text(&refused)
+    );
+}

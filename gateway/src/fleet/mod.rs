@@ -8,7 +8,9 @@
 //!   `mig-gateway slices`.
 //! - [`model_file`]: a model file's memory need (weights, KV-cache shape).
 //! - [`placement`]: fleet + slices found, to which worker goes on which slice.
-//! - [`plan`]: `mig-gateway plan`: the MIG layout for a fleet on a GPU model.
+//! - [`plan`]: `mig-gateway plan`: the MIG layout for a fleet on a GPU model;
+//!   [`k8s_workers`]: its Kubernetes set (MIG manager config, node label,
+//!   worker Deployments).
 //! - [`start`]: a placed fleet into the registry: connect to running
 //!   workers, or start them through the supervisor.
 //! - [`supervisor`]: where a worker is started: worker processes pinned to
@@ -20,6 +22,7 @@
 //!   `file_sd` file (`up --worker-metrics-sd`).
 
 pub mod file;
+pub mod k8s_workers;
 pub mod model_file;
 pub mod placement;
 pub mod plan;

@@ -178,7 +178,7 @@ pub fn write_files(plan: &Plan, dir: &Path) -> Result<Vec<PathBuf>, PlanError> {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755));
     }
-    Ok(vec![
+    Ok([
         script,
         write(
             "mig-parted.yaml",
@@ -186,7 +186,35 @@ pub fn write_files(plan: &Plan, dir: &Path) -> Result<Vec<PathBuf>, PlanError> {
         )?,
         write("k8s-resources.yaml", render::k8s_limits_yaml(plan))?,
         write("plan.json", serde_json::to_string_pretty(plan)?)?,
-    ])
+    ]
+    .into_iter()
+    .chain(k8s_files(plan, dir)?)
+    .collect())
+}
+
+/// The Kubernetes set (`super::k8s_workers`) under `dir`.
+fn k8s_files(plan: &Plan, dir: &Path) -> Result<Vec<PathBuf>, PlanError> {
+    let mut written = Vec::new();
+    for (name, text) in super::k8s_workers::files(plan) {
+        let path = dir.join(&name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| PlanError::Write {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        std::fs::write(&path, text).map_err(|source| PlanError::Write {
+            path: path.clone(),
+            source,
+        })?;
+        #[cfg(unix)]
+        if name.ends_with(".sh") {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755));
+        }
+        written.push(path);
+    }
+    Ok(written)
 }
 
 #[cfg(test)]
@@ -236,7 +264,17 @@ mod tests {
         assert_eq!(plan.cost.whole_gpus, 7);
         let dir = std::env::temp_dir().join(format!("mig-plan-{}", std::process::id()));
         let written = write_files(&plan, &dir).unwrap();
-        assert_eq!(written.len(), 4);
+        // Script, mig-parted, resources, JSON; the Kubernetes set: the MIG
+        // manager's ConfigMap, a Deployment per model (seven, one profile),
+        // the kustomization, the node-labelling script.
+        assert_eq!(written.len(), 4 + 1 + 7 + 2);
+        let deployment =
+            std::fs::read_to_string(dir.join("k8s/workers/worker-m1-1g-10gb.yaml")).unwrap();
+        assert!(
+            deployment.contains("\"nvidia.com/mig-1g.10gb\": 1"),
+            "{deployment}"
+        );
+        assert!(deployment.contains("\"replicas\": 1"), "{deployment}");
         let script = std::fs::read_to_string(dir.join("mig-setup.sh")).unwrap();
         assert!(script.contains("-cgi 19,19,19,19,19,19,19 -C"), "{script}");
         let parted = std::fs::read_to_string(dir.join("mig-parted.yaml")).unwrap();

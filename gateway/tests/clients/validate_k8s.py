@@ -36,6 +36,8 @@ SUPPORTED = {"apiVersion", "kind", "resources", "namespace", "images", "patches"
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "PriorityClass", "StorageClass"}
 GATEWAY_PORTS = {"grpc": 50051, "http": 8080, "internal": 50052, "metrics": 9400}
 GPU_LABELS = ("nvidia.com/gpu.present", "nvidia.com/mig.strategy", "nvidia.com/gpu.product")
+# A plan's workers go to the nodes labelled with its MIG layout instead.
+PLAN_GPU_LABELS = ("nvidia.com/gpu.present", "nvidia.com/mig.strategy", "nvidia.com/mig.config")
 WORKER_GRACE_DEFAULT = 10
 GATEWAY_DRAIN_DEFAULT = 10
 
@@ -211,9 +213,11 @@ def check_hardening(doc, problems, where):
                     problems.add(cw, f"no resources.{part}.{r}")
 
 
-def check_set(name, docs, catalog, problems):
+def check_set(name, docs, catalog, problems, plan=False):
     """The project's rules over one rendered kustomization; returns `ok`
-    lines."""
+    lines. `plan`: the set `mig-gateway plan --out` writes (worker
+    Deployments and the MIG manager's ConfigMap, applied beside
+    deploy/k8s, which holds the namespace, gateways, Secrets and volume)."""
     ok = []
     by = {}
     for d in docs:
@@ -222,9 +226,11 @@ def check_set(name, docs, catalog, problems):
             problems.add(name, f"{key} defined twice")
         by[key] = d
     namespaces = [d["metadata"]["name"] for d in docs if d["kind"] == "Namespace"]
-    if namespaces != ["mig"]:
+    if namespaces != ["mig"] and not plan:
         problems.add(name, f"namespaces {namespaces}, want ['mig']")
     for d in docs:
+        if plan and d["kind"] == "ConfigMap":
+            continue
         if d["kind"] not in CLUSTER_SCOPED and d["metadata"].get("namespace") != "mig":
             problems.add(name, f"{d['kind']}/{d['metadata']['name']} is not in namespace mig")
 
@@ -236,15 +242,25 @@ def check_set(name, docs, catalog, problems):
         where = f"{name} Deployment/{d['metadata']['name']}"
         check_hardening(d, problems, where)
         pod = d["spec"]["template"]["spec"]
-        for v in pod.get("volumes", []):
+        for v in [] if plan else pod.get("volumes", []):
             if "secret" in v and not get("Secret", v["secret"]["secretName"]):
                 problems.add(where, f"Secret {v['secret']['secretName']} is not defined")
             claim = v.get("persistentVolumeClaim", {}).get("claimName")
             if claim and not get("PersistentVolumeClaim", claim):
                 problems.add(where, f"PersistentVolumeClaim {claim} is not defined")
 
-    gw = get("Deployment", "mig-gateway")
-    if not gw:
+    if plan:
+        gw = None
+        parted = by.get(("ConfigMap", "gpu-operator", "custom-mig-config"))
+        if not parted or "mig-gateway:" not in parted.get("data", {}).get("config.yaml", ""):
+            problems.add(name, "no MIG manager ConfigMap gpu-operator/custom-mig-config with the mig-gateway layout")
+        else:
+            ok.append(f"ok {name}: the MIG manager's ConfigMap holds the plan's mig-parted layout")
+    else:
+        gw = get("Deployment", "mig-gateway")
+    if plan:
+        pass
+    elif not gw:
         problems.add(name, "no Deployment mig-gateway")
     else:
         where = f"{name} Deployment/mig-gateway"
@@ -321,7 +337,8 @@ def check_set(name, docs, catalog, problems):
         grace = int(env.get("MIG_WORKER_GRACE_SECONDS") or WORKER_GRACE_DEFAULT)
         if pod.get("terminationGracePeriodSeconds", 30) <= grace:
             problems.add(where, f"terminationGracePeriodSeconds is not above MIG_WORKER_GRACE_SECONDS ({grace})")
-        missing = [label for label in GPU_LABELS if label not in pod.get("nodeSelector", {})]
+        wanted = PLAN_GPU_LABELS if plan else GPU_LABELS
+        missing = [label for label in wanted if label not in pod.get("nodeSelector", {})]
         if missing:
             problems.add(where, f"nodeSelector lacks {missing}")
         if pod.get("nodeSelector", {}).get("nvidia.com/mig.strategy") != "mixed":
@@ -333,6 +350,8 @@ def check_set(name, docs, catalog, problems):
         ok.append(f"ok {name}: {len(workers)} worker Deployments request one MIG resource each "
                   f"of their GPU's catalog: {', '.join(summary)}")
 
+    if plan:
+        return ok
     policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
     guarded = set()
     for p in policies:
@@ -390,6 +409,8 @@ def main():
     ap.add_argument("--root", default="deploy/k8s")
     ap.add_argument("--k8s-version", default="1.37")
     ap.add_argument("--catalog", action="append", default=[], required=True)
+    ap.add_argument("--plan", action="store_true",
+                    help="ROOT is what `mig-gateway plan --out` wrote under k8s/")
     args = ap.parse_args()
     catalog = {}
     for entry in args.catalog:
@@ -434,7 +455,7 @@ def main():
         kinds = sorted({d["kind"] for d in docs})
         oks.append(f"ok {name}: {len(docs)} objects valid against Kubernetes {args.k8s_version} "
                    f"OpenAPI (strict): {', '.join(kinds)}")
-        oks.extend(check_set(name, docs, catalog, problems))
+        oks.extend(check_set(name, docs, catalog, problems, plan=args.plan))
     for d, _, files in os.walk(root):
         for f in files:
             path = os.path.realpath(os.path.join(d, f))
@@ -446,7 +467,7 @@ def main():
         for p in problems:
             print(f"FAIL {p}")
         return 1
-    print(f"ok deploy/k8s: {len(kdirs)} kustomizations, {total} objects, "
+    print(f"ok {args.root}: {len(kdirs)} kustomizations, {total} objects, "
           f"kubernetes-validate {kubernetes_validate.__version__ if hasattr(kubernetes_validate, '__version__') else ''}".rstrip())
     return 0
 
