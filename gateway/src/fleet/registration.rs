@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use mig_proto::inference::v1::WorkerOrigin;
 use mig_proto::worker::v1::registration_server::Registration;
-use mig_proto::worker::v1::{HeartbeatRequest, HeartbeatResponse};
+use mig_proto::worker::v1::{HeartbeatRequest, HeartbeatResponse, WorkerInfo};
 use mig_serve::secret::Secret;
 use tonic::{Request, Response, Status};
 
@@ -143,6 +143,7 @@ impl Registration for RegistrationService {
         if info.model.trim().is_empty() {
             return Err(Status::invalid_argument("`info.model` is empty"));
         }
+        check_sizes(&address, &info)?;
         if leaving {
             if let Some(known) = self.registry.registered_at(&address) {
                 self.registry.remove(&known);
@@ -156,6 +157,36 @@ impl Registration for RegistrationService {
             timeout_ms: self.policy.timeout.as_millis() as u32,
         }))
     }
+}
+
+/// Longest text a heartbeat's address or identity field may hold, in
+/// bytes: they become routing entries and metric labels.
+pub const MAX_FIELD_BYTES: usize = 256;
+
+/// Every text field of a heartbeat within [`MAX_FIELD_BYTES`], named when
+/// one is not (never repeated).
+fn check_sizes(address: &str, info: &WorkerInfo) -> Result<(), Status> {
+    let fields = [
+        ("address", address),
+        ("info.worker_id", info.worker_id.as_str()),
+        ("info.model", info.model.as_str()),
+        ("info.slice", info.slice.as_str()),
+        ("info.profile", info.profile.as_str()),
+        ("info.device", info.device.as_str()),
+        ("info.gpu", info.gpu.as_str()),
+        ("info.engine", info.engine.as_str()),
+        ("info.gpu_instance_id", info.gpu_instance_id.as_str()),
+        ("info.hostname", info.hostname.as_str()),
+    ];
+    for (name, value) in fields {
+        if value.len() > MAX_FIELD_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "`{name}` is {} bytes, limit {MAX_FIELD_BYTES}",
+                value.len()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Drops registered workers that have been silent longer than the timeout.
@@ -175,7 +206,6 @@ pub async fn reaper(registry: Arc<Registry>, policy: HeartbeatPolicy) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mig_proto::worker::v1::WorkerInfo;
 
     const TOKEN: &str = "registration-token-for-tests";
 
@@ -246,6 +276,13 @@ mod tests {
         assert!(e.message().contains("`info.model`"), "{e:?}");
         let e = svc.heartbeat(beat("not a uri", "m")).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+        // A long identity field would become a routing entry and a metric
+        // label: refused, named, not repeated.
+        let mut long = beat("http://h:1", "m");
+        long.get_mut().info.as_mut().unwrap().hostname = "h".repeat(10_000);
+        let e = svc.heartbeat(long).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+        assert_eq!(e.message(), "`info.hostname` is 10000 bytes, limit 256");
     }
 
     #[tokio::test]
