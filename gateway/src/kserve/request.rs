@@ -226,8 +226,9 @@ impl Inputs {
         }
     }
 
-    /// A whole number of at most `u32::MAX` (`max_tokens`, `top_k`).
-    fn count(&mut self, name: &'static str) -> Result<Option<u32>, KserveError> {
+    /// A whole number as sent, tensor or parameter (0 for an empty
+    /// tensor).
+    fn integer(&mut self, name: &'static str) -> Result<Option<i128>, KserveError> {
         let value = match self.option(name)? {
             None => return Ok(None),
             Some(Ok(Values::Int(v))) => v.first().map(|&v| v as i128),
@@ -235,31 +236,25 @@ impl Inputs {
             Some(Ok(_)) => None,
             Some(Err(p)) => Some(parameter_integer(name, &p)?),
         };
-        let value = value.unwrap_or_default();
-        u32::try_from(value)
-            .map(Some)
-            .map_err(|_| KserveError::Data {
-                name: name.to_string(),
-                detail: format!("{value} is out of range; expected 0 to {}", u32::MAX),
+        Ok(Some(value.unwrap_or_default()))
+    }
+
+    /// A whole number of at most `u32::MAX` (`max_tokens`, `top_k`).
+    fn count(&mut self, name: &'static str) -> Result<Option<u32>, KserveError> {
+        self.integer(name)?
+            .map(|value| {
+                u32::try_from(value).map_err(|_| out_of_range(name, value, u32::MAX.into()))
             })
+            .transpose()
     }
 
     /// A sampler seed: any whole number from 0 to `u64::MAX`.
     fn seed(&mut self, name: &'static str) -> Result<Option<u64>, KserveError> {
-        let value = match self.option(name)? {
-            None => return Ok(None),
-            Some(Ok(Values::Int(v))) => v.first().map(|&v| v as i128),
-            Some(Ok(Values::Uint(v))) => v.first().map(|&v| v as i128),
-            Some(Ok(_)) => None,
-            Some(Err(p)) => Some(parameter_integer(name, &p)?),
-        };
-        let value = value.unwrap_or_default();
-        u64::try_from(value)
-            .map(Some)
-            .map_err(|_| KserveError::Data {
-                name: name.to_string(),
-                detail: format!("{value} is out of range; expected 0 to {}", u64::MAX),
+        self.integer(name)?
+            .map(|value| {
+                u64::try_from(value).map_err(|_| out_of_range(name, value, u64::MAX.into()))
             })
+            .transpose()
     }
 
     /// A number (`temperature`, `top_p`); its range is the shared path's
@@ -343,6 +338,14 @@ impl Inputs {
                 }
             },
         })
+    }
+}
+
+/// The refusal of a whole number outside 0..=`max`.
+fn out_of_range(name: &str, value: i128, max: u128) -> KserveError {
+    KserveError::Data {
+        name: name.to_string(),
+        detail: format!("{value} is out of range; expected 0 to {max}"),
     }
 }
 
