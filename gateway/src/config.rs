@@ -75,6 +75,13 @@ pub struct SlicesArgs {
     pub snapshot: Option<PathBuf>,
 }
 
+/// The profiles `mig-gateway plan` may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProfileSet {
+    All,
+    Balanced,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct PlanArgs {
     /// Fleet file whose models (with `path`) are planned; replicas from
@@ -102,8 +109,14 @@ pub struct PlanArgs {
     #[arg(long, default_value_t = 1)]
     pub concurrency: u64,
 
-    /// Also consider media (`+me`) and memory-heavy (`1g.20gb`) profiles.
-    #[arg(long)]
+    /// Which profiles the plan may use: `all` (default: every profile,
+    /// media `+me` and memory-heavy `1g.20gb` included) or `balanced` (the
+    /// ladder without them: a big model never lands on one compute slice).
+    #[arg(long, value_enum, default_value_t = ProfileSet::All)]
+    pub profiles: ProfileSet,
+
+    /// Kept for old scripts: the same as the default `--profiles all`.
+    #[arg(long, hide = true, conflicts_with = "profiles")]
     pub all_profiles: bool,
 
     /// Write `mig-setup.sh`, `mig-parted.yaml`, `k8s-resources.yaml` and

@@ -28,6 +28,7 @@ pub mod discovery;
 pub mod layout;
 pub mod need;
 pub mod node;
+pub mod packing;
 pub mod planner;
 pub mod render;
 pub mod slice;

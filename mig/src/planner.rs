@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::{GpuModel, Profile};
 use crate::layout::{self, Placed};
 use crate::need::{fmt_gib, MemoryNeed};
+use crate::packing;
 
 /// Replicas of one model and what each needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,7 +43,9 @@ impl Demand {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanOptions {
     /// Also consider `+me` and memory-heavy profiles (`1g.20gb` on an A100
-    /// 80GB). Off by default: see [`GpuModel::is_balanced`] for why.
+    /// 80GB). Off in this default (the library's callers pick); `mig-gateway
+    /// plan` turns it on unless `--profiles balanced`. See
+    /// [`GpuModel::is_balanced`] for what the balanced set leaves out.
     pub all_profiles: bool,
 }
 
@@ -52,6 +55,8 @@ pub struct Plan {
     #[serde(rename = "gpu_model", serialize_with = "model_id")]
     pub gpu: &'static GpuModel,
     pub options: PlanOptions,
+    /// How the GPU count was found.
+    pub search: Search,
     /// GPUs in use, numbered from 0 in the order they were opened.
     pub gpus: Vec<GpuPlan>,
     /// Models no profile can hold, once per model with its replica count.
@@ -61,6 +66,17 @@ pub struct Plan {
     pub idle_in_slices_bytes: u64,
     /// Memory of slots no slice takes, on the GPUs in use.
     pub unallocated_bytes: u64,
+}
+
+/// Whether the plan is the optimum or a heuristic's, and the bound it meets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Search {
+    /// The exact search ran: no plan uses fewer GPUs, none with as many has
+    /// less idle memory inside slices, and none with both as low uses fewer
+    /// distinct profiles. False beyond [`packing::EXACT_STATES`].
+    pub exact: bool,
+    /// No plan uses fewer GPUs; equal to the GPUs used when `exact`.
+    pub lower_bound: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -173,14 +189,15 @@ struct Item {
 
 /// Plans `demands` on GPUs of model `gpu`, as many as it takes.
 ///
-/// Profiles come from [`choose_profile`]. Packing is first-fit decreasing:
-/// replicas in decreasing slice size, each onto the first GPU whose slices,
-/// with it added, still have a placement ([`layout::place_profiles`] re-solves
-/// the whole GPU, so the order replicas arrive in never blocks a layout that
-/// exists). This is not always the fewest GPUs, but every GPU it returns is a
-/// layout the driver accepts, and it is deterministic: the same demands give
-/// the same plan. The cost grows with replicas times GPUs, which is nothing
-/// for fleets of hundreds of replicas.
+/// Every replica may take any allowed profile its need fits
+/// ([`candidate_profiles`]). The plan uses the fewest GPUs; among those, the
+/// least memory inside slices that needs leave idle; among those, the fewest
+/// distinct profiles (see [`packing`] for the search and its proof sketch).
+/// That is exact up to [`packing::EXACT_STATES`]; beyond, the replicas are
+/// packed first-fit decreasing on their smallest profile and
+/// [`Plan::search`] holds a lower bound, so the plan states its gap. Every
+/// GPU it returns is a layout the driver accepts, and the same demands give
+/// the same plan.
 pub fn plan(gpu: &'static GpuModel, demands: &[Demand], options: PlanOptions) -> Plan {
     let mut items = Vec::new();
     let mut unplaceable = Vec::new();
@@ -202,51 +219,39 @@ pub fn plan(gpu: &'static GpuModel, demands: &[Demand], options: PlanOptions) ->
             }),
         }
     }
-    items.sort_by(|a, b| {
-        let key = |i: &Item| {
-            (
-                i.profile.memory_slices,
-                i.profile.compute_slices,
-                i.profile.memory_mib,
-            )
-        };
-        key(b)
-            .cmp(&key(a))
-            .then_with(|| (a.demand, a.replica).cmp(&(b.demand, b.replica)))
-    });
-
-    // Each bin with the memory slots its items take: a cheap test that skips
-    // full GPUs before the placement search runs.
-    let mut bins: Vec<(Vec<Item>, u8)> = Vec::new();
-    for item in &items {
-        let size = item.profile.memory_slices;
-        let fits = |(bin, slots): &(Vec<Item>, u8)| {
-            if slots + size > gpu.memory_slices {
-                return false;
-            }
-            let mut profiles: Vec<&'static Profile> = bin.iter().map(|i| i.profile).collect();
-            profiles.push(item.profile);
-            layout::place_profiles(gpu, &profiles).is_ok()
-        };
-        match bins.iter_mut().find(|bin| fits(bin)) {
-            Some((bin, slots)) => {
-                bin.push(*item);
-                *slots += size;
-            }
-            None => bins.push((vec![*item], size)),
-        }
-    }
+    let cands = candidate_profiles(gpu, options);
+    let needs: Vec<u64> = items
+        .iter()
+        .map(|i| demands[i.demand].need.total_bytes)
+        .collect();
+    let packed = packing::pack(gpu, &cands, &needs);
+    let bins: Vec<Vec<Item>> = packed
+        .bins
+        .iter()
+        .map(|bin| {
+            bin.iter()
+                .map(|&(item, c)| Item {
+                    profile: cands[c],
+                    ..items[item]
+                })
+                .collect()
+        })
+        .collect();
 
     let gpus: Vec<GpuPlan> = bins
         .iter()
         .enumerate()
-        .map(|(index, (bin, _))| gpu_plan(gpu, index as u32, bin, demands))
+        .map(|(index, bin)| gpu_plan(gpu, index as u32, bin, demands))
         .collect();
     let replicas_placed = items.len() as u32;
     let mig_gpus = gpus.len() as u32;
     Plan {
         gpu,
         options,
+        search: Search {
+            exact: packed.exact,
+            lower_bound: packed.lower_bound,
+        },
         idle_in_slices_bytes: gpus.iter().map(|g| g.idle_in_slices_bytes).sum(),
         unallocated_bytes: gpus.iter().map(|g| g.unallocated_bytes).sum(),
         gpus,
@@ -336,6 +341,24 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// For a plan beyond the exact search: how far it may be from optimal.
+    pub fn search_line(&self) -> String {
+        let s = &self.search;
+        if s.exact {
+            return "optimal: fewest GPUs, then least idle memory, then fewest profiles"
+                .to_string();
+        }
+        let gap = self.cost.mig_gpus.saturating_sub(s.lower_bound);
+        format!(
+            "first-fit (mix beyond the exact search): at least {} GPU{} needed, gap {}",
+            s.lower_bound,
+            if s.lower_bound == 1 { "" } else { "s" },
+            gap
+        )
+    }
+}
+
 impl fmt::Display for Plan {
     /// A table for humans: per GPU its slot map and instances, then idle
     /// memory, the cost line and the models that fit nowhere.
@@ -401,6 +424,9 @@ impl fmt::Display for Plan {
             )?;
         }
         writeln!(f, "{}", self.cost_line())?;
+        if !self.search.exact {
+            writeln!(f, "{}", self.search_line())?;
+        }
         if !self.unplaceable.is_empty() {
             writeln!(f, "not placed:")?;
             for u in &self.unplaceable {
@@ -726,6 +752,205 @@ mod tests {
         // the compute bound (1300 compute slices / 7).
         assert_eq!(p.cost.replicas_placed, 1000);
         assert_eq!(p.gpus.len(), 186);
+    }
+
+    /// Issue 20's first mix: first-fit put both `3g.40gb` on GPU 0 and
+    /// needed 3 GPUs.
+    #[test]
+    fn the_mix_first_fit_spread_over_three_gpus_fits_two() {
+        let demands = [
+            Demand::new("m30", MemoryNeed::total(gb(30.0)), 2),
+            Demand::new("m15", MemoryNeed::total(gb(15.0)), 3),
+            Demand::new("m5", MemoryNeed::total(gb(5.0)), 2),
+        ];
+        let p = plan(model("a100-80gb"), &demands, PlanOptions::default());
+        check(&p);
+        assert_eq!(p.gpus.len(), 2, "{p}");
+        assert!(p.search.exact);
+        let mut got: Vec<Vec<&str>> = p
+            .gpus
+            .iter()
+            .map(|g| {
+                let mut v: Vec<&str> = g.instances.iter().map(|i| i.profile.name).collect();
+                v.sort_unstable();
+                v
+            })
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                vec!["1g.10gb", "1g.10gb", "2g.20gb", "3g.40gb"],
+                vec!["2g.20gb", "2g.20gb", "3g.40gb"],
+            ]
+        );
+    }
+
+    /// Issue 20's second mix: with every profile, `1g.20gb` x 3 and
+    /// `1g.10gb` x 2 share one H100.
+    #[test]
+    fn all_profiles_put_three_20gb_and_two_5gb_models_on_one_h100() {
+        let demands = [
+            Demand::new("big", MemoryNeed::total(gb(20.0)), 3),
+            Demand::new("small", MemoryNeed::total(gb(5.0)), 2),
+        ];
+        let gpu = model("h100-80gb");
+        let p = plan(gpu, &demands, PlanOptions { all_profiles: true });
+        check(&p);
+        assert_eq!(p.gpus.len(), 1, "{p}");
+        let mut names: Vec<&str> = p.gpus[0].instances.iter().map(|i| i.profile.name).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            ["1g.10gb", "1g.10gb", "1g.20gb", "1g.20gb", "1g.20gb"]
+        );
+        // The balanced ladder has no 1g.20gb: 2g.20gb x 3 leave one compute
+        // slice, so two GPUs.
+        let p = plan(gpu, &demands, PlanOptions::default());
+        check(&p);
+        assert_eq!(p.gpus.len(), 2, "{p}");
+    }
+
+    #[test]
+    fn beyond_the_exact_search_the_plan_states_its_gap() {
+        let demands: Vec<Demand> = (0..6)
+            .map(|i| {
+                Demand::new(
+                    format!("m{i}"),
+                    MemoryNeed::total(gib(1.0 + 7.0 * i as f64)),
+                    40,
+                )
+            })
+            .collect();
+        let p = plan(
+            model("a100-80gb"),
+            &demands,
+            PlanOptions { all_profiles: true },
+        );
+        check(&p);
+        assert!(!p.search.exact);
+        assert!(p.search.lower_bound as usize <= p.gpus.len());
+        let text = p.to_string();
+        assert!(
+            text.contains("first-fit (mix beyond the exact search): at least"),
+            "{text}"
+        );
+    }
+
+    /// The best (GPUs, idle memory in slices, distinct profiles) by brute
+    /// force: every partition of the replicas into GPUs, every fitting
+    /// profile for each replica, the layout module's placement check.
+    fn brute_force(
+        gpu: &'static GpuModel,
+        needs: &[u64],
+        options: PlanOptions,
+    ) -> (usize, u64, u32) {
+        let cands = candidate_profiles(gpu, options);
+        // Per group of replicas: profile set (bits) -> least slice memory.
+        let group_options = |group: &[usize]| -> Vec<(u32, u64)> {
+            let mut best: std::collections::BTreeMap<u32, u64> = Default::default();
+            let mut choice = vec![0usize; group.len()];
+            'outer: loop {
+                let ok = group
+                    .iter()
+                    .zip(&choice)
+                    .all(|(&r, &c)| cands[c].memory_bytes() >= needs[r]);
+                if ok {
+                    let profiles: Vec<&'static Profile> =
+                        choice.iter().map(|&c| cands[c]).collect();
+                    if layout::place_profiles(gpu, &profiles).is_ok() {
+                        let bits = choice.iter().fold(0u32, |b, &c| b | 1 << c);
+                        let mem: u64 = profiles.iter().map(|p| p.memory_bytes()).sum();
+                        let e = best.entry(bits).or_insert(u64::MAX);
+                        *e = (*e).min(mem);
+                    }
+                }
+                for c in choice.iter_mut() {
+                    *c += 1;
+                    if *c < cands.len() {
+                        continue 'outer;
+                    }
+                    *c = 0;
+                }
+                break;
+            }
+            best.into_iter().collect()
+        };
+        let n = needs.len();
+        let mut best = (usize::MAX, u64::MAX, u32::MAX);
+        // Set partitions as restricted growth strings.
+        let mut rgs = vec![0usize; n];
+        loop {
+            let blocks = rgs.iter().max().map_or(0, |m| m + 1);
+            let groups: Vec<Vec<usize>> = (0..blocks)
+                .map(|b| (0..n).filter(|&r| rgs[r] == b).collect())
+                .collect();
+            // Combine the groups' options: (profile bits, memory).
+            let mut combos: Vec<(u32, u64)> = vec![(0, 0)];
+            for g in &groups {
+                let opts = group_options(g);
+                combos = combos
+                    .iter()
+                    .flat_map(|&(b, m)| opts.iter().map(move |&(ob, om)| (b | ob, m + om)))
+                    .collect();
+            }
+            for (bits, mem) in combos {
+                best = best.min((blocks, mem, bits.count_ones()));
+            }
+            // Next restricted growth string.
+            let mut k = n;
+            loop {
+                if k <= 1 {
+                    let need: u64 = needs.iter().sum();
+                    return (best.0, best.1 - need, best.2);
+                }
+                k -= 1;
+                let max_before = rgs[..k].iter().max().copied().unwrap_or(0);
+                if rgs[k] <= max_before {
+                    rgs[k] += 1;
+                    rgs[k + 1..].iter_mut().for_each(|x| *x = 0);
+                    break;
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 128, ..Default::default() })]
+
+        /// The planner's (GPUs, idle memory, distinct profiles) equals the
+        /// brute force's on random small mixes.
+        #[test]
+        fn plans_are_optimal_against_brute_force(
+            gpu in 0usize..6,
+            all_profiles in proptest::prelude::any::<bool>(),
+            mix in proptest::collection::vec((1u64..=80_000, 1u32..=2), 1..=3),
+        ) {
+            let gpu = &crate::catalog::gpu_models()[gpu % crate::catalog::gpu_models().len()];
+            let options = PlanOptions { all_profiles };
+            let largest = gpu.largest_profile().memory_bytes();
+            let demands: Vec<Demand> = mix
+                .iter()
+                .enumerate()
+                .map(|(i, &(mib, r))| Demand::new(format!("m{i}"), MemoryNeed::total((u128::from(largest) * u128::from(mib) / 80_000) as u64), r))
+                .collect();
+            let needs: Vec<u64> = demands
+                .iter()
+                .flat_map(|d| std::iter::repeat_n(d.need.total_bytes, d.replicas as usize))
+                .collect();
+            proptest::prop_assume!(needs.len() <= 5);
+            let p = plan(gpu, &demands, options);
+            check(&p);
+            let distinct = p
+                .gpus
+                .iter()
+                .flat_map(|g| g.instances.iter().map(|i| i.profile.name))
+                .collect::<std::collections::BTreeSet<_>>()
+                .len() as u32;
+            let got = (p.gpus.len(), p.idle_in_slices_bytes, distinct);
+            proptest::prop_assert!(p.search.exact);
+            proptest::prop_assert_eq!(got, brute_force(gpu, &needs, options), "{}", p);
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use mig_slices::need::MemoryNeed;
 use mig_slices::planner::{self, Demand, Plan, PlanOptions};
 use mig_slices::render;
 
-use crate::config::PlanArgs;
+use crate::config::{PlanArgs, ProfileSet};
 use crate::fleet::model_file;
 use crate::fleet::{Fleet, FleetError, ModelPlan, ModelSource, Want};
 
@@ -42,13 +42,7 @@ pub enum PlanError {
 pub fn run(args: &PlanArgs) -> Result<(), PlanError> {
     let gpu = gpu_model(&args.gpu)?;
     let demands = demands(args)?;
-    let plan = planner::plan(
-        gpu,
-        &demands,
-        PlanOptions {
-            all_profiles: args.all_profiles,
-        },
-    );
+    let plan = planner::plan(gpu, &demands, options(args));
     if args.json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
     } else {
@@ -65,6 +59,14 @@ pub fn run(args: &PlanArgs) -> Result<(), PlanError> {
         return Err(PlanError::Unplaceable(plan.unplaceable.len()));
     }
     Ok(())
+}
+
+/// `--profiles all` (the default, and the old `--all-profiles`) or
+/// `balanced`.
+pub fn options(args: &PlanArgs) -> PlanOptions {
+    PlanOptions {
+        all_profiles: args.all_profiles || args.profiles == ProfileSet::All,
+    }
 }
 
 fn gpu_model(given: &str) -> Result<&'static GpuModel, PlanError> {
@@ -243,6 +245,57 @@ mod tests {
         assert!(e.contains("/no/such/file.gguf"), "{e}");
     }
 
+    fn parse(args: &[&str]) -> PlanArgs {
+        use clap::Parser;
+        let cli = crate::config::Cli::try_parse_from(
+            [
+                "mig-gateway",
+                "plan",
+                "--gpu",
+                "h100-80gb",
+                "--model",
+                "a=1GB",
+            ]
+            .iter()
+            .chain(args),
+        )
+        .unwrap();
+        match cli.command {
+            crate::config::Command::Plan(a) => a,
+            _ => unreachable!(),
+        }
+    }
+
+    /// Every profile by default; `--profiles balanced` restricts;
+    /// `--all-profiles` is still accepted and means the default.
+    #[test]
+    fn plan_profiles_default_to_all_and_balanced_restricts() {
+        assert_eq!(parse(&[]).profiles, ProfileSet::All);
+        assert_eq!(
+            parse(&["--profiles", "balanced"]).profiles,
+            ProfileSet::Balanced
+        );
+        let old = parse(&["--all-profiles"]);
+        assert!(old.all_profiles && old.profiles == ProfileSet::All);
+        let args = PlanArgs {
+            model: vec!["big=20GB:3".into(), "small=5GB:2".into()],
+            ..parse(&[])
+        };
+        let plan = |args: &PlanArgs| {
+            planner::plan(
+                gpu_model(&args.gpu).unwrap(),
+                &demands(args).unwrap(),
+                options(args),
+            )
+        };
+        assert_eq!(plan(&args).gpus.len(), 1);
+        let balanced = PlanArgs {
+            profiles: ProfileSet::Balanced,
+            ..args
+        };
+        assert_eq!(plan(&balanced).gpus.len(), 2);
+    }
+
     #[test]
     fn seven_small_models_fit_one_a100_80gb() {
         let args = PlanArgs {
@@ -251,6 +304,7 @@ mod tests {
             gpu: "a100-80gb".into(),
             context: None,
             concurrency: 1,
+            profiles: ProfileSet::Balanced,
             all_profiles: false,
             out: None,
             json: false,
