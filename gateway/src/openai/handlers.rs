@@ -83,7 +83,14 @@ impl Front {
             }
             let error = without_long_values(&e.into_inner().to_string());
             match missing_field(&error) {
-                Some(field) => ApiError::invalid(&field, format!("the body has no `{field}`")),
+                Some(field) => {
+                    // Inside an object (`messages[0]`), the field's full path.
+                    let field = match path.as_str() {
+                        "." => field,
+                        parent => format!("{parent}.{field}"),
+                    };
+                    ApiError::invalid(&field, format!("the body has no `{field}`"))
+                }
                 None if path != "." => ApiError::invalid(&path, format!("`{path}`: {error}")),
                 None => ApiError::bad_request(format!("the body is not a valid request: {error}")),
             }
