@@ -1,6 +1,7 @@
 //! Faults under load, through a real gateway: a worker killed with SIGKILL
 //! under 32 streams, a gateway whose drain period runs out under a stream,
-//! and a client that stops reading its stream. Every stream ends with exactly one status, none hangs, and a cut
+//! and a client that stops reading its stream (of a worker that runs ahead,
+//! and of one that sends a token at a time). Every stream ends with exactly one status, none hangs, and a cut
 //! one says what happened (`UNAVAILABLE`, naming the worker and its slice,
 //! or the shutdown), never `UNKNOWN` or a bare HTTP/2 error.
 
@@ -15,6 +16,16 @@ use tonic::Code;
 /// A stream of 4,000 identity tokens whose client has a 1 KiB window, its
 /// first message read: the gateway can send only as fast as it reads.
 async fn slow_reader(url: &str) -> tonic::Streaming<GenerateStreamResponse> {
+    slow_reader_of(url, "identity", 4000).await
+}
+
+/// A stream of `max_tokens` from `model` whose client has a 1 KiB window,
+/// its first message read.
+async fn slow_reader_of(
+    url: &str,
+    model: &str,
+    max_tokens: u32,
+) -> tonic::Streaming<GenerateStreamResponse> {
     let channel = tonic::transport::Endpoint::from_shared(url.to_string())
         .unwrap()
         .initial_stream_window_size(1024)
@@ -23,9 +34,9 @@ async fn slow_reader(url: &str) -> tonic::Streaming<GenerateStreamResponse> {
         .unwrap();
     let mut stream = InferenceClient::new(channel)
         .generate_stream(GenerateRequest {
-            model: "identity".into(),
+            model: model.into(),
             prompt: "abc".into(),
-            max_tokens: Some(4000),
+            max_tokens: Some(max_tokens),
             ..Default::default()
         })
         .await
@@ -197,19 +208,44 @@ async fn a_stream_longer_than_the_drain_ends_unavailable_saying_so() {
 #[tokio::test]
 async fn a_client_that_reads_nothing_gives_back_its_place_on_the_worker() {
     // One place on the worker: a second request waits for the first's.
-    let mut gateway = gateway_up(
+    let gateway = gateway_up(
         "faults-stall",
         "[[model]]\nname = \"identity\"\nidentity = true\nslices = [\"cpu:0\"]\nargs = [\"--max-batch-size\", \"1\"]\n",
         &["--stall-timeout", "1"],
     );
-    let mut stalled = slow_reader(&gateway.url()).await;
-    // The client now reads nothing: its window fills, the gateway stops
-    // relaying, and after --stall-timeout the stream gives its place back.
+    // The identity worker runs ahead of the client: messages wait in the
+    // gateway when the window fills.
+    let stalled = slow_reader_of(&gateway.url(), "identity", 4000).await;
+    the_stalled_stream_gives_back_its_place(gateway, stalled, "identity").await;
+}
+
+#[tokio::test]
+async fn a_client_that_reads_nothing_of_a_slow_worker_gives_back_its_place() {
+    // A real model sends a token at a time: the gateway's last look at
+    // the stream before the client's window fills finds the worker has
+    // nothing yet, and the writer does not look again when it has.
+    let fleet = format!(
+        "[[model]]\nname = \"smollm2-135m\"\npath = \"{}\"\nslices = [\"cpu:0\"]\nargs = [\"--max-batch-size\", \"1\"]\n",
+        mig_testkit::smollm2().display()
+    );
+    let gateway = gateway_up("faults-stall-slow", &fleet, &["--stall-timeout", "1"]);
+    let stalled = slow_reader_of(&gateway.url(), "smollm2-135m", 1500).await;
+    the_stalled_stream_gives_back_its_place(gateway, stalled, "smollm2-135m").await;
+}
+
+/// The client of `stalled` reads nothing: its window fills, the gateway
+/// stops relaying, and after `--stall-timeout` (1 s) the stream gives its
+/// place on `model`'s worker (its only one) to the next request.
+async fn the_stalled_stream_gives_back_its_place(
+    mut gateway: mig_testkit::process::Process,
+    mut stalled: tonic::Streaming<GenerateStreamResponse>,
+    model: &str,
+) {
     let started = Instant::now();
     let mut other = gateway_client(&gateway.url()).await;
     let answer = other
         .generate(GenerateRequest {
-            model: "identity".into(),
+            model: model.into(),
             prompt: "xyz".into(),
             max_tokens: Some(4),
             ..Default::default()
@@ -217,7 +253,7 @@ async fn a_client_that_reads_nothing_gives_back_its_place_on_the_worker() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(answer.text, "xyzx");
+    assert_eq!(answer.usage.unwrap().completion_tokens, 4);
     let waited = started.elapsed();
     assert!(
         waited >= Duration::from_millis(900) && waited < Duration::from_secs(15),

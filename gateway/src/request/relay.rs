@@ -60,7 +60,8 @@ pub struct Relay {
     /// How many may go before it does: [`MAX_BURST`] for a stream, no
     /// limit when collected.
     burst: usize,
-    /// The first message, taken by [`Relay::peek`], to yield first.
+    /// A message taken ahead of the client ([`Relay::peek`],
+    /// [`Relay::poll_ahead`]), to yield first.
     peeked: Option<GenerateStreamResponse>,
     /// Whether the last `Pending` only let the encoder write (messages
     /// are ready), rather than waiting for the worker.
@@ -147,6 +148,38 @@ impl Relay {
     /// the worker (its last poll found nothing to yield).
     pub fn waiting_for_worker(&self) -> bool {
         !self.flushing
+    }
+
+    /// Takes the worker's next message (or its error) ahead of the
+    /// client, if one has arrived, to be yielded next; whether the relay
+    /// now holds something the client has not read. `cx` must be the
+    /// client's task's: the worker's stream wakes that task as before.
+    /// The response's writer stops polling a stream whose client window
+    /// is full, so this is how [`super::stall`] learns that messages wait.
+    pub fn poll_ahead(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.peeked.is_some() || self.pending.is_some() {
+            return true;
+        }
+        if self.live.is_none() {
+            return false;
+        }
+        // Not a yield to the client: the burst count stays as it was.
+        let since_flush = std::mem::take(&mut self.since_flush);
+        let flushing = self.flushing;
+        let ahead = match self.poll_message(cx) {
+            Poll::Ready(Some(Ok(message))) => {
+                self.peeked = Some(message);
+                true
+            }
+            Poll::Ready(Some(Err(status))) => {
+                self.pending = Some(status);
+                true
+            }
+            Poll::Ready(None) | Poll::Pending => false,
+        };
+        self.since_flush = since_flush;
+        self.flushing = flushing;
+        ahead
     }
 
     fn poll_message(

@@ -5,6 +5,10 @@
 //! admission) for as long as the client likes. [`Stalls`] ends such a
 //! stream, `RESOURCE_EXHAUSTED`, when a message has waited for the client
 //! for `stall`; a slow worker (a long prefill) is not a stalled client.
+//! The writer polls a stream only while the client's window has room, so
+//! a stream whose last poll waited for the worker is not polled again when
+//! the worker's next message arrives: the sweep takes that message ahead
+//! ([`Relay::poll_ahead`], with the writer's waker) and starts its clock.
 //! One sweep task looks at every open stream a few times per `stall`, so
 //! a stream costs no task and no timer of its own.
 
@@ -12,7 +16,7 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
@@ -53,6 +57,8 @@ struct Progress {
     /// or ready) and the response was not polled again; `None` while the
     /// relay waits for the worker.
     waiting_since: Option<Instant>,
+    /// The waker of the task that writes to the client, from its last poll.
+    waker: Option<Waker>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -79,6 +85,7 @@ impl Stalls {
         let shared = Arc::new(Mutex::new(Progress {
             relay,
             waiting_since: None,
+            waker: None,
         }));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         lock(&self.streams).insert(id, Arc::downgrade(&shared));
@@ -99,6 +106,15 @@ impl Stalls {
             let mut progress = lock(&shared);
             if progress.relay.ended() {
                 return false;
+            }
+            if progress.waiting_since.is_none() {
+                let Progress { relay, waker, .. } = &mut *progress;
+                let ahead = waker
+                    .as_ref()
+                    .is_some_and(|w| relay.poll_ahead(&mut Context::from_waker(w)));
+                if ahead {
+                    progress.waiting_since = Some(now);
+                }
             }
             match progress.waiting_since {
                 Some(since) if now.saturating_duration_since(since) >= self.stall => {
@@ -139,6 +155,13 @@ impl Stream for Watched {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut progress = lock(&self.shared);
+        if !progress
+            .waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            progress.waker = Some(cx.waker().clone());
+        }
         let polled = progress.relay.poll_next_unpin(cx);
         progress.waiting_since = match polled {
             Poll::Ready(Some(_)) => Some(Instant::now()),
