@@ -14,6 +14,8 @@
 //!   the fewest GPUs; also assigns models to slices that exist already.
 //! - [`render`]: a plan as `nvidia-smi` commands, a mig-parted config and
 //!   Kubernetes resource names.
+//! - [`reshape`]: re-partitioning live GPUs to a plan with the fewest
+//!   destroys: the driver as a trait (NVML, simulated) and the step planner.
 //! - [`synthetic`]: the shapes of public llama-family models, for synthetic
 //!   (random-weight) workers and their memory need.
 //! - [`discovery`]: what NVML reports (GPUs, MIG mode, MIG devices), kept apart
@@ -31,6 +33,7 @@ pub mod node;
 pub mod packing;
 pub mod planner;
 pub mod render;
+pub mod reshape;
 pub mod slice;
 pub mod synthetic;
 

@@ -188,7 +188,7 @@ fn read_mig_device(mig: &Device<'_>, index: u32) -> Result<MigDeviceRecord, Fail
 }
 
 #[derive(Clone, Copy)]
-enum Instance {
+pub(crate) enum Instance {
     Gpu,
     Compute,
 }
@@ -196,7 +196,7 @@ enum Instance {
 /// `nvmlDeviceGetGpuInstanceId` / `nvmlDeviceGetComputeInstanceId`, which
 /// nvml-wrapper 0.13 loads but does not wrap; called through the symbol table
 /// it exposes with `Nvml::lib()`.
-fn instance_id(mig: &Device<'_>, which: Instance) -> Result<u32, NvmlError> {
+pub(crate) fn instance_id(mig: &Device<'_>, which: Instance) -> Result<u32, NvmlError> {
     let lib = mig.nvml().lib();
     let sym = nvml_sym(match which {
         Instance::Gpu => lib.nvmlDeviceGetGpuInstanceId.as_ref(),
