@@ -581,3 +581,142 @@ proptest::proptest! {
         }
     }
 }
+
+/// The largest case the search is meant for: 8 GPUs, each with 7 live
+/// instances, against a plan of 8 full GPUs. Exact, and quick even in a
+/// debug build.
+#[test]
+fn eight_full_gpus_plan_quickly() {
+    let sevens: Vec<(&str, u8)> = (0..7).map(|s| ("1g.10gb", s)).collect();
+    let mixed = vec![
+        ("2g.20gb", 0),
+        ("1g.10gb", 2),
+        ("1g.10gb", 3),
+        ("3g.40gb", 4),
+    ];
+    let live: Vec<(&'static GpuModel, Vec<(&str, u8)>)> = (0..8)
+        .map(|g| {
+            (
+                a100(),
+                if g % 2 == 0 {
+                    sevens.clone()
+                } else {
+                    mixed.clone()
+                },
+            )
+        })
+        .collect();
+    let sim = SimulatedMig::new(live).unwrap();
+    // Plan GPUs: four want seven 1g (at the plan's slots 0-6), four want
+    // 3g + 2g + 1g with the 3g at slot 0 (live has it at 4).
+    let t = target(
+        (0..8)
+            .map(|g| {
+                if g < 4 {
+                    (0..7)
+                        .map(|s| ti("1g.10gb", s, "small", g * 7 + u32::from(s)))
+                        .collect()
+                } else {
+                    vec![
+                        ti("3g.40gb", 0, "big", g),
+                        ti("2g.20gb", 4, "mid", g),
+                        ti("1g.10gb", 6, "small", 100 + g),
+                    ]
+                }
+            })
+            .collect(),
+    );
+    let started = std::time::Instant::now();
+    let r = plan_steps(&sim.gpus().unwrap(), &t).unwrap();
+    let took = started.elapsed();
+    // Every 1g-only plan GPU lands on a GPU of sevens (nothing destroyed
+    // there); every mixed one on a mixed GPU, keeping the 3g at slot 4, the
+    // 2g at 0 and one 1g: one 1g destroyed each.
+    assert_eq!((r.destroyed(), r.created()), (4, 0), "{r}");
+    assert_eq!(r.kept(), 4 * 7 + 4 * 3);
+    for g in r.planned() {
+        let p = g.plan_gpu.unwrap();
+        assert_eq!(g.gpu % 2 == 0, p < 4, "{r}");
+    }
+    assert!(took.as_secs_f64() < 2.0, "{took:?}");
+}
+
+#[test]
+fn gpus_outside_the_plan_are_left_alone_and_ties_go_to_the_lowest_gpu() {
+    let t = target(vec![vec![ti("4g.40gb", 0, "m", 0)]]);
+    // GPU 0 would lose its instance; GPU 1 is empty: the plan goes to GPU 1.
+    let sim = SimulatedMig::new(vec![(a100(), vec![("1g.10gb", 0)]), (a100(), vec![])]).unwrap();
+    let r = plan_steps(&sim.gpus().unwrap(), &t).unwrap();
+    assert_eq!(
+        r.gpus.iter().map(|g| g.plan_gpu).collect::<Vec<_>>(),
+        [None, Some(0)]
+    );
+    assert_eq!((r.destroyed(), r.created(), r.untouched()), (0, 1, 1));
+    // Two empty GPUs: the lowest.
+    let sim = SimulatedMig::new(vec![(a100(), vec![]), (a100(), vec![])]).unwrap();
+    let r = plan_steps(&sim.gpus().unwrap(), &t).unwrap();
+    assert_eq!(r.gpus[0].plan_gpu, Some(0));
+    assert_eq!(
+        r.gpus[0].create,
+        [ti("4g.40gb", 0, "m", 0)],
+        "the plan's own slot"
+    );
+    // Equal destroys (the 1g.10gb either way): the GPU where fewer must be
+    // created, although it is not the lowest.
+    let sim = SimulatedMig::new(vec![
+        (a100(), vec![("1g.10gb", 0)]),
+        (a100(), vec![("1g.10gb", 0), ("3g.40gb", 4)]),
+    ])
+    .unwrap();
+    let t = target(vec![vec![
+        ti("3g.40gb", 0, "a", 0),
+        ti("2g.20gb", 4, "b", 0),
+    ]]);
+    let r = plan_steps(&sim.gpus().unwrap(), &t).unwrap();
+    assert_eq!(r.gpus[1].plan_gpu, Some(0), "{r}");
+    assert_eq!((r.destroyed(), r.created()), (1, 1), "{r}");
+    assert_eq!(r.gpus[1].create, [ti("2g.20gb", 0, "b", 0)], "{r}");
+}
+
+/// The same search on a GPU with 4 memory slots.
+#[test]
+fn a30_layouts_are_kept_where_they_sit() {
+    let a30 = gpu_model("a30-24gb").unwrap();
+    let mut sim = SimulatedMig::new(vec![(a30, vec![("1g.6gb", 0), ("2g.12gb", 2)])]).unwrap();
+    let t = Target {
+        gpu_model: "a30-24gb".into(),
+        gpus: vec![TargetGpu {
+            index: 0,
+            instances: vec![
+                ti("2g.12gb", 0, "b", 0),
+                ti("1g.6gb", 2, "a", 0),
+                ti("1g.6gb", 3, "a", 1),
+            ],
+        }],
+    };
+    let r = plan_steps(&sim.gpus().unwrap(), &t).unwrap();
+    let g = &r.gpus[0];
+    assert_eq!((r.kept(), r.destroyed()), (2, 0), "{r}");
+    assert_eq!(g.create, [ti("1g.6gb", 1, "a", 1)], "{r}");
+    apply_gpu(&mut sim, g).unwrap();
+    assert_eq!(
+        layout_of(&sim, 0),
+        [
+            ("1g.6gb".to_string(), 0),
+            ("1g.6gb".to_string(), 1),
+            ("2g.12gb".to_string(), 2)
+        ]
+    );
+}
+
+/// Without the NVIDIA driver (CI, laptops) the NVML control fails to start
+/// with a driver error rather than a panic. Nothing else of it runs in tests.
+#[test]
+fn nvml_control_without_a_driver_is_a_driver_error() {
+    match mig_slices::reshape::NvmlMig::new() {
+        Err(MigError::Driver(m)) => assert!(m.starts_with("NVML failed to initialise"), "{m}"),
+        Err(e) => panic!("unexpected error: {e}"),
+        // A machine with the driver: loading it changes nothing.
+        Ok(_) => {}
+    }
+}

@@ -462,8 +462,9 @@ impl NvmlMig {
         let mut placements = vec![nvmlGpuInstancePlacement_t { start: 0, size: 0 }; 16];
         let mut count = placements.len() as c_uint;
         // SAFETY: valid device handle (see `profiles`); `placements` has room
-        // for `count` entries, which NVML reads as the array's capacity and
-        // overwrites with the number written.
+        // for 16 entries, more than the 8 placements any profile has on a
+        // GPU of 8 memory slots, and NVML writes one per allowed placement;
+        // `count` receives how many.
         let code = unsafe {
             sym(
                 device.handle(),

@@ -11,6 +11,12 @@
 //!   `plan.json` are one valid placement, and another valid one may keep more
 //!   (a plan's `1g.10gb@2` can stay at slot 5 where it already runs).
 //!
+//! A plan may use fewer GPUs than the machine has. Live GPUs no plan GPU
+//! maps to are left as they are: nothing on them is destroyed, and nothing
+//! on them serves the plan ([`GpuSteps::plan_gpu`] is `None`). So the
+//! fewest-destroys mapping takes an empty GPU over one it would have to
+//! clear, and the caller decides what to do with the rest.
+//!
 //! The search is small: at most 8 GPUs and 7 instances per GPU, so every
 //! subset of a GPU's live instances (128) is tried as the kept set, the rest
 //! of the plan placed around it by the placement rules of [`crate::layout`]
@@ -389,6 +395,12 @@ fn best_fit(
     let candidates: Vec<usize> = (0..live.len())
         .filter(|&i| live_profiles[i].is_some())
         .collect();
+    // A GPU the driver reports holds at most 8 instances (one per memory
+    // slot); a longer list is not a layout, and only the plan's own
+    // placement is tried on it.
+    if candidates.len() > MAX_SEARCHED {
+        return own_fit;
+    }
     // Larger kept sets first; within a size, ascending masks.
     let n = candidates.len();
     let mut masks: Vec<u32> = (0..1u32 << n).collect();
@@ -462,6 +474,9 @@ fn fit_with(
         starts: all,
     })
 }
+
+/// Most keepable live instances on one GPU whose subsets are searched.
+const MAX_SEARCHED: usize = 12;
 
 fn mask(start: u8, size: u8) -> u32 {
     ((1u32 << size) - 1) << start
