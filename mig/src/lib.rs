@@ -12,6 +12,8 @@
 //!   context length and a concurrency).
 //! - [`planner`]: which profile each model replica gets and how they pack onto
 //!   the fewest GPUs; also assigns models to slices that exist already.
+//! - [`throughput`]: decode rates per profile (measured, or modelled from the
+//!   GPU's memory bandwidth), for replicas that ask for tokens/s.
 //! - [`render`]: a plan as `nvidia-smi` commands, a mig-parted config and
 //!   Kubernetes resource names.
 //! - [`synthetic`]: the shapes of public llama-family models, for synthetic
@@ -33,5 +35,6 @@ pub mod planner;
 pub mod render;
 pub mod slice;
 pub mod synthetic;
+pub mod throughput;
 
 pub use slice::{compute_units, CoreSet, SliceId, SliceParseError};
