@@ -1231,6 +1231,28 @@ mod tests {
         );
     }
 
+    /// What makes modelled targets always exact (see [`packing`]): in every
+    /// catalog table a profile with more memory never has fewer compute
+    /// slices, so the sets "holds the need and has enough compute" are
+    /// nested. A GPU that breaks this still gets valid plans, first-fit
+    /// ([`Fallback::Unordered`]), and the packing's docs need a word.
+    #[test]
+    fn more_memory_never_means_fewer_compute_slices() {
+        for gpu in crate::catalog::gpu_models() {
+            for p in gpu.profiles {
+                for q in gpu.profiles {
+                    assert!(
+                        p.memory_mib <= q.memory_mib || p.compute_slices >= q.compute_slices,
+                        "{}: {} has more memory than {} but fewer compute slices",
+                        gpu.id,
+                        p.name,
+                        q.name
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_target_no_profile_reaches_is_unplaceable_naming_the_fastest() {
         let gpu = model("a100-80gb");
