@@ -127,6 +127,37 @@ pub struct PlanArgs {
     /// Print the plan as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+
+    /// A decode-rate target, `NAME=TOKENS_PER_SECOND` (`llama-7b=60`): each
+    /// replica of that model (from `--model` or `--fleet`) takes only
+    /// profiles whose rate, measured or modelled from memory bandwidth,
+    /// reaches it. Repeatable; overrides the fleet file's
+    /// `tokens_per_second`.
+    #[arg(long = "tokens-per-second", value_name = "NAME=TOKENS_PER_SECOND")]
+    pub tokens_per_second: Vec<String>,
+
+    /// A measured decode rate, `NAME@PROFILE=TOKENS_PER_SECOND`
+    /// (`llama-7b@2g.20gb=52`): used for that model and profile instead of
+    /// the modelled one. Repeatable.
+    #[arg(long, value_name = "NAME@PROFILE=TOKENS_PER_SECOND")]
+    pub measured: Vec<String>,
+
+    /// Price of one GPU per hour, in USD (above 0): the plan then prints
+    /// `cost: N GPUs x $P/h = $T/h` (with `--json`, a `price` object).
+    #[arg(long, value_name = "USD", value_parser = positive_price)]
+    pub price_per_gpu_hour: Option<f64>,
+}
+
+/// A price above 0 (and finite); clap names the flag in the error.
+fn positive_price(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of USD"))?;
+    if !(value.is_finite() && value > 0.0) {
+        return Err(format!("must be a number of USD above 0 (got {text})"));
+    }
+    Ok(value)
 }
 
 /// Options shared by `up` and `serve`.

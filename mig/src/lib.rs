@@ -12,6 +12,8 @@
 //!   context length and a concurrency).
 //! - [`planner`]: which profile each model replica gets and how they pack onto
 //!   the fewest GPUs; also assigns models to slices that exist already.
+//! - [`throughput`]: decode rates per profile (measured, or modelled from the
+//!   GPU's memory bandwidth), for replicas that ask for tokens/s.
 //! - [`render`]: a plan as `nvidia-smi` commands, a mig-parted config and
 //!   Kubernetes resource names.
 //! - [`reshape`]: re-partitioning live GPUs to a plan with the fewest
@@ -36,5 +38,6 @@ pub mod render;
 pub mod reshape;
 pub mod slice;
 pub mod synthetic;
+pub mod throughput;
 
 pub use slice::{compute_units, CoreSet, SliceId, SliceParseError};

@@ -9,11 +9,24 @@
 //! takes a replica of the highest class it holds (an exchange argument: any
 //! other matching can be swapped into this one without changing the slices).
 //!
+//! **Throughput targets.** A replica with a tokens/s target fits only the
+//! profiles that hold its need *and* decode fast enough, so its fitting set
+//! is no longer a memory up-set: a fast-but-small replica skips `3g.40gb`
+//! for `4g.40gb` of the same memory. The argument above needs only that the
+//! fitting sets are nested, so the classes are cut from the chain they form
+//! (with every memory up-set nested with all of them, which keeps the memory
+//! classes where no target splits them): level `k` is the candidates of the
+//! `k`-th set that the next lacks. With modelled rates, which grow with
+//! compute slices as memory does in every catalog table, the sets are always
+//! nested. Measured rates can break that (a `3g` measured faster than a
+//! `4g`); such a mix is packed first-fit and says so ([`Fallback::Unordered`]).
+//!
 //! **Exact search.** Every multiset of candidate profiles that has a placement
 //! on one GPU (the catalog's start slots, counts and the one-`+me` rule, via
 //! [`layout::place_profiles`]) is enumerated once; subsets of a placeable set
 //! are placeable, so the enumeration stops extending a set as soon as it does
-//! not place. Each set is reduced to its slices per memory class. A dynamic
+//! not place. Each set is reduced to its slices per class (the least memory
+//! one among sets with the same slices per class). A dynamic
 //! programme over the replicas still to place (one count per class) then
 //! chooses one GPU configuration at a time and keeps, per state, the fewest
 //! GPUs and then the least slice memory (the needs are fixed, so that is the
@@ -43,54 +56,65 @@ pub const EXACT_STATES: usize = 20_000;
 /// A GPU's replicas: `(item, candidate profile index)`.
 type Bin = Vec<(usize, usize)>;
 
+/// Why the exact search did not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fallback {
+    /// More states than [`EXACT_STATES`].
+    TooLarge,
+    /// Throughput targets (or measured rates) gave replicas sets of fitting
+    /// profiles that are not nested, so no order of classes exists.
+    Unordered,
+}
+
 /// Where each replica goes.
 pub(crate) struct Packed {
     /// Per GPU, `(item, candidate profile index)`.
     pub bins: Vec<Vec<(usize, usize)>>,
-    pub exact: bool,
-    /// No plan uses fewer GPUs (equal to the GPUs used when `exact`).
+    /// `None` when the exact search ran.
+    pub fallback: Option<Fallback>,
+    /// No plan uses fewer GPUs (equal to the GPUs used when exact).
     pub lower_bound: u32,
 }
 
-/// Packs items with memory needs `needs` (each fits some candidate) onto
-/// GPUs of `gpu` using only `cands` (sorted smallest first).
-pub(crate) fn pack(gpu: &GpuModel, cands: &[&'static Profile], needs: &[u64]) -> Packed {
-    if needs.is_empty() {
+/// The candidates an item may take, as bits over `cands` (bit `i` for
+/// `cands[i]`).
+pub(crate) type Fits = u32;
+
+/// Packs items onto GPUs of `gpu` using only `cands` (sorted smallest
+/// first); item `i` may take the candidates in `fits[i]` (never empty).
+pub(crate) fn pack(gpu: &GpuModel, cands: &[&'static Profile], fits: &[Fits]) -> Packed {
+    assert!(cands.len() < 32, "a profile set fits a u32 mask");
+    if fits.is_empty() {
         return Packed {
             bins: Vec::new(),
-            exact: true,
+            fallback: None,
             lower_bound: 0,
         };
     }
     let configs = enumerate(gpu, cands);
-    let mut levels: Vec<u64> = cands.iter().map(|p| p.memory_bytes()).collect();
-    levels.sort_unstable();
-    levels.dedup();
-    let level_of: Vec<usize> = cands
-        .iter()
-        .map(|p| levels.binary_search(&p.memory_bytes()).unwrap())
-        .collect();
-    let class: Vec<usize> = needs
-        .iter()
-        .map(|&n| {
-            levels
-                .iter()
-                .position(|&l| l >= n)
-                .expect("every item fits some candidate")
-        })
-        .collect();
-    let mut counts = vec![0u32; levels.len()];
-    for &c in &class {
+    let sets = up_sets(cands, fits);
+    let Some(levels) = Levels::new(cands, fits, &sets) else {
+        return Packed {
+            bins: first_fit(cands, fits, &configs),
+            fallback: Some(Fallback::Unordered),
+            lower_bound: lower_bound(gpu, cands, fits, &sets, &configs),
+        };
+    };
+    let mut counts = vec![0u32; levels.count];
+    for &c in &levels.class {
         counts[c] += 1;
     }
     let states = counts
         .iter()
         .try_fold(1usize, |acc, &n| acc.checked_mul(n as usize + 1));
     if states.is_some_and(|s| s <= EXACT_STATES) {
+        let memory_of: Vec<u64> = cands.iter().map(|p| p.memory_bytes()).collect();
         let space = Space {
             counts: &counts,
-            levels: &levels,
-            level_of: &level_of,
+            levels: levels.count,
+            memory_of: &memory_of,
+            level_of: &levels.level_of,
             configs: &configs,
         };
         let (gpus, per_gpu) = space.best();
@@ -98,18 +122,79 @@ pub(crate) fn pack(gpu: &GpuModel, cands: &[&'static Profile], needs: &[u64]) ->
             bins: assign(
                 &per_gpu.iter().map(|&i| &configs[i]).collect::<Vec<_>>(),
                 cands,
-                &level_of,
-                &class,
+                &levels.level_of,
+                &levels.class,
             ),
-            exact: true,
+            fallback: None,
             lower_bound: gpus,
         };
     }
-    let bins = first_fit(gpu, cands, needs, &configs);
     Packed {
-        lower_bound: lower_bound(gpu, cands, needs, &class, &level_of, &configs),
-        bins,
-        exact: false,
+        bins: first_fit(cands, fits, &configs),
+        fallback: Some(Fallback::TooLarge),
+        lower_bound: lower_bound(gpu, cands, fits, &sets, &configs),
+    }
+}
+
+/// The candidate sets the classes are cut from: each item's fitting set,
+/// and the memory up-sets (the candidates with at least a given memory)
+/// that are nested with every one of those. Without throughput targets the
+/// fitting sets are memory up-sets, and the classes are the memory classes.
+fn up_sets(cands: &[&'static Profile], fits: &[Fits]) -> Vec<Fits> {
+    let mut items: Vec<Fits> = fits.to_vec();
+    items.sort_unstable();
+    items.dedup();
+    let nested = |a: Fits, b: Fits| a & b == a || a & b == b;
+    let mut sets = items.clone();
+    for p in cands {
+        let up = cands
+            .iter()
+            .enumerate()
+            .filter(|(_, q)| q.memory_bytes() >= p.memory_bytes())
+            .fold(0, |m, (i, _)| m | 1 << i);
+        if items.iter().all(|&f| nested(f, up)) {
+            sets.push(up);
+        }
+    }
+    sets.sort_unstable();
+    sets.dedup();
+    sets
+}
+
+/// Classes as a chain: level `k` holds the candidates of the `k`-th set
+/// (largest first) that the next one lacks, and an item of class `k` fits
+/// exactly the candidates of level `k` or above.
+struct Levels {
+    count: usize,
+    level_of: Vec<usize>,
+    class: Vec<usize>,
+}
+
+impl Levels {
+    /// `None` if the sets are not nested.
+    fn new(cands: &[&'static Profile], fits: &[Fits], sets: &[Fits]) -> Option<Levels> {
+        let mut chain: Vec<Fits> = sets.to_vec();
+        chain.sort_by_key(|s| std::cmp::Reverse(s.count_ones()));
+        if chain.windows(2).any(|w| w[1] & !w[0] != 0 || w[0] == w[1]) {
+            return None;
+        }
+        let level_of = (0..cands.len())
+            .map(|c| chain.iter().rposition(|s| s & (1 << c) != 0).unwrap_or(0))
+            .collect();
+        let class = fits
+            .iter()
+            .map(|f| {
+                chain
+                    .iter()
+                    .position(|s| s == f)
+                    .expect("every fitting set is in the chain")
+            })
+            .collect();
+        Some(Levels {
+            count: chain.len(),
+            level_of,
+            class,
+        })
     }
 }
 
@@ -150,7 +235,10 @@ fn placeable(gpu: &GpuModel, cands: &[&'static Profile], counts: &[u8]) -> bool 
 
 struct Space<'a> {
     counts: &'a [u32],
-    levels: &'a [u64],
+    /// Number of classes.
+    levels: usize,
+    /// Per candidate, its memory.
+    memory_of: &'a [u64],
     level_of: &'a [usize],
     configs: &'a [Vec<u8>],
 }
@@ -199,8 +287,10 @@ impl Space<'_> {
     /// Fewest GPUs, then least slice memory, with the candidates in `mask`.
     /// `((u32::MAX, _), _)` if they cannot hold every replica.
     fn solve(&self, mask: u32) -> ((u32, u64), Vec<usize>) {
-        let nl = self.levels.len();
-        let mut seen: HashSet<Vec<u8>> = HashSet::new();
+        let nl = self.levels;
+        // Per slices-per-class vector, the configuration with the least
+        // memory (the first enumerated among equals).
+        let mut seen: std::collections::HashMap<Vec<u8>, usize> = Default::default();
         let mut configs: Vec<Config> = Vec::new();
         for (index, c) in self.configs.iter().enumerate() {
             if c.iter()
@@ -213,14 +303,25 @@ impl Space<'_> {
             let mut memory = 0;
             for (i, &n) in c.iter().enumerate() {
                 slices[self.level_of[i]] += n;
-                memory += u64::from(n) * self.levels[self.level_of[i]];
+                memory += u64::from(n) * self.memory_of[i];
             }
-            if seen.insert(slices.clone()) {
-                configs.push(Config {
-                    index,
-                    slices,
-                    memory,
-                });
+            match seen.get(&slices) {
+                Some(&k) if configs[k].memory <= memory => {}
+                Some(&k) => {
+                    configs[k] = Config {
+                        index,
+                        slices,
+                        memory,
+                    }
+                }
+                None => {
+                    seen.insert(slices.clone(), configs.len());
+                    configs.push(Config {
+                        index,
+                        slices,
+                        memory,
+                    });
+                }
             }
         }
         // Among equal plans the programme keeps the first configuration it
@@ -355,24 +456,17 @@ fn assign(
 /// First-fit decreasing on each item's smallest candidate, with placeable
 /// sets looked up in the enumeration.
 fn first_fit(
-    gpu: &GpuModel,
     cands: &[&'static Profile],
-    needs: &[u64],
+    item_fits: &[Fits],
     configs: &[Vec<u8>],
 ) -> Vec<Vec<(usize, usize)>> {
-    let _ = gpu;
     let fits: HashSet<&[u8]> = configs.iter().map(Vec::as_slice).collect();
-    let mut items: Vec<(usize, usize)> = needs
+    let mut items: Vec<(usize, usize)> = item_fits
         .iter()
         .enumerate()
-        .map(|(i, &n)| {
-            (
-                i,
-                cands
-                    .iter()
-                    .position(|p| p.memory_bytes() >= n)
-                    .expect("every item fits some candidate"),
-            )
+        .map(|(i, &f)| {
+            debug_assert!(f != 0, "every item fits some candidate");
+            (i, f.trailing_zeros() as usize)
         })
         .collect();
     items.sort_by(|a, b| {
@@ -427,37 +521,43 @@ fn first_fit(
 }
 
 /// No plan uses fewer GPUs: the larger of the memory-slot, compute-slice and
-/// per-class bounds (replicas of class `k` or above over the most slices of
-/// class `k` or above that one GPU holds).
+/// per-set bounds (for each candidate set of [`up_sets`], the items that
+/// fit only inside it over the most slices of it one GPU holds; with memory
+/// classes, the replicas of a class or above over the slices of that class
+/// or above).
 fn lower_bound(
     gpu: &GpuModel,
     cands: &[&'static Profile],
-    needs: &[u64],
-    class: &[usize],
-    level_of: &[usize],
+    fits: &[Fits],
+    sets: &[Fits],
     configs: &[Vec<u8>],
 ) -> u32 {
     let div = |a: u64, b: u64| a.div_ceil(b.max(1));
-    let fitting = |n: u64| cands.iter().filter(move |p| p.memory_bytes() >= n);
-    let slots: u64 = needs
+    let fitting = |f: Fits| {
+        cands
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| f & (1 << i) != 0)
+            .map(|(_, p)| p)
+    };
+    let slots: u64 = fits
         .iter()
-        .map(|&n| u64::from(fitting(n).map(|p| p.memory_slices).min().unwrap()))
+        .map(|&f| u64::from(fitting(f).map(|p| p.memory_slices).min().unwrap()))
         .sum();
-    let compute: u64 = needs
+    let compute: u64 = fits
         .iter()
-        .map(|&n| u64::from(fitting(n).map(|p| p.compute_slices).min().unwrap()))
+        .map(|&f| u64::from(fitting(f).map(|p| p.compute_slices).min().unwrap()))
         .sum();
     let mut bound =
         div(slots, u64::from(gpu.memory_slices)).max(div(compute, u64::from(gpu.compute_slices)));
-    let levels = level_of.iter().max().map_or(0, |m| m + 1);
-    for level in 0..levels {
-        let wanted = class.iter().filter(|&&c| c >= level).count() as u64;
+    for &set in sets {
+        let wanted = fits.iter().filter(|&&f| f & set == f).count() as u64;
         let most = configs
             .iter()
             .map(|c| {
                 c.iter()
                     .enumerate()
-                    .filter(|&(i, _)| level_of[i] >= level)
+                    .filter(|&(i, _)| set & (1 << i) != 0)
                     .map(|(_, &n)| u64::from(n))
                     .sum::<u64>()
             })

@@ -4,9 +4,12 @@
 //! a whole GPU fit one GPU as seven `1g` slices. [`plan`] picks for every
 //! replica the smallest profile its memory need fits, packs the slices onto
 //! as few GPUs as the placement rules allow, and reports what that saves
-//! against one whole GPU per replica. [`assign`] does the matching half for
-//! slices that exist already.
+//! against one whole GPU per replica. A replica may also ask for a decode
+//! rate ([`Demand::tokens_per_second`]): it then takes only profiles fast
+//! enough for it ([`crate::throughput`]). [`assign`] does the matching half
+//! for slices that exist already.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -14,14 +17,24 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::{GpuModel, Profile};
 use crate::layout::{self, Placed};
 use crate::need::{fmt_gib, MemoryNeed};
-use crate::packing;
+use crate::packing::{self, Fallback, Fits};
+use crate::throughput::Rate;
 
 /// Replicas of one model and what each needs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Demand {
     pub model: String,
     pub need: MemoryNeed,
     pub replicas: u32,
+    /// The decode rate each replica must reach, in tokens/s of one stream:
+    /// the replica takes only profiles whose rate ([`Rate::of`]) is at
+    /// least this. `None`: memory alone decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_second: Option<f64>,
+    /// Measured decode rates of this model, profile name -> tokens/s; they
+    /// replace the modelled rate of those profiles.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub measured: BTreeMap<String, f64>,
 }
 
 impl Demand {
@@ -30,7 +43,37 @@ impl Demand {
             model: model.into(),
             need,
             replicas,
+            tokens_per_second: None,
+            measured: BTreeMap::new(),
         }
+    }
+
+    /// The same demand with a decode-rate target (tokens/s per replica).
+    pub fn with_tokens_per_second(mut self, tokens_per_second: f64) -> Self {
+        self.tokens_per_second = Some(tokens_per_second);
+        self
+    }
+
+    /// The same demand with a measured rate for one profile.
+    pub fn with_measured(mut self, profile: impl Into<String>, tokens_per_second: f64) -> Self {
+        self.measured.insert(profile.into(), tokens_per_second);
+        self
+    }
+
+    /// This model's decode rate on `profile`: measured if given, else
+    /// modelled from the weights (the bytes each token reads).
+    pub fn rate(&self, gpu: &GpuModel, profile: &Profile) -> Option<Rate> {
+        Rate::of(gpu, profile, self.need.weights_bytes, &self.measured)
+    }
+
+    /// Whether a replica may take `profile`: it holds the need and, with a
+    /// target, decodes at least that fast.
+    pub fn fits(&self, gpu: &GpuModel, profile: &Profile) -> bool {
+        profile.memory_bytes() >= self.need.total_bytes
+            && self.tokens_per_second.is_none_or(|target| {
+                self.rate(gpu, profile)
+                    .is_some_and(|r| r.tokens_per_second >= target)
+            })
     }
 
     /// A demand whose need is known only as a total in bytes (see
@@ -73,10 +116,14 @@ pub struct Plan {
 pub struct Search {
     /// The exact search ran: no plan uses fewer GPUs, none with as many has
     /// less idle memory inside slices, and none with both as low uses fewer
-    /// distinct profiles. False beyond [`packing::EXACT_STATES`].
+    /// distinct profiles. False beyond [`packing::EXACT_STATES`], or when
+    /// throughput targets leave no order of classes (see [`packing`]).
     pub exact: bool,
     /// No plan uses fewer GPUs; equal to the GPUs used when `exact`.
     pub lower_bound: u32,
+    /// Why the exact search did not run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<Fallback>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -108,6 +155,13 @@ pub struct PlannedInstance {
     pub need: MemoryNeed,
     /// Profile memory the need leaves unused.
     pub idle_bytes: u64,
+    /// The replica's decode-rate target, tokens/s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens_per_second: Option<f64>,
+    /// The model's decode rate on this profile, measured or modelled;
+    /// `None` where neither is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decode_rate: Option<Rate>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -168,6 +222,54 @@ pub fn choose_profile(
         .find(|p| p.memory_bytes() >= need_bytes)
 }
 
+/// The smallest allowed profile a replica of `demand` may take: it holds
+/// the need and meets the throughput target ([`Demand::fits`]).
+pub fn choose_profile_for(
+    gpu: &GpuModel,
+    demand: &Demand,
+    options: PlanOptions,
+) -> Option<&'static Profile> {
+    candidate_profiles(gpu, options)
+        .into_iter()
+        .find(|p| demand.fits(gpu, p))
+}
+
+/// Why no allowed profile fits `demand`: too little memory anywhere, or no
+/// profile that holds it decodes fast enough.
+fn unfit_reason(gpu: &GpuModel, cands: &[&'static Profile], demand: &Demand) -> String {
+    let holding: Vec<&'static Profile> = cands
+        .iter()
+        .copied()
+        .filter(|p| p.memory_bytes() >= demand.need.total_bytes)
+        .collect();
+    let Some(target) = demand.tokens_per_second.filter(|_| !holding.is_empty()) else {
+        return too_large(gpu, &demand.need);
+    };
+    let fastest = holding
+        .iter()
+        .filter_map(|p| demand.rate(gpu, p).map(|r| (p, r)))
+        .max_by(|a, b| a.1.tokens_per_second.total_cmp(&b.1.tokens_per_second));
+    match fastest {
+        Some((p, r)) => format!(
+            "needs {} tok/s; the fastest profile, {}, gives {}",
+            fmt_rate(target),
+            p.name,
+            r
+        ),
+        None => format!(
+            "needs {} tok/s; no decode rate is known on {} (no bandwidth figure): give measured rates",
+            fmt_rate(target),
+            gpu.id
+        ),
+    }
+}
+
+/// `60`, `12.5`: a rate as given, without trailing zeros.
+fn fmt_rate(r: f64) -> String {
+    let s = format!("{r:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 /// Why no profile of `gpu` holds `need`.
 fn too_large(gpu: &GpuModel, need: &MemoryNeed) -> String {
     let largest = gpu.largest_profile();
@@ -187,10 +289,35 @@ struct Item {
     profile: &'static Profile,
 }
 
+/// What running the plan costs at a price per GPU-hour.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Price {
+    pub gpus: u32,
+    /// USD per GPU and hour, as given.
+    pub per_gpu_hour: f64,
+    /// USD per hour for the plan's GPUs.
+    pub per_hour: f64,
+}
+
+impl fmt::Display for Price {
+    /// `cost: 2 GPUs x $2.50/h = $5.00/h`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cost: {} GPU{} x ${:.2}/h = ${:.2}/h",
+            self.gpus,
+            if self.gpus == 1 { "" } else { "s" },
+            self.per_gpu_hour,
+            self.per_hour
+        )
+    }
+}
+
 /// Plans `demands` on GPUs of model `gpu`, as many as it takes.
 ///
 /// Every replica may take any allowed profile its need fits
-/// ([`candidate_profiles`]). The plan uses the fewest GPUs; among those, the
+/// ([`candidate_profiles`]) and, with a throughput target, that decodes
+/// fast enough ([`Demand::fits`]). The plan uses the fewest GPUs; among those, the
 /// least memory inside slices that needs leave idle; among those, the fewest
 /// distinct profiles (see [`packing`] for the search and its proof sketch).
 /// That is exact up to [`packing::EXACT_STATES`]; beyond, the replicas are
@@ -199,32 +326,39 @@ struct Item {
 /// GPU it returns is a layout the driver accepts, and the same demands give
 /// the same plan.
 pub fn plan(gpu: &'static GpuModel, demands: &[Demand], options: PlanOptions) -> Plan {
+    let cands = candidate_profiles(gpu, options);
     let mut items = Vec::new();
+    let mut fits: Vec<Fits> = Vec::new();
     let mut unplaceable = Vec::new();
     for (d, demand) in demands.iter().enumerate() {
         if demand.replicas == 0 {
             continue;
         }
-        match choose_profile(gpu, demand.need.total_bytes, options) {
-            Some(profile) => items.extend((0..demand.replicas).map(|replica| Item {
-                demand: d,
-                replica,
-                profile,
-            })),
-            None => unplaceable.push(Unplaceable {
+        let mask: Fits = cands
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| demand.fits(gpu, p))
+            .fold(0, |m, (i, _)| m | 1 << i);
+        if mask == 0 {
+            unplaceable.push(Unplaceable {
                 model: demand.model.clone(),
                 replicas: demand.replicas,
                 need: demand.need,
-                reason: too_large(gpu, &demand.need),
-            }),
+                reason: unfit_reason(gpu, &cands, demand),
+            });
+            continue;
+        }
+        let profile = cands[mask.trailing_zeros() as usize];
+        for replica in 0..demand.replicas {
+            items.push(Item {
+                demand: d,
+                replica,
+                profile,
+            });
+            fits.push(mask);
         }
     }
-    let cands = candidate_profiles(gpu, options);
-    let needs: Vec<u64> = items
-        .iter()
-        .map(|i| demands[i.demand].need.total_bytes)
-        .collect();
-    let packed = packing::pack(gpu, &cands, &needs);
+    let packed = packing::pack(gpu, &cands, &fits);
     let bins: Vec<Vec<Item>> = packed
         .bins
         .iter()
@@ -249,8 +383,9 @@ pub fn plan(gpu: &'static GpuModel, demands: &[Demand], options: PlanOptions) ->
         gpu,
         options,
         search: Search {
-            exact: packed.exact,
+            exact: packed.fallback.is_none(),
             lower_bound: packed.lower_bound,
+            fallback: packed.fallback,
         },
         idle_in_slices_bytes: gpus.iter().map(|g| g.idle_in_slices_bytes).sum(),
         unallocated_bytes: gpus.iter().map(|g| g.unallocated_bytes).sum(),
@@ -289,6 +424,8 @@ fn gpu_plan(gpu: &'static GpuModel, index: u32, bin: &[Item], demands: &[Demand]
                     .profile
                     .memory_bytes()
                     .saturating_sub(demand.need.total_bytes),
+                tokens_per_second: demand.tokens_per_second,
+                decode_rate: demand.rate(gpu, p.profile),
             }
         })
         .collect();
@@ -342,6 +479,15 @@ impl Plan {
 }
 
 impl Plan {
+    /// What running the plan's GPUs costs at `per_gpu_hour` USD each.
+    pub fn price(&self, per_gpu_hour: f64) -> Price {
+        Price {
+            gpus: self.cost.mig_gpus,
+            per_gpu_hour,
+            per_hour: f64::from(self.cost.mig_gpus) * per_gpu_hour,
+        }
+    }
+
     /// For a plan beyond the exact search: how far it may be from optimal.
     pub fn search_line(&self) -> String {
         let s = &self.search;
@@ -350,8 +496,12 @@ impl Plan {
                 .to_string();
         }
         let gap = self.cost.mig_gpus.saturating_sub(s.lower_bound);
+        let why = match s.fallback {
+            Some(Fallback::Unordered) => "throughput targets the exact search cannot order",
+            _ => "mix beyond the exact search",
+        };
         format!(
-            "first-fit (mix beyond the exact search): at least {} GPU{} needed, gap {}",
+            "first-fit ({why}): at least {} GPU{} needed, gap {}",
             s.lower_bound,
             if s.lower_bound == 1 { "" } else { "s" },
             gap
@@ -379,22 +529,32 @@ impl fmt::Display for Plan {
         let w_profile = all.clone().map(|i| i.profile.name.len()).max().unwrap_or(0);
         let w_who = all.clone().map(|i| who(i).len()).max().unwrap_or(0);
         let need = |i: &PlannedInstance| fmt_gib(i.need.total_bytes, 1);
-        let w_need = all.map(|i| need(i).len()).max().unwrap_or(0);
+        let w_need = all.clone().map(|i| need(i).len()).max().unwrap_or(0);
+        let idle = |i: &PlannedInstance| fmt_gib(i.idle_bytes, 1);
+        let w_idle = all.map(|i| idle(i).len()).max().unwrap_or(0);
         for g in &self.gpus {
             writeln!(f, "GPU {}  {}", g.index, g.slot_map)?;
             for i in &g.instances {
-                writeln!(
-                    f,
-                    "  {:<wp$} @{}  {:<ww$}  need {:<wn$}  idle {}",
+                let line = format!(
+                    "  {:<wp$} @{}  {:<ww$}  need {:<wn$}  idle {:<wi$}",
                     i.profile.name,
                     i.start,
                     who(i),
                     need(i),
-                    fmt_gib(i.idle_bytes, 1),
+                    idle(i),
                     wp = w_profile,
                     ww = w_who,
                     wn = w_need,
-                )?;
+                    wi = w_idle,
+                );
+                // The rate only where the replica asked for one, so plans
+                // without targets read as before.
+                match (i.tokens_per_second, i.decode_rate) {
+                    (Some(target), Some(rate)) => {
+                        writeln!(f, "{line}  {rate} (target {})", fmt_rate(target))?
+                    }
+                    _ => writeln!(f, "{}", line.trim_end())?,
+                }
             }
             let slots = if g.free_slots.is_empty() {
                 "none".to_string()
@@ -845,16 +1005,25 @@ mod tests {
         needs: &[u64],
         options: PlanOptions,
     ) -> (usize, u64, u32) {
+        let fits = |r: usize, p: &Profile| p.memory_bytes() >= needs[r];
+        brute_force_with(gpu, needs, &fits, options)
+    }
+
+    /// [`brute_force`] where replica `r` may take profile `p` when
+    /// `fits(r, p)`.
+    fn brute_force_with(
+        gpu: &'static GpuModel,
+        needs: &[u64],
+        fits: &dyn Fn(usize, &Profile) -> bool,
+        options: PlanOptions,
+    ) -> (usize, u64, u32) {
         let cands = candidate_profiles(gpu, options);
         // Per group of replicas: profile set (bits) -> least slice memory.
         let group_options = |group: &[usize]| -> Vec<(u32, u64)> {
             let mut best: std::collections::BTreeMap<u32, u64> = Default::default();
             let mut choice = vec![0usize; group.len()];
             'outer: loop {
-                let ok = group
-                    .iter()
-                    .zip(&choice)
-                    .all(|(&r, &c)| cands[c].memory_bytes() >= needs[r]);
+                let ok = group.iter().zip(&choice).all(|(&r, &c)| fits(r, cands[c]));
                 if ok {
                     let profiles: Vec<&'static Profile> =
                         choice.iter().map(|&c| cands[c]).collect();
@@ -918,6 +1087,63 @@ mod tests {
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 128, ..Default::default() })]
 
+        /// With throughput targets (and modelled rates) the planner still
+        /// matches the brute force, whose replicas may take any profile that
+        /// holds them and decodes fast enough.
+        #[test]
+        fn plans_with_targets_are_optimal_against_brute_force(
+            gpu in 0usize..6,
+            all_profiles in proptest::prelude::any::<bool>(),
+            mix in proptest::collection::vec((1u64..=80_000, 1u32..=2, 0usize..6), 1..=3),
+        ) {
+            let gpu = &crate::catalog::gpu_models()[gpu % crate::catalog::gpu_models().len()];
+            let options = PlanOptions { all_profiles };
+            let largest = gpu.largest_profile().memory_bytes();
+            // Targets as fractions of the whole GPU's rate for the model.
+            let shares = [0.0, 0.1, 0.2, 0.3, 0.5, 0.9];
+            let demands: Vec<Demand> = mix
+                .iter()
+                .enumerate()
+                .map(|(i, &(mib, r, t))| {
+                    let bytes = (u128::from(largest) * u128::from(mib) / 80_000) as u64;
+                    let d = Demand::new(format!("m{i}"), MemoryNeed::total(bytes), r);
+                    let whole = d.rate(gpu, gpu.largest_profile()).unwrap().tokens_per_second;
+                    if shares[t] > 0.0 { d.with_tokens_per_second(whole * shares[t]) } else { d }
+                })
+                .collect();
+            let owner: Vec<usize> = demands
+                .iter()
+                .enumerate()
+                .flat_map(|(k, d)| std::iter::repeat_n(k, d.replicas as usize))
+                .collect();
+            let needs: Vec<u64> = owner.iter().map(|&k| demands[k].need.total_bytes).collect();
+            proptest::prop_assume!(needs.len() <= 5);
+            let p = plan(gpu, &demands, options);
+            check(&p);
+            proptest::prop_assert!(p.search.exact);
+            for i in p.gpus.iter().flat_map(|g| &g.instances) {
+                let d = demands.iter().find(|d| d.model == i.model).unwrap();
+                proptest::prop_assert!(d.fits(gpu, i.profile));
+            }
+            // Replicas no profile fits are left out of both.
+            let fits = |r: usize, p: &Profile| demands[owner[r]].fits(gpu, p);
+            let cands = candidate_profiles(gpu, options);
+            let placed: Vec<usize> = (0..needs.len())
+                .filter(|&r| cands.iter().any(|c| fits(r, c)))
+                .collect();
+            proptest::prop_assume!(!placed.is_empty());
+            let sub_needs: Vec<u64> = placed.iter().map(|&r| needs[r]).collect();
+            let sub_fits = |r: usize, p: &Profile| fits(placed[r], p);
+            let distinct = p
+                .gpus
+                .iter()
+                .flat_map(|g| g.instances.iter().map(|i| i.profile.name))
+                .collect::<std::collections::BTreeSet<_>>()
+                .len() as u32;
+            let got = (p.gpus.len(), p.idle_in_slices_bytes, distinct);
+            proptest::prop_assert_eq!(got, brute_force_with(gpu, &sub_needs, &sub_fits, options), "{}", p);
+        }
+
         /// The planner's (GPUs, idle memory, distinct profiles) equals the
         /// brute force's on random small mixes.
         #[test]
@@ -951,6 +1177,198 @@ mod tests {
             proptest::prop_assert!(p.search.exact);
             proptest::prop_assert_eq!(got, brute_force(gpu, &needs, options), "{}", p);
         }
+    }
+
+    /// Issue 20: 7B fp16 replicas (14 GB read per token) asking for 80, 40
+    /// and 20 tok/s on an A100 80GB take `4g.40gb` (~83), `2g.20gb` (~42)
+    /// and `1g.20gb` (~21): the fast one skips `3g.40gb` (~62) although it
+    /// holds the memory, and all three share one GPU.
+    #[test]
+    fn throughput_targets_pick_profiles_fast_enough() {
+        let gpu = model("a100-80gb");
+        let d = |name: &str, tps: f64| {
+            Demand::new(name, MemoryNeed::total(gb(14.0)), 1).with_tokens_per_second(tps)
+        };
+        let demands = [d("fast", 80.0), d("mid", 40.0), d("slow", 20.0)];
+        let p = plan(gpu, &demands, PlanOptions { all_profiles: true });
+        check(&p);
+        assert!(p.search.exact);
+        assert_eq!(p.gpus.len(), 1, "{p}");
+        let got: BTreeMap<&str, &str> = p.gpus[0]
+            .instances
+            .iter()
+            .map(|i| (i.model.as_str(), i.profile.name))
+            .collect();
+        assert_eq!(
+            got,
+            BTreeMap::from([("fast", "4g.40gb"), ("mid", "2g.20gb"), ("slow", "1g.20gb")])
+        );
+        for i in &p.gpus[0].instances {
+            let rate = i.decode_rate.unwrap().tokens_per_second;
+            assert!(rate >= i.tokens_per_second.unwrap(), "{p}");
+        }
+        assert_eq!(
+            choose_profile_for(gpu, &demands[0], PlanOptions::default()).map(|p| p.name),
+            Some("4g.40gb")
+        );
+        // Without targets the same replicas take the smallest memory.
+        let plain: Vec<Demand> = demands
+            .iter()
+            .map(|d| Demand::new(d.model.clone(), d.need, 1))
+            .collect();
+        let p = plan(gpu, &plain, PlanOptions { all_profiles: true });
+        assert!(p.gpus[0]
+            .instances
+            .iter()
+            .all(|i| i.profile.name == "1g.20gb"));
+        // The table prints the rate beside the target.
+        let text = plan(gpu, &demands, PlanOptions { all_profiles: true }).to_string();
+        assert!(
+            text.contains(
+                "4g.40gb @0  fast #0  need 13.0 GiB  idle 26.2 GiB  ~83 tok/s (target 80)"
+            ),
+            "{text}"
+        );
+    }
+
+    /// What makes modelled targets always exact (see [`packing`]): in every
+    /// catalog table a profile with more memory never has fewer compute
+    /// slices, so the sets "holds the need and has enough compute" are
+    /// nested. A GPU that breaks this still gets valid plans, first-fit
+    /// ([`Fallback::Unordered`]), and the packing's docs need a word.
+    #[test]
+    fn more_memory_never_means_fewer_compute_slices() {
+        for gpu in crate::catalog::gpu_models() {
+            for p in gpu.profiles {
+                for q in gpu.profiles {
+                    assert!(
+                        p.memory_mib <= q.memory_mib || p.compute_slices >= q.compute_slices,
+                        "{}: {} has more memory than {} but fewer compute slices",
+                        gpu.id,
+                        p.name,
+                        q.name
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_target_no_profile_reaches_is_unplaceable_naming_the_fastest() {
+        let gpu = model("a100-80gb");
+        let demands = [
+            Demand::new("llama-7b", MemoryNeed::total(gb(14.0)), 2).with_tokens_per_second(200.0),
+            Demand::new("ok", MemoryNeed::total(gb(14.0)), 1).with_tokens_per_second(60.0),
+        ];
+        let p = plan(gpu, &demands, PlanOptions::default());
+        check(&p);
+        assert_eq!(p.replicas_unplaceable(), 2);
+        assert_eq!(
+            p.unplaceable[0].reason,
+            "needs 200 tok/s; the fastest profile, 7g.80gb, gives ~146 tok/s"
+        );
+        assert_eq!(p.gpus[0].instances[0].profile.name, "3g.40gb");
+        // A measured rate counts: 210 measured on 7g.80gb places it.
+        let measured = [demands[0].clone().with_measured("7g.80gb", 210.0)];
+        let p = plan(gpu, &measured, PlanOptions::default());
+        assert!(p.unplaceable.is_empty(), "{p}");
+        assert_eq!(p.gpus.len(), 2);
+        let i = &p.gpus[0].instances[0];
+        assert_eq!(i.profile.name, "7g.80gb");
+        assert_eq!(i.decode_rate.unwrap().to_string(), "210 tok/s measured");
+        // Memory first: a model no profile holds says so, target or not.
+        let huge =
+            [Demand::new("huge", MemoryNeed::total(gb(200.0)), 1).with_tokens_per_second(1.0)];
+        let p = plan(gpu, &huge, PlanOptions::default());
+        assert!(p.unplaceable[0]
+            .reason
+            .starts_with("needs 186.3 GiB; the largest profile"));
+    }
+
+    /// A measured rate below the model's moves the replica up; one above it
+    /// moves it down.
+    #[test]
+    fn measured_rates_override_the_model() {
+        let gpu = model("h100-80gb");
+        let base = Demand::new("m", MemoryNeed::total(gb(14.0)), 1).with_tokens_per_second(60.0);
+        // Modelled: 2g.20gb ~68 meets 60.
+        assert_eq!(
+            choose_profile_for(gpu, &base, PlanOptions::default())
+                .unwrap()
+                .name,
+            "2g.20gb"
+        );
+        let slower = base.clone().with_measured("2g.20gb", 50.0);
+        assert_eq!(
+            choose_profile_for(gpu, &slower, PlanOptions::default())
+                .unwrap()
+                .name,
+            "3g.40gb"
+        );
+        let faster = base.with_measured("1g.10gb", 61.0);
+        // 1g.10gb (9.75 GiB) does not hold 13.0 GiB: memory still decides.
+        assert_eq!(
+            choose_profile_for(gpu, &faster, PlanOptions::default())
+                .unwrap()
+                .name,
+            "2g.20gb"
+        );
+        let small = Demand::new("s", MemoryNeed::total(gb(5.0)), 1)
+            .with_tokens_per_second(60.0)
+            .with_measured("1g.10gb", 61.0);
+        assert_eq!(
+            choose_profile_for(gpu, &small, PlanOptions::default())
+                .unwrap()
+                .name,
+            "1g.10gb"
+        );
+    }
+
+    /// Measured rates that make `3g.40gb` fast for one model and `4g.40gb`
+    /// for another give fitting sets that are not nested: the plan is
+    /// first-fit, valid, and says why.
+    #[test]
+    fn unordered_fitting_sets_fall_back_to_first_fit_and_say_so() {
+        let gpu = model("a100-80gb");
+        let a = Demand::new("a", MemoryNeed::total(gb(30.0)), 1)
+            .with_tokens_per_second(100.0)
+            .with_measured("3g.40gb", 120.0)
+            .with_measured("4g.40gb", 90.0);
+        let b = Demand::new("b", MemoryNeed::total(gb(30.0)), 1)
+            .with_tokens_per_second(100.0)
+            .with_measured("3g.40gb", 90.0)
+            .with_measured("4g.40gb", 120.0);
+        let p = plan(gpu, &[a, b], PlanOptions::default());
+        check(&p);
+        assert!(!p.search.exact);
+        assert_eq!(p.search.fallback, Some(Fallback::Unordered));
+        assert!(p.unplaceable.is_empty());
+        for i in p.gpus.iter().flat_map(|g| &g.instances) {
+            assert!(i.decode_rate.unwrap().tokens_per_second >= 100.0, "{p}");
+        }
+        assert!(
+            p.to_string()
+                .contains("first-fit (throughput targets the exact search cannot order)"),
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn the_price_line_multiplies_gpus_by_the_hourly_price() {
+        let demands = [Demand::new("m", MemoryNeed::total(gb(30.0)), 3)];
+        let p = plan(model("a100-80gb"), &demands, PlanOptions::default());
+        assert_eq!(p.gpus.len(), 2);
+        let price = p.price(2.5);
+        assert_eq!(price.per_hour, 5.0);
+        assert_eq!(price.to_string(), "cost: 2 GPUs x $2.50/h = $5.00/h");
+        let one = plan(model("a100-80gb"), &demands[..0], PlanOptions::default());
+        assert_eq!(
+            one.price(1.0).to_string(),
+            "cost: 0 GPUs x $1.00/h = $0.00/h"
+        );
+        let v = serde_json::to_value(price).unwrap();
+        assert_eq!(v["per_gpu_hour"], 2.5);
+        assert_eq!(v["gpus"], 2);
     }
 
     #[test]

@@ -28,6 +28,26 @@ fn demands() -> impl Strategy<Value = Vec<Demand>> {
     })
 }
 
+/// [`demands`], each model with a decode-rate target (tokens/s) or not:
+/// targets from 5 to 400 reach past the fastest profile of small GPUs for
+/// big models, so some are unplaceable for speed.
+fn demands_with_targets() -> impl Strategy<Value = Vec<Demand>> {
+    (
+        demands(),
+        prop::collection::vec(prop::option::of(5.0f64..400.0), 6),
+    )
+        .prop_map(|(demands, targets)| {
+            demands
+                .into_iter()
+                .zip(targets)
+                .map(|(d, t)| match t {
+                    Some(t) => d.with_tokens_per_second(t),
+                    None => d,
+                })
+                .collect()
+        })
+}
+
 fn check_plan(gpu: &'static GpuModel, options: PlanOptions, demands: &[Demand], p: &Plan) {
     let allowed = candidate_profiles(gpu, options);
     let mut slots = BTreeSet::new();
@@ -51,12 +71,23 @@ fn check_plan(gpu: &'static GpuModel, options: PlanOptions, demands: &[Demand], 
             assert_eq!(i.idle_bytes, i.profile.memory_bytes() - i.need.total_bytes);
             assert_eq!(i.profile_id, i.profile.id);
             assert!(allowed.iter().any(|a| a.name == i.profile.name));
-            // The smallest allowed profile that holds the need.
-            let smallest = allowed
-                .iter()
-                .find(|a| a.memory_bytes() >= i.need.total_bytes)
-                .unwrap();
-            assert_eq!(smallest.name, i.profile.name);
+            let demand = demands.iter().find(|d| d.model == i.model).unwrap();
+            assert_eq!(i.tokens_per_second, demand.tokens_per_second);
+            if let Some(target) = demand.tokens_per_second {
+                // Fast enough, by the rate the plan shows.
+                assert!(demand.fits(gpu, i.profile));
+                assert!(i.decode_rate.unwrap().tokens_per_second >= target, "{p}");
+            } else if demands.iter().all(|d| d.tokens_per_second.is_none()) {
+                // The smallest allowed profile that holds the need. (With
+                // targets in the mix, a replica without one may share a
+                // faster profile of the same memory, say `4g.40gb` for
+                // `3g.40gb`, to save a distinct profile.)
+                let smallest = allowed
+                    .iter()
+                    .find(|a| a.memory_bytes() >= i.need.total_bytes)
+                    .unwrap();
+                assert_eq!(smallest.name, i.profile.name);
+            }
             assert!(
                 placed.insert((i.model.clone(), i.replica)),
                 "{} #{} placed twice",
@@ -75,12 +106,29 @@ fn check_plan(gpu: &'static GpuModel, options: PlanOptions, demands: &[Demand], 
             "{} reported twice",
             u.model
         );
-        assert!(u.need.total_bytes > largest);
-        assert!(
-            u.reason.contains(gpu.largest_profile().name),
-            "{}",
-            u.reason
-        );
+        let demand = demands.iter().find(|d| d.model == u.model).unwrap();
+        assert!(allowed.iter().all(|a| !demand.fits(gpu, a)));
+        if u.need.total_bytes > largest {
+            assert!(
+                u.reason.contains(gpu.largest_profile().name),
+                "{}",
+                u.reason
+            );
+        } else {
+            // Memory fits somewhere, so speed is what failed.
+            let target = demand.tokens_per_second.unwrap();
+            assert!(
+                u.reason.starts_with(
+                    &format!("needs {target:.2}")
+                        .trim_end_matches('0')
+                        .trim_end_matches('.')
+                        .to_string()
+                ),
+                "{}",
+                u.reason
+            );
+            assert!(u.reason.contains("the fastest profile"), "{}", u.reason);
+        }
     }
     for d in demands {
         let here: Vec<u32> = placed
@@ -124,6 +172,23 @@ proptest! {
                 let _ = p.to_string();
                 let _ = mig_slices::render::nvidia_smi_script(&p);
                 let _ = mig_slices::render::mig_parted_config(&p, "x");
+            }
+        }
+    }
+
+    /// The same invariants with throughput targets: every replica's
+    /// profile decodes at least as fast as it asked, and a replica is
+    /// unplaceable only when no allowed profile both holds it and is fast
+    /// enough.
+    #[test]
+    fn plans_with_throughput_targets_are_valid_on_every_gpu(demands in demands_with_targets()) {
+        for gpu in gpu_models() {
+            for all_profiles in [false, true] {
+                let options = PlanOptions { all_profiles };
+                let p = plan(gpu, &demands, options);
+                check_plan(gpu, options, &demands, &p);
+                prop_assert_eq!(&p, &plan(gpu, &demands, options), "not deterministic");
+                let _ = p.to_string();
             }
         }
     }

@@ -8,6 +8,7 @@
 //! path = "models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf"
 //! slices = "auto"          # the default: the planner picks among the slices found
 //! replicas = 1             # with "auto": how many workers
+//! tokens_per_second = 60   # with "auto": `mig-gateway plan` sizes each replica's profile for it
 //!
 //! [[model]]
 //! name = "minilm-l6"
@@ -84,6 +85,11 @@ pub struct ModelEntry {
     pub count: Option<u32>,
     /// With `slices = "auto"`: how many workers (default 1).
     pub replicas: Option<u32>,
+    /// With `slices = "auto"`: the decode rate, in tokens/s of one stream,
+    /// each replica must reach; `mig-gateway plan` then gives it only
+    /// profiles that fast. Not with `slices` or `profile`, which fix the
+    /// slice whatever its speed.
+    pub tokens_per_second: Option<f64>,
     /// Running workers' gRPC addresses (`http://host:port`); no `path` then.
     #[serde(default)]
     pub addresses: Vec<String>,
@@ -136,6 +142,8 @@ pub struct ModelPlan {
     pub concurrency: u64,
     pub threads: Option<usize>,
     pub args: Vec<String>,
+    /// Decode-rate target per replica, tokens/s (`Want::Auto` only).
+    pub tokens_per_second: Option<f64>,
 }
 
 impl ModelPlan {
@@ -225,6 +233,24 @@ impl Fleet {
                 if m.threads == Some(0) {
                     return Err(err("`threads` must be at least 1".into()));
                 }
+                if let Some(t) = m.tokens_per_second {
+                    if !(t.is_finite() && t > 0.0) {
+                        return Err(err(format!(
+                            "`tokens_per_second` must be a number above 0 (got {t})"
+                        )));
+                    }
+                    let pinned = match &want {
+                        Want::Slices(_) => Some("`slices` lists the slices"),
+                        Want::Profile { .. } => Some("`profile` names the profile"),
+                        _ => None,
+                    };
+                    if let Some(pinned) = pinned {
+                        return Err(err(format!(
+                            "`tokens_per_second` goes with `slices = \"auto\"`, where the planner \
+                             picks a profile fast enough; {pinned} whatever its speed"
+                        )));
+                    }
+                }
                 let source = match (&want, &m.path, &m.synthetic) {
                     (Want::Remote { .. }, ..) => None,
                     (_, Some(path), _) => Some(ModelSource::File(path.clone())),
@@ -243,6 +269,7 @@ impl Fleet {
                     concurrency: m.concurrency.unwrap_or(1),
                     threads: m.threads,
                     args: worker_args(m),
+                    tokens_per_second: m.tokens_per_second,
                 })
             })
             .collect()
@@ -274,6 +301,7 @@ impl ModelEntry {
                 ("profile", self.profile.is_some()),
                 ("count", self.count.is_some()),
                 ("replicas", self.replicas.is_some()),
+                ("tokens_per_second", self.tokens_per_second.is_some()),
                 ("context", self.context.is_some()),
                 ("concurrency", self.concurrency.is_some()),
                 ("threads", self.threads.is_some()),
@@ -420,6 +448,7 @@ mod tests {
             name = "e"
             path = "m.gguf"
             slices = "auto"
+            tokens_per_second = 60
             "#,
         )
         .unwrap();
@@ -450,6 +479,8 @@ mod tests {
         // An explicit concurrency is the worker's batch size too.
         assert_eq!(p[3].args, ["--max-batch-size", "4"]);
         assert_eq!(p[4].want, Want::Auto { replicas: 1 });
+        assert_eq!(p[4].tokens_per_second, Some(60.0));
+        assert_eq!(p[3].tokens_per_second, None);
         assert_eq!(
             p.iter().map(|m| m.replicas()).sum::<u32>(),
             1 + 2 + 2 + 3 + 1
@@ -516,6 +547,26 @@ mod tests {
             (
                 "[[model]]\nname = \"a\"\npath = \"x\"\nslices = [\"cpu:0\", \"cpu:0\"]\nshared = true\n",
                 "`slices` lists `cpu:0` twice",
+            ),
+            (
+                "[[model]]\nname = \"a\"\npath = \"x\"\nslices = [\"MIG-aaaa\"]\ntokens_per_second = 60\n",
+                "`tokens_per_second` goes with `slices = \"auto\"`, where the planner picks a profile fast enough; `slices` lists the slices whatever its speed",
+            ),
+            (
+                "[[model]]\nname = \"a\"\npath = \"x\"\nprofile = \"2g.20gb\"\ntokens_per_second = 60\n",
+                "`profile` names the profile whatever its speed",
+            ),
+            (
+                "[[model]]\nname = \"a\"\npath = \"x\"\ntokens_per_second = 0\n",
+                "`tokens_per_second` must be a number above 0 (got 0)",
+            ),
+            (
+                "[[model]]\nname = \"a\"\npath = \"x\"\ntokens_per_second = -5.5\n",
+                "`tokens_per_second` must be a number above 0 (got -5.5)",
+            ),
+            (
+                "[[model]]\nname = \"a\"\naddresses = [\"http://h:1\"]\ntokens_per_second = 60\n",
+                "`tokens_per_second` is for workers the gateway starts",
             ),
         ];
         for (text, needle) in cases {

@@ -266,6 +266,16 @@ pub fn resolve(
     if auto.is_empty() {
         return Ok(out);
     }
+    // The slices exist already: what they decode at is what there is.
+    for (m, _) in &auto {
+        if let Some(t) = m.tokens_per_second {
+            out.notes.push(format!(
+                "`{}`: `tokens_per_second = {t}` sizes profiles in `mig-gateway plan`; \
+                 `auto` places on the slices found, by memory only",
+                m.name
+            ));
+        }
+    }
     // Compute instances that share one GPU instance (`1c.3g.40gb` twice)
     // each report the whole instance's memory: `auto` would count it twice.
     let shares_instance = |s: &DiscoveredSlice| {
@@ -471,6 +481,17 @@ mod tests {
             [("a".into(), "cpu:0".into()), ("b".into(), "cpu:1".into())]
         );
         assert!(r.notes.is_empty());
+    }
+
+    #[test]
+    fn a_throughput_target_is_noted_as_the_planners_business() {
+        let text = "[[model]]\nname = \"a\"\npath = \"a.gguf\"\ntokens_per_second = 60\n";
+        let r = resolve(&fleet(text), &cpu(&[0, 1]), no_need).unwrap();
+        assert_eq!(slices_of(&r).len(), 1);
+        assert_eq!(
+            r.notes,
+            ["`a`: `tokens_per_second = 60` sizes profiles in `mig-gateway plan`; `auto` places on the slices found, by memory only"]
+        );
     }
 
     #[test]

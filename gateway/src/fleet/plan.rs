@@ -24,6 +24,12 @@ pub enum PlanError {
     Model { model: String, reason: String },
     #[error("`--model {arg}`: {reason}")]
     ModelArg { arg: String, reason: String },
+    #[error("`--{flag} {arg}`: {reason}")]
+    RateArg {
+        flag: &'static str,
+        arg: String,
+        reason: String,
+    },
     #[error("nothing to plan: give `--fleet FILE` with models that have a `path`, or `--model`")]
     Empty,
     #[error("cannot write `{path}`: {source}")]
@@ -42,11 +48,20 @@ pub enum PlanError {
 pub fn run(args: &PlanArgs) -> Result<(), PlanError> {
     let gpu = gpu_model(&args.gpu)?;
     let demands = demands(args)?;
+    let demands = with_rates(args, gpu, demands)?;
     let plan = planner::plan(gpu, &demands, options(args));
+    let price = args.price_per_gpu_hour.map(|p| plan.price(p));
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&plan)?);
+        let mut value = serde_json::to_value(&plan)?;
+        if let (Some(price), Some(object)) = (price, value.as_object_mut()) {
+            object.insert("price".into(), serde_json::to_value(price)?);
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print!("{plan}");
+        if let Some(price) = price {
+            println!("{price}");
+        }
     }
     if let Some(dir) = &args.out {
         for path in write_files(&plan, dir)? {
@@ -92,7 +107,11 @@ pub fn demands(args: &PlanArgs) -> Result<Vec<Demand>, PlanError> {
                 model: m.name.clone(),
                 reason,
             })?;
-            demands.push(Demand::new(m.name.clone(), need, m.replicas()));
+            let demand = Demand::new(m.name.clone(), need, m.replicas());
+            demands.push(match m.tokens_per_second {
+                Some(t) => demand.with_tokens_per_second(t),
+                None => demand,
+            });
         }
     }
     for arg in &args.model {
@@ -100,6 +119,76 @@ pub fn demands(args: &PlanArgs) -> Result<Vec<Demand>, PlanError> {
     }
     if demands.is_empty() {
         return Err(PlanError::Empty);
+    }
+    Ok(demands)
+}
+
+/// The `--tokens-per-second` targets and `--measured` rates, on the demands
+/// they name.
+pub fn with_rates(
+    args: &PlanArgs,
+    gpu: &GpuModel,
+    mut demands: Vec<Demand>,
+) -> Result<Vec<Demand>, PlanError> {
+    let known = |demands: &[Demand]| {
+        demands
+            .iter()
+            .map(|d| d.model.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for (flag, list) in [
+        ("tokens-per-second", &args.tokens_per_second),
+        ("measured", &args.measured),
+    ] {
+        for arg in list {
+            let bad = |reason: String| PlanError::RateArg {
+                flag,
+                arg: arg.clone(),
+                reason,
+            };
+            let (key, rate) = arg.rsplit_once('=').ok_or_else(|| {
+                bad(if flag == "measured" {
+                    "expected `NAME@PROFILE=TOKENS_PER_SECOND`".into()
+                } else {
+                    "expected `NAME=TOKENS_PER_SECOND`".into()
+                })
+            })?;
+            let rate: f64 = rate
+                .trim()
+                .parse()
+                .ok()
+                .filter(|r: &f64| r.is_finite() && *r > 0.0)
+                .ok_or_else(|| bad("tokens per second must be a number above 0".into()))?;
+            let (name, profile) = if flag == "measured" {
+                let (name, profile) = key
+                    .split_once('@')
+                    .ok_or_else(|| bad("expected `NAME@PROFILE=TOKENS_PER_SECOND`".into()))?;
+                let profile = gpu.profile(profile).ok_or_else(|| {
+                    bad(format!(
+                        "`{profile}` is not a profile of {}; its profiles: {}",
+                        gpu.id,
+                        gpu.profiles
+                            .iter()
+                            .map(|p| p.name)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })?;
+                (name, Some(profile))
+            } else {
+                (key, None)
+            };
+            let all = known(&demands);
+            let demand = demands
+                .iter_mut()
+                .find(|d| d.model == name)
+                .ok_or_else(|| bad(format!("no model `{name}` in the plan (models: {all})")))?;
+            match profile {
+                Some(p) => demand.measured.insert(p.name.to_string(), rate),
+                None => demand.tokens_per_second.replace(rate),
+            };
+        }
     }
     Ok(demands)
 }
@@ -138,6 +227,7 @@ fn model_arg(arg: &str, context: Option<u64>, concurrency: u64) -> Result<Demand
         concurrency,
         threads: None,
         args: Vec::new(),
+        tokens_per_second: None,
     };
     let need: MemoryNeed = model_file::replica_need(&plan).map_err(|reason| bad(&reason))?;
     Ok(Demand::new(name, need, replicas))
@@ -308,6 +398,9 @@ mod tests {
             all_profiles: false,
             out: None,
             json: false,
+            tokens_per_second: Vec::new(),
+            measured: Vec::new(),
+            price_per_gpu_hour: None,
         };
         let plan = planner::plan(
             gpu_model(&args.gpu).unwrap(),
