@@ -127,13 +127,7 @@ async fn silent_and_idle_connections_are_closed_and_a_flood_locks_no_one_out() {
         .expect("served again after its idle connection was closed");
     // The HTTP/1.1 front: a request head that never ends is closed after
     // the handshake timeout; a whole one is answered.
-    let http = gateway
-        .ready_line
-        .split("openai: http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap()
-        .to_string();
+    let http = gateway.address_after("openai: http://");
     let mut trickle = TcpStream::connect(&http).await.unwrap();
     trickle
         .write_all(b"POST /v1/completions HTTP/1.1\r\nhost: x\r\n")

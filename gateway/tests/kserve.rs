@@ -75,14 +75,7 @@ fn start() -> Gateway {
 }
 
 fn metrics_addr(gateway: &Process) -> std::net::SocketAddr {
-    gateway
-        .ready_line
-        .split("metrics: http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap()
-        .parse()
-        .unwrap()
+    gateway.address_after("metrics: http://").parse().unwrap()
 }
 
 fn keyed<T>(message: T, key: &str) -> Request<T> {

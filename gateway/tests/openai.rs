@@ -64,17 +64,6 @@ fn start(name: &str, keys: &Keys) -> Process {
     )
 }
 
-/// An address the ready line names after `label` (`openai: http://A/v1`).
-fn address_after(gateway: &Process, label: &str) -> String {
-    gateway
-        .ready_line
-        .split(label)
-        .nth(1)
-        .and_then(|rest| rest.split(['/', ';']).next())
-        .unwrap_or_else(|| panic!("no `{label}` in {:?}", gateway.ready_line))
-        .to_string()
-}
-
 /// The value of one exact series, 0 when absent.
 fn series(exposition: &str, series: &str) -> f64 {
     exposition
@@ -91,9 +80,8 @@ async fn openai_sdk_calls_the_http_front_on_the_shared_request_path() {
         gamma: new_key(),
     };
     let gateway = start("sdk", &keys);
-    let http = address_after(&gateway, "openai: http://");
-    let metrics: std::net::SocketAddr =
-        address_after(&gateway, "metrics: http://").parse().unwrap();
+    let http = gateway.address_after("openai: http://");
+    let metrics: std::net::SocketAddr = gateway.address_after("metrics: http://").parse().unwrap();
 
     let out = mig_testkit::python::run_client(
         "openai_client.py",

@@ -30,13 +30,7 @@ fn replica(name: &str, token_file: &str) -> (Process, String) {
             "1",
         ],
     );
-    let internal = gateway
-        .ready_line
-        .split("internal: ")
-        .nth(1)
-        .and_then(|rest| rest.split(';').next())
-        .unwrap_or_else(|| panic!("no internal address in {}", gateway.ready_line))
-        .to_string();
+    let internal = gateway.address_after("internal: ");
     (gateway, internal)
 }
 

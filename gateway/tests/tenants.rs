@@ -145,14 +145,7 @@ fn retry_after(status: &Status) -> u64 {
 }
 
 fn metrics_addr(gateway: &Process) -> std::net::SocketAddr {
-    gateway
-        .ready_line
-        .split("metrics: http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap()
-        .parse()
-        .unwrap()
+    gateway.address_after("metrics: http://").parse().unwrap()
 }
 
 /// The value of one exact series.

@@ -57,6 +57,17 @@ impl Process {
         format!("http://{}", self.address)
     }
 
+    /// The address its ready line names after `label`: `127.0.0.1:PORT`
+    /// for `"openai: http://"` in `...; openai: http://127.0.0.1:PORT/v1`.
+    pub fn address_after(&self, label: &str) -> String {
+        self.ready_line
+            .split(label)
+            .nth(1)
+            .and_then(|rest| rest.split(['/', ';']).next())
+            .unwrap_or_else(|| panic!("no `{label}` in {:?}", self.ready_line))
+            .to_string()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
