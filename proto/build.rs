@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "mig/inference/v1/inference.proto",
         "mig/worker/v1/worker.proto",
+        "mig/admin/v1/admin.proto",
     ];
     // KServe v2 (`inference.GRPCInferenceService`), Triton's wire.
     let kserve = ["kserve/grpc_service.proto", "kserve/model_config.proto"];

@@ -39,6 +39,9 @@ pub enum Command {
     /// Manage the tenants file.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Re-partition a running gateway's MIG GPUs to a plan (`plan --out`'s
+    /// plan.json) without dropping a request; `--dry-run` prints the steps.
+    Reshape(crate::reshape::cli::ReshapeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -348,6 +351,23 @@ pub struct UpArgs {
     /// environment, never on its command line.
     #[arg(long, env = "MIG_GATEWAY_WORKER_TOKEN_FILE")]
     pub worker_token_file: Option<PathBuf>,
+
+    /// Address of the admin gRPC server (`mig-gateway reshape`); loopback
+    /// only, with `--admin-token-file`. Off unless set.
+    #[arg(long, env = "MIG_GATEWAY_ADMIN_LISTEN", requires = "admin_token_file")]
+    pub admin_listen: Option<SocketAddr>,
+
+    /// File holding the token `mig-gateway reshape` must present
+    /// (`authorization: Bearer`). Never logged.
+    #[arg(long, env = "MIG_GATEWAY_ADMIN_TOKEN_FILE", requires = "admin_listen")]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// Serve a simulated MIG device instead of NVML's: its state (GPUs and
+    /// instances, JSON, written back after each change), its slices served
+    /// by CPU workers on `cpu:0`. For trying `reshape` without a GPU, and
+    /// for the tests.
+    #[arg(long, env = "MIG_GATEWAY_SIMULATE_MIG")]
+    pub simulate_mig: Option<PathBuf>,
 }
 
 impl ServeArgs {

@@ -31,6 +31,8 @@
 //!   `metric_handles`: the request path's handles, registered once.
 //! - [`server`]: `run(registry, listener, options, shutdown)`: both rooms'
 //!   services on one listener.
+//! - [`reshape`]: re-partitioning the MIG GPUs of a running gateway
+//!   without dropping a request (`reshape`, the admin listener).
 //! - [`config`]: the command line (`up`, `serve`, `slices`, `plan`, `call`).
 //! - [`call_cmd`]: `mig-gateway call`, the shell client.
 
@@ -45,6 +47,7 @@ pub mod openai;
 pub mod registry;
 pub mod reload;
 pub mod request;
+pub mod reshape;
 pub mod server;
 pub mod tenancy;
 pub mod tls;

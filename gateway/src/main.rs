@@ -9,11 +9,18 @@ use clap::Parser;
 use mig_gateway::config::{Cli, Command, ServeArgs, TenantCommand};
 use mig_gateway::fleet::placement::Inventory;
 use mig_gateway::fleet::scrape_targets::ScrapeTargets;
-use mig_gateway::fleet::slices::Detected;
+use mig_gateway::fleet::slices::{affinity_cores, Detected};
 use mig_gateway::fleet::start::{readiness_summary, start_fleet};
 use mig_gateway::fleet::supervisor::{default_cuda_worker_bin, default_worker_bin, Supervisor};
 use mig_gateway::fleet::{Fleet, ModelPlan};
+use mig_gateway::reshape::admin;
+use mig_gateway::reshape::device::{self, SimulatedFile};
+use mig_gateway::reshape::run::Reshaper;
 use mig_gateway::server::Registrations;
+use mig_slices::reshape::control::MigControl;
+use mig_slices::reshape::nvml::NvmlMig;
+use mig_slices::{CoreSet, SliceId};
+use std::sync::Arc;
 use tokio::net::TcpListener;
 
 fn init_tracing(default: &str) {
@@ -87,13 +94,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_tracing("warn");
             Ok(mig_gateway::fleet::plan::run(&args)?)
         }
+        Command::Reshape(args) => {
+            init_tracing("warn");
+            if let Err(e) = mig_gateway::reshape::cli::run(args).await {
+                eprintln!("error: {e}");
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Serve(args) => {
             init_tracing("info");
             let models = match &args.fleet {
                 Some(path) => Fleet::load(path)?,
                 None => Vec::new(),
             };
-            serve(args, models, Inventory::default(), None).await
+            serve(args, models, Inventory::default(), None, None).await
         }
         Command::Up(args) => {
             init_tracing("info");
@@ -101,7 +116,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 anyhow::bail!("`up` needs `--fleet FILE`: which models to start (see deploy/)");
             };
             let models = Fleet::load(path)?;
-            let inventory = Detected::detect().inventory();
+            let simulated = match &args.simulate_mig {
+                Some(path) => Some(SimulatedFile::open(path).map_err(anyhow::Error::msg)?),
+                None => None,
+            };
+            let inventory = match &simulated {
+                Some(sim) => Inventory {
+                    gpu: device::inventory(&sim.gpus()?),
+                    cores: affinity_cores(),
+                },
+                None => Detected::detect().inventory(),
+            };
             let bin = args.worker_bin.clone().unwrap_or_else(default_worker_bin);
             let cuda_bin = args
                 .cuda_worker_bin
@@ -113,6 +138,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Duration::from_secs(args.ready_timeout_seconds),
             )
             .with_cuda_bin(cuda_bin);
+            if simulated.is_some() {
+                // Every simulated slice's worker runs on the first core.
+                let first = inventory.cores.first().copied().unwrap_or(0);
+                supervisor = supervisor.with_stand_in(SliceId::Cpu(
+                    CoreSet::from_cores(&[first]).expect("one core"),
+                ));
+            }
             if let Some(path) = &args.worker_token_file {
                 let token = mig_serve::secret::Secret::from_file(path)
                     .map_err(|e| anyhow::anyhow!("`--worker-token-file`: {e}"))?;
@@ -130,16 +162,46 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .map_or("none".into(), |b| b.display().to_string()),
                 "starting workers (CPU slices: worker_bin; MIG and GPU slices: cuda_worker_bin)"
             );
-            serve(args.serve, models, inventory, Some(supervisor)).await
+            let admin = match (&args.admin_listen, &args.admin_token_file) {
+                (Some(addr), Some(token)) => {
+                    let token = mig_serve::secret::Secret::from_file(token)
+                        .map_err(|e| anyhow::anyhow!("`--admin-token-file`: {e}"))?;
+                    let listener = admin::bind(*addr).await.map_err(anyhow::Error::msg)?;
+                    let device: Box<dyn device::Device + Send> = match simulated {
+                        Some(sim) => Box::new(sim),
+                        None => Box::new(NvmlMig::new().map_err(|e| {
+                            anyhow::anyhow!(
+                                "`--admin-listen` re-partitions MIG GPUs, and NVML cannot: {e} \
+                                 (`--simulate-mig FILE` tries it without a GPU)"
+                            )
+                        })?),
+                    };
+                    Some(AdminSetup {
+                        listener,
+                        token,
+                        device,
+                    })
+                }
+                _ => None,
+            };
+            serve(args.serve, models, inventory, Some(supervisor), admin).await
         }
     }
+}
+
+/// The admin listener of `up`, bound, and what it re-partitions.
+struct AdminSetup {
+    listener: TcpListener,
+    token: mig_serve::secret::Secret,
+    device: Box<dyn device::Device + Send>,
 }
 
 async fn serve(
     args: ServeArgs,
     models: Vec<ModelPlan>,
     inventory: Inventory,
-    mut supervisor: Option<Supervisor>,
+    supervisor: Option<Supervisor>,
+    admin: Option<AdminSetup>,
 ) -> anyhow::Result<()> {
     args.validate().map_err(anyhow::Error::msg)?;
     let listener = TcpListener::bind(args.listen)
@@ -234,19 +296,46 @@ async fn serve(
             mig_gateway::reload::POLL,
         ));
     }
-    let registry = match start_fleet(&models, &inventory, supervisor.as_mut()).await {
+    // Shared with the admin listener, which starts and stops workers too.
+    let supervisor = supervisor.map(|s| Arc::new(tokio::sync::Mutex::new(s)));
+    let started = {
+        let mut guard = match &supervisor {
+            Some(s) => Some(s.lock().await),
+            None => None,
+        };
+        start_fleet(&models, &inventory, guard.as_deref_mut()).await
+    };
+    let registry = match started {
         Ok(registry) => registry,
         Err(e) => {
             // Workers already started must not outlive a failed start.
-            if let Some(supervisor) = supervisor {
-                supervisor.shutdown().await;
+            if let Some(supervisor) = &supervisor {
+                supervisor.lock().await.shutdown().await;
             }
             return Err(e.into());
         }
     };
+    let admin_server = match (admin, &supervisor) {
+        (Some(admin), Some(supervisor)) => {
+            let line = format!("; admin: {}", admin.listener.local_addr()?);
+            let reshaper = Reshaper::new(
+                admin.device,
+                supervisor.clone(),
+                registry.clone(),
+                models.clone(),
+            );
+            reshaper.adopt_running().await;
+            let service = admin::AdminService::new(Arc::new(reshaper), admin.token);
+            Some((admin::serve(admin.listener, service), line))
+        }
+        _ => None,
+    };
+    let admin_line = admin_server
+        .as_ref()
+        .map_or(String::new(), |(_, line)| line.clone());
     let tls_line = if tls.is_some() { "; TLS" } else { "" };
     println!(
-        "mig-gateway listening on {}; models: {}{http_line}{metrics_line}{internal_line}{tls_line}",
+        "mig-gateway listening on {}; models: {}{http_line}{metrics_line}{internal_line}{admin_line}{tls_line}",
         listener.local_addr()?,
         readiness_summary(&registry)
     );
@@ -257,8 +346,11 @@ async fn serve(
         mig_serve::signal::signal(),
     )
     .await;
-    if let Some(supervisor) = supervisor {
-        supervisor.shutdown().await;
+    if let Some((task, _)) = admin_server {
+        task.abort();
+    }
+    if let Some(supervisor) = &supervisor {
+        supervisor.lock().await.shutdown().await;
     }
     served?;
     tracing::info!("gateway stopped");

@@ -2,7 +2,7 @@
 //! about itself (kind, context, slice) and whether it is healthy.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -53,6 +53,10 @@ pub struct WorkerHandle {
     outstanding_tokens: AtomicU64,
     /// Times the supervisor restarted the process.
     restarts: AtomicU32,
+    /// Taken off routing for good (its slice is being re-partitioned):
+    /// never healthy again, whatever a probe says, while its running calls
+    /// finish and the model's requests wait for its replacement.
+    retired: AtomicBool,
 }
 
 #[derive(Debug, Clone)]
@@ -130,6 +134,7 @@ impl WorkerHandle {
             in_flight: AtomicU32::new(0),
             outstanding_tokens: AtomicU64::new(0),
             restarts: AtomicU32::new(0),
+            retired: AtomicBool::new(false),
         })
     }
 
@@ -217,7 +222,12 @@ impl WorkerHandle {
     }
 
     pub fn is_healthy(&self) -> bool {
-        self.read().healthy
+        !self.retired.load(Ordering::Relaxed) && self.read().healthy
+    }
+
+    /// Takes the worker off routing for good; its running calls go on.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Relaxed);
     }
 
     pub fn in_flight(&self) -> u32 {

@@ -3,10 +3,12 @@
 //! # Layout
 //! - [`inference::v1`]: the public API (`mig.inference.v1.Inference`).
 //! - [`worker::v1`]: the gateway-to-worker API (`mig.worker.v1.Worker`).
+//! - [`admin::v1`]: operations on a running gateway (`mig.admin.v1.Admin`,
+//!   re-partitioning), on its loopback admin listener only.
 //! - [`kserve`]: the KServe v2 protocol as Triton speaks it (proto package
 //!   `inference`: `inference.GRPCInferenceService` and the part of Triton's
 //!   model configuration it reports), served beside the public API.
-//! - [`FILE_DESCRIPTOR_SET`]: `mig.inference.v1` and `mig.worker.v1`,
+//! - [`FILE_DESCRIPTOR_SET`]: `mig.inference.v1`, `mig.worker.v1` and `mig.admin.v1`,
 //!   encoded, for gRPC reflection; [`INFERENCE_FILE_DESCRIPTOR_SET`]: the
 //!   public API alone, for a port that must not describe the internal
 //!   services; [`KSERVE_FILE_DESCRIPTOR_SET`]: KServe v2.
@@ -23,6 +25,12 @@ pub mod inference {
 pub mod worker {
     pub mod v1 {
         tonic::include_proto!("mig.worker.v1");
+    }
+}
+
+pub mod admin {
+    pub mod v1 {
+        tonic::include_proto!("mig.admin.v1");
     }
 }
 

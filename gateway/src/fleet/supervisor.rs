@@ -87,6 +87,10 @@ struct Running {
 struct ChildTask {
     stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
+    /// The slice the launch named (a MIG device even when a CPU stand-in
+    /// runs it).
+    slice: SliceId,
+    handle: Arc<WorkerHandle>,
 }
 
 /// How workers are started: shared by the supervisor and each keeper task.
@@ -105,6 +109,9 @@ struct Launcher {
     /// Set by `--worker-metrics-sd`: workers serve `/metrics` on a free port,
     /// listed here for Prometheus.
     scrape_targets: Option<Arc<ScrapeTargets>>,
+    /// Set with a simulated MIG device: the CPU slice every MIG or GPU
+    /// launch runs on instead, with the CPU worker.
+    stand_in: Option<SliceId>,
 }
 
 /// The CUDA worker next to the running executable, if one was put there;
@@ -175,6 +182,7 @@ impl Supervisor {
                 ready_timeout,
                 worker_token: None,
                 scrape_targets: None,
+                stand_in: None,
             },
             children: Vec::new(),
         }
@@ -197,6 +205,37 @@ impl Supervisor {
     pub fn with_cuda_bin(mut self, bin: Option<PathBuf>) -> Self {
         self.launcher.cuda_bin = bin;
         self
+    }
+
+    /// Workers of MIG and GPU slices run on `slice` (a CPU slice) with the
+    /// CPU worker: what a simulated MIG device's slices are served by.
+    pub fn with_stand_in(mut self, slice: SliceId) -> Self {
+        self.launcher.stand_in = Some(slice);
+        self
+    }
+
+    /// The running workers and the slice each was launched on.
+    pub fn workers(&self) -> Vec<(SliceId, Arc<WorkerHandle>)> {
+        self.children
+            .iter()
+            .map(|c| (c.slice.clone(), c.handle.clone()))
+            .collect()
+    }
+
+    /// Stops one worker (SIGTERM, the grace period, SIGKILL) and returns
+    /// once it has exited; false if the supervisor does not run it.
+    pub async fn stop(&mut self, handle: &Arc<WorkerHandle>) -> bool {
+        let Some(at) = self
+            .children
+            .iter()
+            .position(|c| Arc::ptr_eq(&c.handle, handle))
+        else {
+            return false;
+        };
+        let child = self.children.swap_remove(at);
+        let _ = child.stop.send(());
+        let _ = child.task.await;
+        true
     }
 
     pub fn worker_bin(&self) -> &Path {
@@ -226,6 +265,7 @@ impl Supervisor {
         })?;
         let handle = Arc::new(handle);
         let (stop, stopped) = oneshot::channel();
+        let slice = launch.slice.clone();
         let task = tokio::spawn(keep(
             self.launcher.clone(),
             launch,
@@ -233,15 +273,20 @@ impl Supervisor {
             running,
             stopped,
         ));
-        self.children.push(ChildTask { stop, task });
+        self.children.push(ChildTask {
+            stop,
+            task,
+            slice,
+            handle: handle.clone(),
+        });
         Ok(handle)
     }
 
     /// SIGTERM to every worker, then SIGKILL to those still running after the
     /// grace period; returns when all have exited.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(&mut self) {
         let mut tasks = Vec::new();
-        for child in self.children {
+        for child in std::mem::take(&mut self.children) {
             let _ = child.stop.send(());
             tasks.push(child.task);
         }
@@ -261,6 +306,17 @@ impl Launcher {
                     model: launch.model.clone(),
                     slice: launch.slice.to_string(),
                 }),
+        }
+    }
+
+    /// What runs for `launch`: itself, or on the stand-in CPU slice.
+    fn run_as(&self, launch: &Launch) -> Launch {
+        match (&self.stand_in, &launch.slice) {
+            (Some(stand_in), SliceId::Mig(_) | SliceId::Gpu(_)) => Launch {
+                slice: stand_in.clone(),
+                ..launch.clone()
+            },
+            _ => launch.clone(),
         }
     }
 
@@ -311,6 +367,8 @@ impl Launcher {
     /// Spawns a worker and reads its stdout until the ready line, within the
     /// ready timeout. On error the child is dropped, which kills it.
     async fn start(&self, launch: &Launch) -> Result<Running, SupervisorError> {
+        let named = launch;
+        let launch = &self.run_as(named);
         let token = self.worker_token.clone().unwrap_or_else(Secret::random);
         let mut child =
             self.command(launch, &token)?
@@ -322,7 +380,7 @@ impl Launcher {
                         .unwrap_or_default(),
                     source,
                 })?;
-        let slice = launch.slice.to_string();
+        let slice = named.slice.to_string();
         let Some(pid) = child.id() else {
             return Err(SupervisorError::ExitedEarly {
                 model: launch.model.clone(),
@@ -501,6 +559,7 @@ mod tests {
             ready_timeout: Duration::from_secs(1),
             worker_token: None,
             scrape_targets: None,
+            stand_in: None,
         };
         let launch = Launch {
             model: "m".into(),
@@ -606,6 +665,7 @@ mod tests {
             ready_timeout: Duration::from_secs(1),
             worker_token: None,
             scrape_targets: None,
+            stand_in: None,
         };
         let launch = Launch {
             model: "m".into(),
@@ -628,6 +688,37 @@ mod tests {
             ..launch
         };
         assert!(launcher.command(&cpu, &Secret::random()).is_ok());
+    }
+
+    #[test]
+    fn a_simulated_mig_slice_runs_on_its_stand_in_with_the_cpu_worker() {
+        let launcher = Launcher {
+            bin: "mig-worker".into(),
+            cuda_bin: None,
+            grace: Duration::from_secs(1),
+            ready_timeout: Duration::from_secs(1),
+            worker_token: None,
+            scrape_targets: None,
+            stand_in: Some("cpu:1".parse().unwrap()),
+        };
+        let launch = Launch {
+            model: "m".into(),
+            source: ModelSource::Identity,
+            slice: "MIG-sim-0-1-1".parse().unwrap(),
+            profile: Some("3g.40gb".into()),
+            threads: None,
+            args: Vec::new(),
+        };
+        let run = launcher.run_as(&launch);
+        assert_eq!(run.slice.to_string(), "cpu:1");
+        assert_eq!(run.profile.as_deref(), Some("3g.40gb"));
+        let command = launcher.command(&run, &Secret::random()).unwrap();
+        assert_eq!(command.as_std().get_program(), "mig-worker");
+        let cpu = Launch {
+            slice: "cpu:0".parse().unwrap(),
+            ..launch
+        };
+        assert_eq!(launcher.run_as(&cpu), cpu);
     }
 
     /// `make cuda` and `gpu-pack.sh` name the CUDA worker for its compute
