@@ -147,12 +147,18 @@ pub fn candidate_profiles(gpu: &GpuModel, options: PlanOptions) -> Vec<&'static 
         .filter(|p| options.all_profiles || gpu.is_balanced(p))
         .collect();
     v.sort_by(|a, b| {
-        (a.memory_mib, a.compute_slices, a.media_extensions, a.name).cmp(&(
-            b.memory_mib,
-            b.compute_slices,
-            b.media_extensions,
-            b.name,
-        ))
+        (
+            a.min_memory_mib(),
+            a.compute_slices,
+            a.media_extensions,
+            a.name,
+        )
+            .cmp(&(
+                b.min_memory_mib(),
+                b.compute_slices,
+                b.media_extensions,
+                b.name,
+            ))
     });
     v
 }
