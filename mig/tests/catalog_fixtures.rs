@@ -220,7 +220,6 @@ fn gpus_without_a_fixture_are_exactly_these() {
             "h100-pcie-80gb",
             "h100-94gb",
             "h800-80gb",
-            "h200-141gb",
         ]
     );
 }

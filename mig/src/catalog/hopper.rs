@@ -130,13 +130,16 @@ pub(super) const H100_94GB: GpuModel = GpuModel {
 
 /// H200 141GB. Names, limits and units: the guide's H200 table (checked).
 /// `1g.18gb`, `1g.18gb+me`, `2g.35gb` and `7g.141gb` memory and SMs: a recorded
-/// `-lgip` (checked). `3g.71gb` SMs: 60 as CUDA reports it (checked).
-/// Not seen recorded, so carried over: `1g.35gb` memory equal to `2g.35gb`'s
-/// (as every sibling GPU has it), `3g.71gb`/`4g.71gb` memory 69.75 GiB (CUDA
-/// reports 69.8 GiB on a `3g.71gb`; the ratio to `7g` matches H100 NVL), the
-/// `1g.35gb` and `4g.71gb` SM counts of the H100, and the A100/H100
-/// placements. Early drivers print less (issue 20): 32.25 GiB for `1g.35gb`,
-/// 69.50 GiB for `3g.71gb` and `4g.71gb`.
+/// `-lgip` (checked). `3g.71gb` SMs: 60 as CUDA reports it (checked). Not
+/// seen recorded on the table's driver, so carried over: `1g.35gb` memory
+/// equal to `2g.35gb`'s, `3g.71gb`/`4g.71gb` memory 69.75 GiB (CUDA reports
+/// 69.8 GiB on a `3g.71gb`), and the A100/H100 placements.
+///
+/// An earlier driver's full `-lgip` (NVIDIA/mig-parted issue #120, "Add
+/// support for the NVIDIA H200 GPU", 2024; fixture `h200-141gb.txt`) gives
+/// every id, limit, SM count (`1g.35gb` 26 and `4g.71gb` 64 included) and
+/// unit, and prints less memory: 32.25 GiB for the `*.35gb` profiles, 69.50
+/// for the `*.71gb` ones and 139.75 for `7g.141gb`.
 const H200_141GB_PROFILES: [Profile; 7] = with_drivers(
     with_units(
         ladder8([
@@ -151,11 +154,17 @@ const H200_141GB_PROFILES: [Profile; 7] = with_drivers(
         HOPPER_UNITS,
     ),
     &[
-        (2, &[("early R550", lgip_mib(3225))]),
-        (4, &[("early R550", lgip_mib(6950))]),
-        (5, &[("early R550", lgip_mib(6950))]),
+        (2, &[(H200_EARLY, lgip_mib(3225))]),
+        (3, &[(H200_EARLY, lgip_mib(3225))]),
+        (4, &[(H200_EARLY, lgip_mib(6950))]),
+        (5, &[(H200_EARLY, lgip_mib(6950))]),
+        (6, &[(H200_EARLY, lgip_mib(13975))]),
     ],
 );
+
+/// The driver of the H200 `-lgip` in NVIDIA/mig-parted issue #120 (2024; its
+/// version is not in the issue).
+const H200_EARLY: &str = "early (mig-parted#120)";
 
 pub(super) const H200_141GB: GpuModel = GpuModel {
     id: "h200-141gb",

@@ -223,7 +223,7 @@ const EIGHT_8: &[Placement] = &[at(0, 8)];
 
 /// A profile with the figures every table has; copy engines, media units
 /// are added with `Profile::with_units`, other drivers' memory with
-/// [`with_drivers`].
+/// `Profile::on_drivers` (or [`with_drivers`] for a whole ladder).
 #[allow(clippy::too_many_arguments)]
 const fn profile(
     name: &'static str,
@@ -256,6 +256,12 @@ impl Profile {
     /// The profile with its copy engines and media units.
     const fn with_units(mut self, u: Units) -> Profile {
         self.units = Some(u);
+        self
+    }
+
+    /// The profile with what other driver branches print for its memory.
+    const fn on_drivers(mut self, figures: &'static [(&'static str, u64)]) -> Profile {
+        self.memory_by_driver = figures;
         self
     }
 }
@@ -346,27 +352,31 @@ static MODELS: [GpuModel; 11] = [
 pub const WITHOUT_TABLE: &[(&str, &str)] = &[
     (
         "b200-180gb",
-        "no recorded `nvidia-smi mig -lgip`: profile ids, memory and SMs unknown",
+        "only the 1g/2g rows of a recorded -lgip were found (NVIDIA/mig-parted \
+         #166, #187): the 3g, 4g and 7g ids and memory are unknown",
     ),
     (
         "gb200-186gb",
-        "no recorded `nvidia-smi mig -lgip`: profile ids, memory and SMs unknown",
+        "only the 1g/2g rows of a recorded -lgip were found (NVIDIA/gpu-operator \
+         #1303, NVIDIA/mig-parted #227, whose names differ): the 3g, 4g and 7g \
+         ids and memory are unknown",
     ),
     (
         "b300-288gb",
-        "no recorded `nvidia-smi mig -lgip`: profile ids, memory and SMs unknown",
-    ),
-    (
-        "h20-96gb",
-        "no recorded `nvidia-smi mig -lgip`: profile ids, memory and SMs unknown (78 SMs)",
+        "no recorded -lgip found: profile ids, memory and SMs unknown",
     ),
     (
         "gh200-144gb",
-        "no recorded `nvidia-smi mig -lgip`: profile ids, memory and SMs unknown",
+        "only the 1g/2g rows of a recorded -lgip were found (NVIDIA/mig-parted \
+         #139): the 3g, 4g and 7g ids and memory are unknown",
+    ),
+    (
+        "h20-96gb",
+        "no recorded -lgip found: profile names, ids, memory and SMs unknown",
     ),
     (
         "rtx-pro-5000-48gb",
-        "no recorded `nvidia-smi mig -lgip`: profile ids, memory and SMs unknown",
+        "no recorded -lgip found: profile ids, memory and SMs unknown",
     ),
 ];
 

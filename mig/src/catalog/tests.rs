@@ -194,9 +194,25 @@ fn fitting_uses_the_smallest_driver_figure() {
         h200.profile("4g.71gb").unwrap().min_memory_mib(),
         lgip_mib(6950)
     );
+    for (name, hundredths) in [("2g.35gb", 3225), ("7g.141gb", 13975), ("1g.18gb", 1600)] {
+        assert_eq!(
+            h200.profile(name).unwrap().min_memory_mib(),
+            lgip_mib(hundredths),
+            "{name}"
+        );
+    }
+    let rtx = gpu_model("rtx-pro-6000-96gb").unwrap();
     assert_eq!(
-        h200.profile("2g.35gb").unwrap().min_memory_mib(),
-        lgip_mib(3250)
+        rtx.profile("1g.24gb-me").unwrap().min_memory_mib(),
+        lgip_mib(2312)
+    );
+    assert_eq!(
+        rtx.profile("2g.48gb").unwrap().min_memory_mib(),
+        lgip_mib(4650)
+    );
+    assert_eq!(
+        rtx.profile("4g.96gb").unwrap().min_memory_mib(),
+        lgip_mib(9512)
     );
     // R560 prints more on H100 NVL: the table's own figures stay the minimum.
     let nvl = gpu_model("h100-94gb").unwrap();
