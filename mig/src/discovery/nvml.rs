@@ -148,8 +148,17 @@ fn read_gpu(nvml: &Nvml, index: u32) -> Result<GpuRecord, Failed> {
 /// nvml-wrapper-sys 0.10 binds (not re-exported by nvml-wrapper 0.13). An
 /// index is not the `-lgip` id; the record's `id` is. A newer driver's
 /// extra indices are not asked for.
+#[cfg(target_os = "linux")]
 const PROFILE_INDICES: std::ops::Range<u32> = 0..17;
 
+/// nvml-wrapper wraps the profile query on Linux only; elsewhere no
+/// profile is recorded and the catalog's tables stand.
+#[cfg(not(target_os = "linux"))]
+fn read_instance_profiles(_gpu: &Device<'_>, _errors: &mut [String]) -> Vec<InstanceProfileRecord> {
+    Vec::new()
+}
+
+#[cfg(target_os = "linux")]
 /// Reads every GPU-instance profile the driver defines on `gpu`
 /// (`nvmlDeviceGetGpuInstanceProfileInfo`, which nvml-wrapper wraps as
 /// `Device::profile_info`). Indices the GPU lacks answer `NotSupported` or
