@@ -82,6 +82,8 @@ pub(super) const A100_80GB: GpuModel = GpuModel {
 /// configures A800-80GB with the A100-80GB profiles. Ids, memory, SMs,
 /// units and placements: not seen recorded; carried over from the A100
 /// 80GB table, which the same die and memory size make the expected figures.
+/// NVML name and whole-GPU memory (`NVIDIA A800 80GB PCIe`, 81,920 MiB,
+/// driver 580.119.02): `nvidia-smi` in Project-HAMi/HAMi issue #1903.
 pub(super) const A800_80GB: GpuModel = GpuModel {
     id: "a800-80gb",
     name: "NVIDIA A800 80GB",

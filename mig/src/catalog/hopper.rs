@@ -88,9 +88,10 @@ pub(super) const H800_80GB: GpuModel = GpuModel {
 /// H100 NVL (94GB). Memory and SMs: `-lgip` recorded on an H100 NVL
 /// (checked); placements: NVIDIA's H100 NVL `-lgipp` example (checked);
 /// units: the guide's H100 94GB table. R560 prints more for every size
-/// (issue 20: 10.75, 21.62, 46.38, 93.12 GiB), so the table's figures are
-/// already the smallest; they are listed so the fixture of either driver
-/// can be checked.
+/// (10.75, 21.62, 46.38, 93.12 GiB: issue 20; the first three also in the
+/// `-lgip` of NVIDIA/gpu-operator pull request #900 and NVIDIA/mig-parted
+/// pull request #101, 2024), so the table's figures are already the
+/// smallest; they are listed so an output of either driver can be checked.
 const H100_94GB_PROFILES: [Profile; 7] = with_drivers(
     with_units(
         ladder8([
