@@ -98,8 +98,9 @@ pub struct PlanArgs {
     #[arg(long)]
     pub model: Vec<String>,
 
-    /// GPU model to plan for: a100-40gb, a100-80gb, a30-24gb, h100-80gb,
-    /// h100-94gb, h200-141gb.
+    /// GPU model to plan for: a100-40gb, a100-80gb, a800-80gb, a30-24gb,
+    /// h100-80gb, h100-pcie-80gb, h100-94gb (H100 NVL), h800-80gb,
+    /// h200-141gb, gh200-96gb, rtx-pro-6000-96gb.
     #[arg(long)]
     pub gpu: String,
 

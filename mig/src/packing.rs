@@ -472,7 +472,7 @@ fn first_fit(
     items.sort_by(|a, b| {
         let key = |c: usize| {
             let p = cands[c];
-            (p.memory_slices, p.compute_slices, p.memory_mib)
+            (p.memory_slices, p.compute_slices, p.min_memory_mib())
         };
         key(b.1).cmp(&key(a.1)).then(a.0.cmp(&b.0))
     });

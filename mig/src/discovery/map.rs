@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use super::snapshot::{GpuRecord, MigDeviceRecord, NvmlSnapshot};
+use crate::catalog::{with_live_memory, GpuModel, LiveDifference, Profile};
 use crate::SliceId;
 
 const GIB: u64 = 1 << 30;
@@ -113,6 +114,21 @@ fn map_gpu(gpu: &GpuRecord, seen: &mut HashSet<String>, out: &mut Discovered) {
     }
     for error in &gpu.errors {
         out.warnings.push(format!("{label}: {error}"));
+    }
+    if let Some(found) = catalog_profiles(gpu) {
+        for d in &found.differences {
+            tracing::warn!(
+                gpu = %gpu.name,
+                uuid = %gpu.uuid,
+                catalog = d.gpu,
+                profile = d.profile,
+                table_mib = d.table_mib,
+                live_mib = d.live_mib,
+                "the driver's GPU-instance profile memory differs from the catalog; the driver's figure is used"
+            );
+            out.warnings
+                .push(format!("{label}: {d}; the driver's figure is used"));
+        }
     }
     let mig_on = match gpu.mig_mode {
         None => false,
@@ -324,10 +340,40 @@ mod slice_id_text {
     }
 }
 
+/// A GPU's catalog model with the profiles as this machine's driver sizes
+/// them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CatalogMatch {
+    pub model: &'static GpuModel,
+    /// The model's profiles, memory replaced by the driver's where the
+    /// snapshot recorded it ([`GpuRecord::instance_profiles`]).
+    pub profiles: Vec<Profile>,
+    /// Profiles whose driver memory differs from the table's.
+    pub differences: Vec<LiveDifference>,
+}
+
+/// The catalog model of a recorded GPU (by NVML name and memory), with the
+/// live profile memory laid over its table; `None` when the GPU is not in
+/// the catalog.
+pub fn catalog_profiles(gpu: &GpuRecord) -> Option<CatalogMatch> {
+    let model = GpuModel::from_nvml_name(&gpu.name, gpu.memory_total_bytes)?;
+    let live: Vec<(u32, u64)> = gpu
+        .instance_profiles
+        .iter()
+        .map(|p| (p.id, p.memory_size_mb))
+        .collect();
+    let (profiles, differences) = with_live_memory(model, &live);
+    Some(CatalogMatch {
+        model,
+        profiles,
+        differences,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::discovery::snapshot::{MigAttributesRecord, MigModeRecord};
+    use crate::discovery::snapshot::{InstanceProfileRecord, MigAttributesRecord, MigModeRecord};
 
     fn gpu(index: u32, mig: Option<(bool, bool)>, devices: Vec<MigDeviceRecord>) -> GpuRecord {
         GpuRecord {
@@ -338,6 +384,7 @@ mod tests {
             memory_total_bytes: 40 * GIB,
             mig_mode: mig.map(|(current, pending)| MigModeRecord { current, pending }),
             mig_devices: devices,
+            instance_profiles: vec![],
             errors: vec![],
         }
     }
@@ -531,5 +578,56 @@ mod tests {
         assert_eq!(d.warnings.len(), 2);
         assert!(d.warnings[0].starts_with("NVML: GPU 0: skipped"));
         assert!(d.warnings[1].contains("lists no GPU"));
+    }
+
+    fn live(id: u32, memory_size_mb: u64) -> InstanceProfileRecord {
+        InstanceProfileRecord {
+            id,
+            slice_count: 1,
+            instance_count: 7,
+            multiprocessor_count: 14,
+            copy_engine_count: 1,
+            decoder_count: 0,
+            encoder_count: 0,
+            jpeg_count: 0,
+            ofa_count: 0,
+            memory_size_mb,
+        }
+    }
+
+    #[test]
+    fn live_profile_memory_overrides_the_table_and_a_difference_is_a_warning() {
+        let mut g = gpu(0, Some((true, false)), vec![]);
+        // The table's 1g.5gb is 4.75 GiB (4864 MiB); this driver says 4800.
+        g.instance_profiles = vec![live(19, 4800), live(0, 40192)];
+        let found = catalog_profiles(&g).unwrap();
+        assert_eq!(found.model.id, "a100-40gb");
+        let p = |id: u32| found.profiles.iter().find(|p| p.id == id).unwrap();
+        assert_eq!(p(19).min_memory_mib(), 4800);
+        assert_eq!(p(0).min_memory_mib(), 40192);
+        assert_eq!(p(15).min_memory_mib(), 9856, "not reported: the table's");
+        assert_eq!(found.differences.len(), 1, "{:?}", found.differences);
+        let recorded = snapshot(vec![g]);
+        let json = recorded.to_json_pretty();
+        assert!(json.contains("\"instance_profiles\""));
+        assert_eq!(NvmlSnapshot::from_json(&json).unwrap(), recorded);
+        let d = slices(&recorded);
+        let w: Vec<_> = d.warnings.iter().filter(|w| w.contains("1g.5gb")).collect();
+        assert_eq!(w.len(), 1, "{:?}", d.warnings);
+        assert!(
+            w[0].contains("4800 MiB") && w[0].contains("4864 MiB"),
+            "{}",
+            w[0]
+        );
+        assert!(w[0].starts_with("GPU 0 (NVIDIA A100-SXM4-40GB"), "{}", w[0]);
+    }
+
+    #[test]
+    fn matching_live_profiles_and_unknown_gpus_warn_of_nothing() {
+        let mut g = gpu(0, Some((true, false)), vec![]);
+        g.instance_profiles = vec![live(19, 4864)];
+        assert!(catalog_profiles(&g).unwrap().differences.is_empty());
+        g.name = "Tesla T4".into();
+        assert!(catalog_profiles(&g).is_none());
     }
 }

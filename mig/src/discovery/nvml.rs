@@ -14,7 +14,8 @@ use nvml_wrapper::error::{nvml_sym, nvml_try, NvmlError};
 use nvml_wrapper::{Device, Nvml};
 
 use super::snapshot::{
-    GpuRecord, MigAttributesRecord, MigDeviceRecord, MigModeRecord, NvmlSnapshot,
+    GpuRecord, InstanceProfileRecord, MigAttributesRecord, MigDeviceRecord, MigModeRecord,
+    NvmlSnapshot,
 };
 
 /// Why NVML could not be read at all. Failures of single GPUs are not errors
@@ -121,10 +122,13 @@ fn read_gpu(nvml: &Nvml, index: u32) -> Result<GpuRecord, Failed> {
         Err(e) => return Err(Failed("read its MIG mode", e)),
     };
     let mut errors = Vec::new();
-    let mig_devices = if mig_mode.is_some_and(|m| m.current) {
-        read_mig_devices(&device, &mut errors)
+    let (mig_devices, instance_profiles) = if mig_mode.is_some_and(|m| m.current) {
+        (
+            read_mig_devices(&device, &mut errors),
+            read_instance_profiles(&device, &mut errors),
+        )
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
     Ok(GpuRecord {
         index,
@@ -134,8 +138,57 @@ fn read_gpu(nvml: &Nvml, index: u32) -> Result<GpuRecord, Failed> {
         memory_total_bytes,
         mig_mode,
         mig_devices,
+        instance_profiles,
         errors,
     })
+}
+
+/// NVML's profile indices: `NVML_GPU_INSTANCE_PROFILE_1_SLICE` (0) up to
+/// `NVML_GPU_INSTANCE_PROFILE_COUNT`, 17 in the `nvml.h` that
+/// nvml-wrapper-sys 0.10 binds (not re-exported by nvml-wrapper 0.13). An
+/// index is not the `-lgip` id; the record's `id` is. A newer driver's
+/// extra indices are not asked for.
+#[cfg(target_os = "linux")]
+const PROFILE_INDICES: std::ops::Range<u32> = 0..17;
+
+/// nvml-wrapper wraps the profile query on Linux only; elsewhere no
+/// profile is recorded and the catalog's tables stand.
+#[cfg(not(target_os = "linux"))]
+fn read_instance_profiles(_gpu: &Device<'_>, _errors: &mut [String]) -> Vec<InstanceProfileRecord> {
+    Vec::new()
+}
+
+#[cfg(target_os = "linux")]
+/// Reads every GPU-instance profile the driver defines on `gpu`
+/// (`nvmlDeviceGetGpuInstanceProfileInfo`, which nvml-wrapper wraps as
+/// `Device::profile_info`). Indices the GPU lacks answer `NotSupported` or
+/// `InvalidArg` and are skipped; other failures are recorded.
+fn read_instance_profiles(
+    gpu: &Device<'_>,
+    errors: &mut Vec<String>,
+) -> Vec<InstanceProfileRecord> {
+    let mut profiles = Vec::new();
+    for index in PROFILE_INDICES {
+        match gpu.profile_info(index) {
+            Ok(p) => profiles.push(InstanceProfileRecord {
+                id: p.id,
+                slice_count: p.slice_count,
+                instance_count: p.instance_count,
+                multiprocessor_count: p.multiprocessor_count,
+                copy_engine_count: p.copy_engine_count,
+                decoder_count: p.decoder_count,
+                encoder_count: p.encoder_count,
+                jpeg_count: p.jpeg_count,
+                ofa_count: p.ofa_count,
+                memory_size_mb: p.memory_size_mb,
+            }),
+            Err(NvmlError::NotSupported | NvmlError::InvalidArg) => {}
+            Err(e) => errors.push(format!(
+                "NVML failed to read GPU-instance profile index {index}: {e}"
+            )),
+        }
+    }
+    profiles
 }
 
 /// Walks the MIG device slots of one GPU. nvml-wrapper's `mig_device_count`

@@ -48,11 +48,37 @@ pub struct GpuRecord {
     /// order. Empty when MIG is off or no instance was created.
     #[serde(default)]
     pub mig_devices: Vec<MigDeviceRecord>,
+    /// GPU-instance profiles as this driver defines them
+    /// (`nvmlDeviceGetGpuInstanceProfileInfo`), read when MIG mode is on.
+    /// Their memory overrides the catalog's table for this GPU. Empty in
+    /// snapshots recorded before the field existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instance_profiles: Vec<InstanceProfileRecord>,
     /// MIG devices (or the MIG slot count) NVML failed to read on this GPU.
     /// Kept with the GPU so an empty `mig_devices` can be told apart from
     /// "no instances created".
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+}
+
+/// One GPU-instance profile as the driver reports it: the figures of an
+/// `nvidia-smi mig -lgip` row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceProfileRecord {
+    /// The profile id `nvidia-smi mig -cgi` takes (`19` for `1g.10gb`).
+    pub id: u32,
+    /// Memory slots the instance takes.
+    pub slice_count: u32,
+    /// Most instances of the profile the GPU holds.
+    pub instance_count: u32,
+    pub multiprocessor_count: u32,
+    pub copy_engine_count: u32,
+    pub decoder_count: u32,
+    pub encoder_count: u32,
+    pub jpeg_count: u32,
+    pub ofa_count: u32,
+    /// `memorySizeMB`, in MiB: what a plan may fill on this driver.
+    pub memory_size_mb: u64,
 }
 
 /// `nvmlDeviceGetMigMode`. The two differ after `nvidia-smi -mig` until the
