@@ -319,7 +319,7 @@ impl Reshaper {
         for new in &gpu.create {
             let Some(instance) = created
                 .iter()
-                .find(|c| c.profile == new.profile && c.start == new.start)
+                .find(|c| c.start == new.start && c.profile.eq_ignore_ascii_case(&new.profile))
             else {
                 return Err(ReshapeError::Device(format!(
                     "GPU {}: {}@{} was not created",
