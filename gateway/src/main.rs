@@ -13,12 +13,10 @@ use mig_gateway::fleet::slices::{affinity_cores, Detected};
 use mig_gateway::fleet::start::{readiness_summary, start_fleet};
 use mig_gateway::fleet::supervisor::{default_cuda_worker_bin, default_worker_bin, Supervisor};
 use mig_gateway::fleet::{Fleet, ModelPlan};
-use mig_gateway::reshape::admin;
+use mig_gateway::reshape::admin::Admin;
 use mig_gateway::reshape::device::{self, SimulatedFile};
-use mig_gateway::reshape::run::Reshaper;
 use mig_gateway::server::Registrations;
 use mig_slices::reshape::control::MigControl;
-use mig_slices::reshape::nvml::NvmlMig;
 use mig_slices::{CoreSet, SliceId};
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -162,38 +160,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .map_or("none".into(), |b| b.display().to_string()),
                 "starting workers (CPU slices: worker_bin; MIG and GPU slices: cuda_worker_bin)"
             );
-            let admin = match (&args.admin_listen, &args.admin_token_file) {
-                (Some(addr), Some(token)) => {
-                    let token = mig_serve::secret::Secret::from_file(token)
-                        .map_err(|e| anyhow::anyhow!("`--admin-token-file`: {e}"))?;
-                    let listener = admin::bind(*addr).await.map_err(anyhow::Error::msg)?;
-                    let device: Box<dyn device::Device + Send> = match simulated {
-                        Some(sim) => Box::new(sim),
-                        None => Box::new(NvmlMig::new().map_err(|e| {
-                            anyhow::anyhow!(
-                                "`--admin-listen` re-partitions MIG GPUs, and NVML cannot: {e} \
-                                 (`--simulate-mig FILE` tries it without a GPU)"
-                            )
-                        })?),
-                    };
-                    Some(AdminSetup {
-                        listener,
-                        token,
-                        device,
-                    })
-                }
-                _ => None,
-            };
+            let admin = Admin::bind(&args, simulated)
+                .await
+                .map_err(anyhow::Error::msg)?;
             serve(args.serve, models, inventory, Some(supervisor), admin).await
         }
     }
-}
-
-/// The admin listener of `up`, bound, and what it re-partitions.
-struct AdminSetup {
-    listener: TcpListener,
-    token: mig_serve::secret::Secret,
-    device: Box<dyn device::Device + Send>,
 }
 
 async fn serve(
@@ -201,7 +173,7 @@ async fn serve(
     models: Vec<ModelPlan>,
     inventory: Inventory,
     supervisor: Option<Supervisor>,
-    admin: Option<AdminSetup>,
+    admin: Option<Admin>,
 ) -> anyhow::Result<()> {
     args.validate().map_err(anyhow::Error::msg)?;
     let listener = TcpListener::bind(args.listen)
@@ -317,16 +289,11 @@ async fn serve(
     };
     let admin_server = match (admin, &supervisor) {
         (Some(admin), Some(supervisor)) => {
-            let line = format!("; admin: {}", admin.listener.local_addr()?);
-            let reshaper = Reshaper::new(
-                admin.device,
-                supervisor.clone(),
-                registry.clone(),
-                models.clone(),
-            );
-            reshaper.adopt_running().await;
-            let service = admin::AdminService::new(Arc::new(reshaper), admin.token);
-            Some((admin::serve(admin.listener, service), line))
+            let line = format!("; admin: {}", admin.local_addr()?);
+            let task = admin
+                .serve(supervisor.clone(), registry.clone(), models.clone())
+                .await;
+            Some((task, line))
         }
         _ => None,
     };

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mig_proto::admin::v1::admin_server::{Admin, AdminServer};
+use mig_proto::admin::v1::admin_server::{self, AdminServer};
 use mig_proto::admin::v1::{ReshapeEvent, ReshapeRequest};
 use mig_serve::connections::ConnectionLimits;
 use mig_serve::secret::Secret;
@@ -17,7 +17,13 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::Routes;
 use tonic::{Request, Response, Status};
 
+use super::device::{Device, SimulatedFile};
 use super::run::{ReshapeError, Reshaper};
+use crate::config::UpArgs;
+use crate::fleet::supervisor::Supervisor;
+use crate::fleet::ModelPlan;
+use crate::registry::Registry;
+use mig_slices::reshape::nvml::NvmlMig;
 
 /// The largest plan.json taken: a plan for hundreds of GPUs is far less.
 pub const MAX_PLAN_BYTES: usize = 1 << 20;
@@ -52,7 +58,7 @@ impl From<ReshapeError> for Status {
 }
 
 #[tonic::async_trait]
-impl Admin for AdminService {
+impl admin_server::Admin for AdminService {
     type ReshapeStream = ReceiverStream<Result<ReshapeEvent, Status>>;
 
     async fn reshape(
@@ -105,9 +111,66 @@ impl Admin for AdminService {
     }
 }
 
+/// `up`'s admin listener, bound, with its token and the device it
+/// re-partitions: the simulated one, else NVML's.
+pub struct Admin {
+    listener: TcpListener,
+    token: Secret,
+    device: Box<dyn Device + Send>,
+}
+
+impl Admin {
+    /// `None` without `--admin-listen`. An error for a bad token file, an
+    /// address that is not loopback, or no MIG device to drive.
+    pub async fn bind(
+        args: &UpArgs,
+        simulated: Option<SimulatedFile>,
+    ) -> Result<Option<Admin>, String> {
+        let (Some(addr), Some(token)) = (&args.admin_listen, &args.admin_token_file) else {
+            return Ok(None);
+        };
+        let token = Secret::from_file(token).map_err(|e| format!("`--admin-token-file`: {e}"))?;
+        let listener = bind_loopback(*addr).await?;
+        let device: Box<dyn Device + Send> = match simulated {
+            Some(sim) => Box::new(sim),
+            None => Box::new(NvmlMig::new().map_err(|e| {
+                format!(
+                    "`--admin-listen` re-partitions MIG GPUs, and NVML cannot: {e} \
+                     (`--simulate-mig FILE` tries it without a GPU)"
+                )
+            })?),
+        };
+        Ok(Some(Admin {
+            listener,
+            token,
+            device,
+        }))
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves reshapes of the fleet `supervisor` runs and `registry`
+    /// routes to, until the task is aborted.
+    pub async fn serve(
+        self,
+        supervisor: Arc<tokio::sync::Mutex<Supervisor>>,
+        registry: Arc<Registry>,
+        models: Vec<ModelPlan>,
+    ) -> tokio::task::JoinHandle<std::io::Result<mig_serve::http2::Drained>> {
+        let reshaper = Reshaper::new(self.device, supervisor, registry, models);
+        reshaper.adopt_running().await;
+        serve(
+            self.listener,
+            AdminService::new(Arc::new(reshaper), self.token),
+        )
+    }
+}
+
 /// Binds `--admin-listen`: a loopback address only (the admin service
 /// re-partitions GPUs; run `reshape` on the gateway's machine).
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
+async fn bind_loopback(addr: SocketAddr) -> Result<TcpListener, String> {
     if !addr.ip().is_loopback() {
         return Err(format!(
             "`--admin-listen {addr}` is not a loopback address: the admin port is reachable \
@@ -120,7 +183,7 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
 }
 
 /// Serves the admin service on `listener` until the task is aborted.
-pub fn serve(
+fn serve(
     listener: TcpListener,
     service: AdminService,
 ) -> tokio::task::JoinHandle<std::io::Result<mig_serve::http2::Drained>> {
