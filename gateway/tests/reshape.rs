@@ -275,6 +275,27 @@ async fn the_admin_listener_takes_only_its_token_and_sound_plans() {
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert!(status.message().contains("gpu_model"), "{status:?}");
+    // Long names in a plan that parses are not repeated whole either.
+    let long = "m".repeat(100_000);
+    for plan_json in [
+        plan.replace("a100-80gb", &long),
+        plan.replace("3g.40gb", &long),
+        plan.replace("identity-c", &long),
+        format!("{{\"gpu_model\": \"a100-80gb\", \"gpus\": [{{\"index\": \"{long}\"}}]}}"),
+    ] {
+        let status = match client.reshape(with_token(plan_json)).await {
+            Err(s) => s,
+            Ok(stream) => stream.into_inner().message().await.unwrap_err(),
+        };
+        assert!(
+            matches!(
+                status.code(),
+                Code::InvalidArgument | Code::FailedPrecondition
+            ),
+            "{status:?}"
+        );
+        assert!(status.message().len() < 300, "{}", status.message());
+    }
     assert_eq!(layout(&state), ["1g.10gb@6", "2g.20gb@4", "3g.40gb@0"]);
     gateway.terminate();
 }

@@ -48,6 +48,32 @@ pub fn shown_within(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
     format!("{start}… ({} bytes)", text.len()).into()
 }
 
+/// `message` with every quoted value (between backquotes or double
+/// quotes) as [`shown`] repeats it: for an error built by code that quotes
+/// a client's values whole (a decoder's, a parser's), before it leaves.
+pub fn values_cut(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(1024));
+    let mut rest = message;
+    while let Some(open) = rest.find(['`', '"']) {
+        let quote = rest[open..].chars().next().expect("found");
+        out.push_str(&rest[..=open]);
+        let after = &rest[open + 1..];
+        match after.find(quote) {
+            Some(close) => {
+                out.push_str(&shown(&after[..close]));
+                out.push(quote);
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push_str(&shown(after));
+                return out;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +87,26 @@ mod tests {
         assert!(s.len() < 90 && s.ends_with("… (10000 bytes)"), "{s}");
         // Never cut inside a character.
         assert!(shown(&"é".repeat(100)).starts_with("éé"));
+    }
+
+    #[test]
+    fn every_quoted_value_of_a_message_is_cut() {
+        let long = "a".repeat(5000);
+        let message = format!(
+            "plan: gpu_model: invalid type: string \"{long}\", expected `{long}` at line 1"
+        );
+        let cut = values_cut(&message);
+        assert!(cut.len() < 250, "{cut}");
+        assert!(
+            cut.starts_with("plan: gpu_model: invalid type: string \"aaaa"),
+            "{cut}"
+        );
+        assert!(cut.ends_with("… (5000 bytes)` at line 1"), "{cut}");
+        assert_eq!(
+            values_cut("GPU model `h100` and \"x\""),
+            "GPU model `h100` and \"x\""
+        );
+        // An unclosed quote cuts to the end.
+        assert!(values_cut(&format!("`{long}")).len() < 100);
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use mig_proto::admin::v1::admin_server::{self, AdminServer};
 use mig_proto::admin::v1::{ReshapeEvent, ReshapeRequest};
 use mig_serve::connections::ConnectionLimits;
+use mig_serve::limits::values_cut;
 use mig_serve::secret::Secret;
 use mig_slices::reshape::steps::Target;
 use tokio::net::TcpListener;
@@ -45,7 +46,8 @@ impl AdminService {
 
 impl From<ReshapeError> for Status {
     fn from(e: ReshapeError) -> Status {
-        let message = e.to_string();
+        // A plan's names are the caller's: quoted whole by the errors.
+        let message = values_cut(&e.to_string());
         match e {
             ReshapeError::Busy => Status::aborted(message),
             ReshapeError::Plan(_) => Status::invalid_argument(message),
@@ -84,7 +86,7 @@ impl admin_server::Admin for AdminService {
             )));
         }
         let target = Target::from_json(&request.plan_json)
-            .map_err(|e| Status::invalid_argument(format!("`plan_json`: {e}")))?;
+            .map_err(|e| Status::invalid_argument(values_cut(&format!("`plan_json`: {e}"))))?;
         let drain = match request.drain_timeout_seconds {
             0 => DEFAULT_DRAIN,
             s => Duration::from_secs(u64::from(s)),

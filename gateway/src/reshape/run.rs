@@ -171,7 +171,7 @@ impl Reshaper {
             .iter()
             .find(|m| m.name == name && m.source.is_some())
             .ok_or_else(|| ReshapeError::UnknownModel {
-                model: name.chars().take(64).collect(),
+                model: name.to_string(),
             })
     }
 
@@ -289,7 +289,41 @@ impl Reshaper {
                 .await;
             }
         }
-        // 2. The instances.
+        // 2. and 3.: the instances, then workers on them. The stopped
+        //    workers are forgotten either way: on success their
+        //    replacements serve, on failure nothing of theirs runs.
+        let replaced = self.recreate(gpu, &changes, events).await;
+        for (_, running, _) in &outs {
+            for handle in running {
+                self.registry.remove(handle);
+            }
+        }
+        replaced?;
+        for (out, _, _) in outs {
+            let seconds = out.since.elapsed().as_secs_f64();
+            say(
+                events,
+                format!("GPU {} {} was out {seconds:.2} s", out.gpu, out.slice),
+            )
+            .await;
+            summary.outages.push(SliceOutage {
+                gpu: out.gpu,
+                slice: out.slice,
+                model: out.model,
+                seconds,
+            });
+        }
+        Ok(())
+    }
+
+    /// Destroys and creates `gpu`'s instances, then starts the workers of
+    /// the new slices and of the kept ones in `changes`.
+    async fn recreate(
+        &self,
+        gpu: &GpuSteps,
+        changes: &[(&LiveInstance, &str)],
+        events: &Events,
+    ) -> Result<(), ReshapeError> {
         let created = {
             let mut device = self.device();
             steps::apply_gpu(device.as_mut(), gpu)
@@ -328,30 +362,11 @@ impl Reshaper {
             };
             starts.push((instance.clone(), new.model.clone()));
         }
-        for (instance, model) in &changes {
+        for (instance, model) in changes {
             starts.push(((*instance).clone(), model.to_string()));
         }
         for (instance, model) in &starts {
             self.start_worker(instance, model, events).await?;
-        }
-        for (_, running, _) in &outs {
-            for handle in running {
-                self.registry.remove(handle);
-            }
-        }
-        for (out, _, _) in outs {
-            let seconds = out.since.elapsed().as_secs_f64();
-            say(
-                events,
-                format!("GPU {} {} was out {seconds:.2} s", out.gpu, out.slice),
-            )
-            .await;
-            summary.outages.push(SliceOutage {
-                gpu: out.gpu,
-                slice: out.slice,
-                model: out.model,
-                seconds,
-            });
         }
         Ok(())
     }
