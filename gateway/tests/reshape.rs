@@ -15,6 +15,7 @@ use mig_proto::inference::v1::GenerateRequest;
 use mig_slices::catalog;
 use mig_slices::reshape::control::{LiveGpu, MigControl};
 use mig_slices::reshape::simulated::SimulatedMig;
+use mig_slices::reshape::steps::{plan_steps, Target};
 use mig_testkit::gateway::{gateway_client, list_workers};
 use mig_testkit::process::{bin, gateway_up, run_to_end, Process};
 use tonic::Code;
@@ -327,4 +328,30 @@ fn the_admin_listener_is_loopback_only() {
         stderr.contains("`--admin-listen 0.0.0.0:0` is not a loopback address"),
         "{stderr}"
     );
+}
+
+/// The README's example: its state, fleet and both plans agree.
+#[test]
+fn the_deploy_example_reshapes_there_and_back() {
+    let dir = mig_testkit::paths::repo_root().join("deploy/reshape");
+    let sim =
+        SimulatedMig::from_json(&std::fs::read_to_string(dir.join("mig-state.json")).unwrap())
+            .unwrap();
+    let fleet = mig_gateway::fleet::Fleet::load(&dir.join("fleet.toml")).unwrap();
+    let live = sim.gpus().unwrap();
+    let mut counts = Vec::new();
+    for plan in ["plan.json", "plan-back.json"] {
+        let target = Target::from_json(&std::fs::read_to_string(dir.join(plan)).unwrap()).unwrap();
+        for instance in target.gpus.iter().flat_map(|g| &g.instances) {
+            assert!(
+                fleet.iter().any(|m| m.name == instance.model),
+                "{plan}: `{}` is not in fleet.toml",
+                instance.model
+            );
+        }
+        let steps = plan_steps(&live, &target).unwrap();
+        counts.push((steps.kept(), steps.destroyed(), steps.created()));
+    }
+    // From the state: the split, and the way back (nothing to do).
+    assert_eq!(counts, [(2, 1, 2), (3, 0, 0)]);
 }
