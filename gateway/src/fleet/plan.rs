@@ -18,6 +18,8 @@ use crate::fleet::{Fleet, FleetError, ModelPlan, ModelSource, Want};
 pub enum PlanError {
     #[error("`--gpu {given}` is not a GPU model in the catalog; known: {known}")]
     UnknownGpu { given: String, known: String },
+    #[error("`--gpu {gpu}` supports MIG, but the catalog has no table for it yet: {why}")]
+    NoTable { gpu: String, why: String },
     #[error(transparent)]
     Fleet(#[from] FleetError),
     #[error("model `{model}`: {reason}")]
@@ -85,6 +87,15 @@ pub fn options(args: &PlanArgs) -> PlanOptions {
 }
 
 fn gpu_model(given: &str) -> Result<&'static GpuModel, PlanError> {
+    if let Some((gpu, why)) = catalog::WITHOUT_TABLE
+        .iter()
+        .find(|(id, _)| id.eq_ignore_ascii_case(given.trim()))
+    {
+        return Err(PlanError::NoTable {
+            gpu: gpu.to_string(),
+            why: why.to_string(),
+        });
+    }
     catalog::gpu_model(given).ok_or_else(|| PlanError::UnknownGpu {
         given: given.to_string(),
         known: catalog::gpu_models()
@@ -312,6 +323,18 @@ fn k8s_files(plan: &Plan, dir: &Path) -> Result<Vec<PathBuf>, PlanError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gpu_without_a_table_says_why_and_an_unknown_one_lists_the_known() {
+        let e = gpu_model("B200-180GB").unwrap_err().to_string();
+        assert!(
+            e.contains("no table for it yet") && e.contains("mig-parted"),
+            "{e}"
+        );
+        let e = gpu_model("z100").unwrap_err().to_string();
+        assert!(e.contains("known: a100-40gb"), "{e}");
+        assert_eq!(gpu_model("h100-80gb").unwrap().id, "h100-80gb");
+    }
 
     #[test]
     fn sizes_and_model_arguments_parse() {
