@@ -57,6 +57,17 @@ fn layout(state: &Path) -> Vec<String> {
 
 /// `identity-a` on the 3g, `identity-c` on the 2g, `identity-b` on the 1g.
 fn up(name: &str, dir: &Path, state: &Path, gpu: &LiveGpu) -> Process {
+    up_with(
+        name,
+        dir,
+        state,
+        gpu,
+        "name = \"identity-c\"\nidentity = true",
+    )
+}
+
+/// [`up`] with `c` (a fleet entry's name and source) on the 2g.
+fn up_with(name: &str, dir: &Path, state: &Path, gpu: &LiveGpu, c: &str) -> Process {
     let uuid = |profile: &str| {
         gpu.instances
             .iter()
@@ -68,7 +79,7 @@ fn up(name: &str, dir: &Path, state: &Path, gpu: &LiveGpu) -> Process {
     let fleet = format!(
         "[[model]]\nname = \"identity-a\"\nidentity = true\nslices = [\"{}\"]\n\
          [[model]]\nname = \"identity-b\"\nidentity = true\nslices = [\"{}\"]\n\
-         [[model]]\nname = \"identity-c\"\nidentity = true\nslices = [\"{}\"]\n",
+         [[model]]\n{c}\nslices = [\"{}\"]\n",
         uuid("3g.40gb"),
         uuid("1g.10gb"),
         uuid("2g.20gb"),
@@ -354,4 +365,75 @@ fn the_deploy_example_reshapes_there_and_back() {
     }
     // From the state: the split, and the way back (nothing to do).
     assert_eq!(counts, [(2, 1, 2), (3, 0, 0)]);
+}
+
+#[tokio::test]
+async fn a_stream_longer_than_the_drain_timeout_ends_unavailable_and_the_reshape_goes_on() {
+    let dir = scratch("drain");
+    let (state, gpu) = start_layout(&dir);
+    // A real model on the slice the plan destroys, still generating when
+    // the drain runs out (the identity model would have sent its whole
+    // answer into the gateway's buffers by then).
+    let c = format!(
+        "name = \"smollm2-c\"\npath = \"{}\"",
+        mig_testkit::smollm2().display()
+    );
+    let mut gateway = up_with("reshape-drain", &dir, &state, &gpu, &c);
+    let admin = gateway.address_after("admin: ");
+    let plan = dir.join("plan-smollm2.json");
+    std::fs::write(
+        &plan,
+        std::fs::read_to_string(target(&dir))
+            .unwrap()
+            .replace("identity-c", "smollm2-c"),
+    )
+    .unwrap();
+    let mut stream = mig_testkit::gateway::gateway_client(&gateway.url())
+        .await
+        .generate_stream(GenerateRequest {
+            model: "smollm2-c".into(),
+            prompt: "Tell me a long story.".into(),
+            max_tokens: Some(1500),
+            ignore_eos: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    stream.message().await.unwrap().unwrap();
+    let reshape = tokio::task::spawn_blocking({
+        let (admin, dir, plan) = (admin.clone(), dir.clone(), plan.clone());
+        move || reshape_cmd(&admin, &dir, &plan, &["--drain-timeout", "1"])
+    });
+    let started = Instant::now();
+    let status = loop {
+        match stream.message().await {
+            Ok(Some(m)) => assert_eq!(m.finish_reason, 0, "the stream finished: {m:?}"),
+            Ok(None) => panic!("the stream ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("smollm2-c"), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let out = reshape.await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("1 streams still running after the drain timeout (1s); stopping anyway"),
+        "{text}"
+    );
+    assert_eq!(
+        layout(&state),
+        ["1g.10gb@4", "1g.10gb@5", "1g.10gb@6", "3g.40gb@0"]
+    );
+    gateway.terminate();
 }
