@@ -103,8 +103,9 @@ impl admin_server::Admin for AdminService {
                     summary: Some(summary),
                 }),
                 Err(e) => {
-                    tracing::warn!(error = %e, "reshape failed");
-                    Err(Status::from(e))
+                    let status = Status::from(e);
+                    tracing::warn!(error = status.message(), "reshape failed");
+                    Err(status)
                 }
             };
             let _ = events.send(end).await;
