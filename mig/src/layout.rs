@@ -313,11 +313,15 @@ pub fn place_profiles(
     Ok(placed)
 }
 
-fn mask(start: u8, size: u8) -> u32 {
+/// The slots `start..start + size` as bits.
+pub(crate) fn mask(start: u8, size: u8) -> u32 {
     ((1u32 << size) - 1) << start
 }
 
-fn search(order: &[&'static Profile], used: &mut u32, starts: &mut Vec<u8>) -> bool {
+/// Depth-first over each profile's allowed starts in `-lgipp` order around
+/// the slots `used`, pushing one start per profile of `order` onto `starts`;
+/// whether all were placed.
+pub(crate) fn search(order: &[&'static Profile], used: &mut u32, starts: &mut Vec<u8>) -> bool {
     let i = starts.len();
     let Some(profile) = order.get(i) else {
         return true;

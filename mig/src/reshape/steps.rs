@@ -436,7 +436,7 @@ fn fit_with(
     let mut pairs = Vec::with_capacity(kept.len());
     for &i in kept {
         let p = live_profiles[i].expect("candidates have profiles");
-        let m = mask(live[i].start, p.memory_slices);
+        let m = layout::mask(live[i].start, p.memory_slices);
         if used & m != 0 {
             return None;
         }
@@ -478,10 +478,6 @@ fn fit_with(
 /// Most keepable live instances on one GPU whose subsets are searched.
 const MAX_SEARCHED: usize = 12;
 
-fn mask(start: u8, size: u8) -> u32 {
-    ((1u32 << size) - 1) << start
-}
-
 /// Start slots for profiles (sorted largest first) around the slots `used`,
 /// by the placement rules; memoised, since plan GPUs repeat and many kept
 /// sets leave the same free slots.
@@ -506,40 +502,10 @@ impl Placer {
             .or_insert_with(|| {
                 let mut starts = Vec::with_capacity(order.len());
                 let mut used = used;
-                search(order, &mut used, &mut starts).then_some(starts)
+                layout::search(order, &mut used, &mut starts).then_some(starts)
             })
             .clone()
     }
-}
-
-/// Depth-first over each profile's allowed starts in `-lgipp` order; copies
-/// of one profile take increasing starts (they are interchangeable).
-fn search(order: &[&'static Profile], used: &mut u32, starts: &mut Vec<u8>) -> bool {
-    let i = starts.len();
-    let Some(profile) = order.get(i) else {
-        return true;
-    };
-    let floor = match (i.checked_sub(1), starts.last()) {
-        (Some(prev), Some(&s)) if order[prev].name == profile.name => Some(s),
-        _ => None,
-    };
-    for pl in profile.placements {
-        if floor.is_some_and(|f| pl.start <= f) {
-            continue;
-        }
-        let m = mask(pl.start, pl.size);
-        if *used & m != 0 {
-            continue;
-        }
-        *used |= m;
-        starts.push(pl.start);
-        if search(order, used, starts) {
-            return true;
-        }
-        starts.pop();
-        *used &= !m;
-    }
-    false
 }
 
 fn steps_for(model: &'static GpuModel, live: &LiveGpu, plan: &PlanGpu, fit: &Fit) -> GpuSteps {
