@@ -133,6 +133,27 @@ fn reshape_cmd(admin: &str, dir: &Path, plan: &Path, extra: &[&str]) -> std::pro
     run_to_end(command, Duration::from_secs(120))
 }
 
+/// `reshape_cmd` on a blocking thread, for a test that keeps calling
+/// meanwhile; its stdout once it succeeded.
+fn reshape_in_background(
+    admin: &str,
+    dir: &Path,
+    plan: &Path,
+    extra: &'static [&'static str],
+) -> tokio::task::JoinHandle<String> {
+    let (admin, dir, plan) = (admin.to_string(), dir.to_path_buf(), plan.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let out = reshape_cmd(&admin, &dir, &plan, extra);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    })
+}
+
 #[tokio::test]
 async fn a_reshape_under_load_fails_no_request() {
     let dir = scratch("load");
@@ -188,19 +209,10 @@ async fn a_reshape_under_load_fails_no_request() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let started = Instant::now();
-    let out = tokio::task::spawn_blocking({
-        let (admin, dir, plan) = (admin.clone(), dir.clone(), plan.clone());
-        move || reshape_cmd(&admin, &dir, &plan, &["--drain-timeout", "10"])
-    })
-    .await
-    .unwrap();
+    let text = reshape_in_background(&admin, &dir, &plan, &["--drain-timeout", "10"])
+        .await
+        .unwrap();
     let took = started.elapsed();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(
         text.contains("2 kept, 1 destroyed, 2 created, 3 workers replaced"),
         "{text}"
@@ -401,10 +413,7 @@ async fn a_stream_longer_than_the_drain_timeout_ends_unavailable_and_the_reshape
         .unwrap()
         .into_inner();
     stream.message().await.unwrap().unwrap();
-    let reshape = tokio::task::spawn_blocking({
-        let (admin, dir, plan) = (admin.clone(), dir.clone(), plan.clone());
-        move || reshape_cmd(&admin, &dir, &plan, &["--drain-timeout", "1"])
-    });
+    let reshape = reshape_in_background(&admin, &dir, &plan, &["--drain-timeout", "1"]);
     let started = Instant::now();
     let status = loop {
         match stream.message().await {
@@ -420,13 +429,7 @@ async fn a_stream_longer_than_the_drain_timeout_ends_unavailable_and_the_reshape
         "{:?}",
         started.elapsed()
     );
-    let out = reshape.await.unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = reshape.await.unwrap();
     assert!(
         text.contains("1 streams still running after the drain timeout (1s); stopping anyway"),
         "{text}"
