@@ -551,16 +551,22 @@ mod tests {
         command_with(ModelSource::File("m.gguf".into()), slice, profile)
     }
 
-    fn command_with(source: ModelSource, slice: &str, profile: Option<&str>) -> LaunchCommand {
-        let launcher = Launcher {
+    /// A launcher of `mig-worker` (and `cuda`, when given) with short
+    /// timeouts, its MIG slices on `stand_in` when given.
+    fn test_launcher(cuda: Option<&str>, stand_in: Option<&str>) -> Launcher {
+        Launcher {
             bin: "mig-worker".into(),
-            cuda_bin: Some("mig-worker-cuda".into()),
+            cuda_bin: cuda.map(PathBuf::from),
             grace: Duration::from_secs(1),
             ready_timeout: Duration::from_secs(1),
             worker_token: None,
             scrape_targets: None,
-            stand_in: None,
-        };
+            stand_in: stand_in.map(|s| s.parse().unwrap()),
+        }
+    }
+
+    fn command_with(source: ModelSource, slice: &str, profile: Option<&str>) -> LaunchCommand {
+        let launcher = test_launcher(Some("mig-worker-cuda"), None);
         let launch = Launch {
             model: "m".into(),
             source,
@@ -658,15 +664,7 @@ mod tests {
 
     #[test]
     fn a_gpu_slice_without_the_cuda_worker_is_refused_with_the_way_to_build_it() {
-        let launcher = Launcher {
-            bin: "mig-worker".into(),
-            cuda_bin: None,
-            grace: Duration::from_secs(1),
-            ready_timeout: Duration::from_secs(1),
-            worker_token: None,
-            scrape_targets: None,
-            stand_in: None,
-        };
+        let launcher = test_launcher(None, None);
         let launch = Launch {
             model: "m".into(),
             source: ModelSource::Identity,
@@ -692,15 +690,7 @@ mod tests {
 
     #[test]
     fn a_simulated_mig_slice_runs_on_its_stand_in_with_the_cpu_worker() {
-        let launcher = Launcher {
-            bin: "mig-worker".into(),
-            cuda_bin: None,
-            grace: Duration::from_secs(1),
-            ready_timeout: Duration::from_secs(1),
-            worker_token: None,
-            scrape_targets: None,
-            stand_in: Some("cpu:1".parse().unwrap()),
-        };
+        let launcher = test_launcher(None, Some("cpu:1"));
         let launch = Launch {
             model: "m".into(),
             source: ModelSource::Identity,
