@@ -124,10 +124,11 @@ fn map_gpu(gpu: &GpuRecord, seen: &mut HashSet<String>, out: &mut Discovered) {
                 profile = d.profile,
                 table_mib = d.table_mib,
                 live_mib = d.live_mib,
-                "the driver's GPU-instance profile memory differs from the catalog; the driver's figure is used"
+                "the driver's GPU-instance profile memory differs from the catalog; this machine's slices are sized by the driver's figure"
             );
-            out.warnings
-                .push(format!("{label}: {d}; the driver's figure is used"));
+            out.warnings.push(format!(
+                "{label}: {d}; this machine's slices are sized by the driver's figure"
+            ));
         }
     }
     let mig_on = match gpu.mig_mode {
