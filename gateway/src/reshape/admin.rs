@@ -14,7 +14,7 @@ use mig_serve::secret::Secret;
 use mig_slices::reshape::steps::Target;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::service::Routes;
 use tonic::{Request, Response, Status};
 
@@ -61,7 +61,7 @@ impl From<ReshapeError> for Status {
 
 #[tonic::async_trait]
 impl admin_server::Admin for AdminService {
-    type ReshapeStream = ReceiverStream<Result<ReshapeEvent, Status>>;
+    type ReshapeStream = UnboundedReceiverStream<Result<ReshapeEvent, Status>>;
 
     async fn reshape(
         &self,
@@ -91,7 +91,7 @@ impl admin_server::Admin for AdminService {
             0 => DEFAULT_DRAIN,
             s => Duration::from_secs(u64::from(s)),
         };
-        let (events, stream) = mpsc::channel(64);
+        let (events, stream) = mpsc::unbounded_channel();
         let reshaper = self.reshaper.clone();
         tokio::spawn(async move {
             let end = match reshaper
@@ -108,9 +108,9 @@ impl admin_server::Admin for AdminService {
                     Err(status)
                 }
             };
-            let _ = events.send(end).await;
+            let _ = events.send(end);
         });
-        Ok(Response::new(ReceiverStream::new(stream)))
+        Ok(Response::new(UnboundedReceiverStream::new(stream)))
     }
 }
 

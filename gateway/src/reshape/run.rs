@@ -56,18 +56,18 @@ pub struct Reshaper {
     busy: tokio::sync::Mutex<()>,
 }
 
-/// Where a step's report goes: the admin call's stream.
-pub type Events = mpsc::Sender<Result<ReshapeEvent, tonic::Status>>;
+/// Where a step's report goes: the admin call's stream. Unbounded, so a
+/// caller that stops reading never holds a reshape (and its slices out)
+/// up; a reshape says a few lines per instance of its plan.
+pub type Events = mpsc::UnboundedSender<Result<ReshapeEvent, tonic::Status>>;
 
 async fn say(events: &Events, line: impl Into<String>) {
     let line = line.into();
     tracing::info!("reshape: {line}");
-    let _ = events
-        .send(Ok(ReshapeEvent {
-            line,
-            summary: None,
-        }))
-        .await;
+    let _ = events.send(Ok(ReshapeEvent {
+        line,
+        summary: None,
+    }));
 }
 
 /// `1g.10gb@2`, how a slice is named in reports.
